@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Fetch Debian's linux-source-$KERNEL_SERIES, configure it from tinyconfig plus
+# the committed fragments and build bzImage and modules, in a cache outside the
+# repository keyed by the exact kernel version, the fragments and the toolchain.
+# Prints the build directory (the KDIR for out-of-tree modules) on stdout; all
+# progress goes to stderr.
+#
+#   scripts/kernel.sh          fetch and build if needed, print the build dir
+#   scripts/kernel.sh --path   print the build dir only if it is already built
+#
+# MMSCOPE_KERNEL_FRAGMENTS lists the fragments (default: configs/base.config).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+read -r -a FRAGMENTS <<<"${MMSCOPE_KERNEL_FRAGMENTS:-configs/base.config}"
+SRC_ROOT=$CACHE_DIR/src-$KERNEL_SERIES
+SRC=$SRC_ROOT/linux-source-$KERNEL_SERIES
+KMAKE=(make -s -C "$SRC" "LLVM=-$LLVM_VERSION")
+
+# debian_mirror: the Debian archive URI the host already uses, so that no
+# mirror is hard-coded here; MMSCOPE_DEBIAN_MIRROR overrides it.
+debian_mirror() {
+	if [ -n "${MMSCOPE_DEBIAN_MIRROR:-}" ]; then
+		echo "$MMSCOPE_DEBIAN_MIRROR"
+		return
+	fi
+	{
+		sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n'
+		awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }' \
+			/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
+	} | grep -E '/debian/?$' | head -n 1 || true
+}
+
+# fetch_source: download and unpack linux-source-$KERNEL_SERIES once.
+fetch_source() {
+	[ -f "$SRC/.mmscope-unpacked" ] && return
+	step "fetch linux-source-$KERNEL_SERIES from $KERNEL_SUITE"
+	local mirror apt_dir
+	mirror=$(debian_mirror)
+	[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt; set MMSCOPE_DEBIAN_MIRROR to one"
+	apt_dir=$CACHE_DIR/apt
+	rm -rf "$apt_dir" "$SRC_ROOT"
+	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$SRC_ROOT"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $KERNEL_SUITE main" \
+		>"$apt_dir/sources.list"
+	local apt=(apt-get -qq -o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=-
+		-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
+	"${apt[@]}" update </dev/null || die "apt-get update of $KERNEL_SUITE from $mirror failed"
+	(cd "$apt_dir" && "${apt[@]}" download "linux-source-$KERNEL_SERIES" </dev/null) ||
+		die "apt-get download linux-source-$KERNEL_SERIES failed"
+	step "unpack linux-source-$KERNEL_SERIES"
+	dpkg-deb -x "$apt_dir"/linux-source-"$KERNEL_SERIES"_*.deb "$apt_dir/deb" || die "dpkg-deb -x failed"
+	tar -xf "$apt_dir/deb/usr/src/linux-source-$KERNEL_SERIES.tar.xz" -C "$SRC_ROOT" ||
+		die "untar of linux-source-$KERNEL_SERIES.tar.xz failed"
+	rm -rf "$apt_dir"
+	touch "$SRC/.mmscope-unpacked"
+}
+
+# build_dir: the cache key, from the exact version, the fragments and the tools.
+build_dir() {
+	local version key
+	version=$("${KMAKE[@]}" kernelversion) || die "make kernelversion failed in $SRC"
+	case "$version" in
+	"$KERNEL_SERIES" | "$KERNEL_SERIES".*) ;;
+	*) die "unpacked kernel is $version, expected $KERNEL_SERIES.x" ;;
+	esac
+	key=$({
+		(cd "$TOP" && cat "${FRAGMENTS[@]}")
+		rustc --version
+		bindgen --version
+		"clang-$LLVM_VERSION" --version | head -n 1
+	} | sha256sum | cut -c1-12)
+	echo "$CACHE_DIR/build-$version-$key"
+}
+
+if [ "${1:-}" = --path ]; then
+	[ -f "$SRC/.mmscope-unpacked" ] || exit 0
+	dir=$(build_dir)
+	[ -f "$dir/.mmscope-built" ] && echo "$dir"
+	exit 0
+fi
+
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/.lock"
+flock 9
+fetch_source
+BUILD=$(build_dir)
+if [ -f "$BUILD/.mmscope-built" ]; then
+	step "reuse cached kernel $BUILD"
+	echo "$BUILD"
+	exit 0
+fi
+
+step "check the Rust toolchain (make rustavailable)"
+"${KMAKE[@]}" rustavailable >&2 || die "the kernel does not accept this Rust toolchain (see above)"
+
+step "configure: tinyconfig + ${FRAGMENTS[*]}"
+rm -rf "$BUILD"
+mkdir -p "$BUILD"
+"${KMAKE[@]}" O="$BUILD" tinyconfig >&2 || die "make tinyconfig failed"
+frags=()
+for f in "${FRAGMENTS[@]}"; do frags+=("$TOP/$f"); done
+(cd "$BUILD" && "$SRC/scripts/kconfig/merge_config.sh" -m -O "$BUILD" "$BUILD/.config" "${frags[@]}") >/dev/null ||
+	die "merge_config.sh failed"
+"${KMAKE[@]}" O="$BUILD" olddefconfig >&2 || die "make olddefconfig failed"
+# Every option a fragment asks for must survive olddefconfig: a dropped
+# CONFIG_RUST (toolchain not accepted) or a renamed symbol fails here, not later.
+for f in "${frags[@]}"; do
+	grep -E '^(CONFIG_[A-Za-z0-9_]+=|# CONFIG_[A-Za-z0-9_]+ is not set)' "$f" | while read -r line; do
+		grep -qxF -- "$line" "$BUILD/.config" ||
+			die "$line from $(basename "$f") did not survive olddefconfig"
+	done
+done
+
+step "build bzImage and modules (about 7 minutes on 2 cores)"
+"${KMAKE[@]}" O="$BUILD" -j"$(nproc)" bzImage modules >&2 || die "kernel build failed (see above)"
+touch "$BUILD/.mmscope-built"
+echo "$BUILD"
