@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Judge a guest console log: exit 0 only if the guest reported that the module
+# loaded, the run succeeded and the module unloaded, and the log holds no
+# kernel splat, whatever the tests themselves said.
+#   scripts/judge-log.sh LOG
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+[ $# -eq 1 ] || { echo "usage: $0 LOG" >&2; exit 2; }
+log=$1
+step "judge the guest log"
+[ -f "$log" ] || die "$log does not exist"
+
+failed=0
+splat='BUG:|WARNING:|Oops|Kernel panic|general protection fault|Call Trace:|KASAN|UBSAN|'
+splat+='possible circular locking|possible recursive locking|inconsistent lock state|lockdep|'
+splat+='refcount_t:|rust_panic|panicked at|INFO: task .* blocked|RCU stall|kernel BUG'
+if grep -naE "$splat" "$log" >&2; then
+	echo "mmscope: kernel splat in the guest log (lines above)" >&2
+	failed=1
+fi
+result=$(grep -a '^MMSCOPE-GUEST-RESULT: ' "$log" | tail -n 1 || true)
+if [ "$result" != "MMSCOPE-GUEST-RESULT: insmod=ok run=0 rmmod=ok" ]; then
+	echo "mmscope: guest reported: ${result:-nothing (it never finished)}" >&2
+	failed=1
+fi
+if [ "$failed" -ne 0 ]; then
+	echo "mmscope: FAILED (guest log: $log)" >&2
+	exit 1
+fi
+echo "mmscope: guest run passed (log: $log)" >&2
