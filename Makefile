@@ -47,7 +47,7 @@ modules: $(DEPS)
 # and on the selftests.
 check: $(DEPS)
 	$(CHECK_KDIR)
-	rustfmt --check rust/*.rs
+	rustfmt --check rust/mmscope.rs
 	$(KBUILD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	cd selftests && $(CARGO) fmt --check
 	cd selftests && $(CARGO) clippy --locked --release --target $(SELFTESTS_TARGET) -- -D warnings

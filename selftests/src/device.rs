@@ -161,7 +161,7 @@ pub fn rmmod_refused_while_open() -> TestResult {
     let gone = sys::module_refcount("mmscope")?.is_none();
     let node_gone = fs::metadata(mmscope::DEVICE_PATH).is_err();
     // Load it again before judging, so that later tests find the device whatever happened.
-    sys::load_module(&ko).context(format!("insmod {ko}"))?;
+    sys::load_module_with(&ko, "").context(format!("insmod {ko}"))?;
     check!(gone, "mmscope still in /proc/modules after rmmod");
     check!(node_gone, "/dev/mmscope still exists after rmmod");
     check_eq!(

@@ -9,12 +9,14 @@
 
 mod device;
 mod harness;
+mod lazy;
 mod sys;
 
 use harness::Test;
 
 /// Every test, in the order they run.
 const TESTS: &[Test] = &[
+    // The device and its ABI.
     Test {
         name: "abi_matches_c_header",
         run: device::abi_matches_c_header,
@@ -38,6 +40,80 @@ const TESTS: &[Test] = &[
     Test {
         name: "rmmod_refused_while_open_then_allowed",
         run: device::rmmod_refused_while_open,
+    },
+    // The lazily allocating memory object.
+    Test {
+        name: "mmap_allocates_nothing",
+        run: lazy::mmap_allocates_nothing,
+    },
+    Test {
+        name: "touch_k_pages_k_faults",
+        run: lazy::touch_k_pages_k_faults,
+    },
+    Test {
+        name: "first_touch_sees_zeroes",
+        run: lazy::first_touch_sees_zeroes,
+    },
+    Test {
+        name: "shared_mappings_share_pages",
+        run: lazy::shared_mappings_share_pages,
+    },
+    Test {
+        name: "private_mappings_copy_on_write",
+        run: lazy::private_mappings_copy_on_write,
+    },
+    Test {
+        name: "exec_is_refused",
+        run: lazy::exec_is_refused,
+    },
+    Test {
+        name: "concurrent_faults_one_page_each",
+        run: lazy::concurrent_faults_allocate_one_page_each,
+    },
+    Test {
+        name: "partial_munmap_and_mprotect",
+        run: lazy::partial_munmap_and_mprotect,
+    },
+    Test {
+        name: "mremap_move_shrink_grow",
+        run: lazy::mremap_move_shrink_grow,
+    },
+    Test {
+        name: "madv_dontneed_keeps_data",
+        run: lazy::madv_dontneed_keeps_data,
+    },
+    Test {
+        name: "mmap_past_limit_is_efbig",
+        run: lazy::mmap_past_limit_is_efbig,
+    },
+    Test {
+        name: "access_past_limit_is_sigbus",
+        run: lazy::access_past_limit_is_sigbus,
+    },
+    Test {
+        name: "set_limit_bad_input",
+        run: lazy::set_limit_bad_input,
+    },
+    Test {
+        name: "mem_stats_bad_input",
+        run: lazy::mem_stats_bad_input,
+    },
+    Test {
+        name: "pages_freed_with_last_user",
+        run: lazy::pages_freed_with_last_user,
+    },
+    Test {
+        name: "fault_around_maps_resident_pages",
+        run: lazy::fault_around_maps_resident_pages,
+    },
+    Test {
+        name: "global_cap_is_sigbus",
+        run: lazy::global_cap_is_sigbus,
+    },
+    // Last: nothing any test allocated may outlive it.
+    Test {
+        name: "nothing_left_allocated",
+        run: lazy::nothing_left_allocated,
     },
 ];
 

@@ -24,12 +24,22 @@ pub fn delete_module(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// `finit_module(fd, "", 0)` on the module file at `path`, what `insmod` does.
-pub fn load_module(path: &str) -> io::Result<()> {
+/// `finit_module(fd, params, 0)` on the module file at `path`, what `insmod path params` does.
+pub fn load_module_with(path: &str, params: &str) -> io::Result<()> {
     let file = fs::File::open(path)?;
-    // SAFETY: The fd is open and the parameter string is a valid empty C string.
-    cvt(unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) })?;
+    let params = CString::new(params).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: The fd is open and `params` is a valid C string for the duration of the call.
+    cvt(unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) })?;
     Ok(())
+}
+
+/// Unloads `name` if it is loaded, then loads the module at `path` with `params`.
+pub fn reload_module(name: &str, path: &str, params: &str) -> io::Result<()> {
+    match delete_module(name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        res => res?,
+    }
+    load_module_with(path, params)
 }
 
 /// The reference count `/proc/modules` shows for `name`, or `None` if it is not loaded.
@@ -55,4 +65,83 @@ pub fn misc_minor(name: &str) -> io::Result<Option<u32>> {
         let minor = fields.next()?.parse().ok()?;
         (fields.next() == Some(name)).then_some(minor)
     }))
+}
+
+/// The page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety requirements.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// How a forked child ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChildEnd {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+}
+
+/// Runs `f` in a forked child and reports how the child ended; `f`'s return value is its exit
+/// status. For accesses that are expected to raise a signal, and for sharing across `fork`.
+pub fn in_child(f: impl FnOnce() -> i32) -> io::Result<ChildEnd> {
+    // SAFETY: The test process is single-threaded when it forks; the child only runs `f`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = f();
+        // SAFETY: _exit ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child and `status` a valid out-pointer.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if libc::WIFSIGNALED(status) {
+        ChildEnd::Signaled(libc::WTERMSIG(status))
+    } else {
+        ChildEnd::Exited(libc::WEXITSTATUS(status))
+    })
+}
+
+/// Whether `line` is a VMA header of `/proc/<pid>/maps` or `smaps` (it starts `start-end `).
+fn is_vma_header(line: &str) -> bool {
+    line.split_whitespace().next().is_some_and(|range| {
+        range.split_once('-').is_some_and(|(a, b)| {
+            u64::from_str_radix(a, 16).is_ok() && u64::from_str_radix(b, 16).is_ok()
+        })
+    })
+}
+
+/// The `Rss` that `/proc/self/smaps` reports for the VMA starting at `addr`, in kB.
+pub fn smaps_rss_kb(addr: usize) -> io::Result<u64> {
+    let smaps = fs::read_to_string("/proc/self/smaps")?;
+    let head = format!("{addr:x}-");
+    let mut in_vma = false;
+    for line in smaps.lines() {
+        if is_vma_header(line) {
+            in_vma = line.starts_with(&head);
+        } else if let Some(rest) = line.strip_prefix("Rss:").filter(|_| in_vma) {
+            let kb = rest.trim().trim_end_matches("kB").trim();
+            return kb
+                .parse()
+                .map_err(|_| io::Error::other(format!("bad Rss line {line:?}")));
+        }
+    }
+    Err(io::Error::other(format!(
+        "no VMA at {addr:#x} in /proc/self/smaps"
+    )))
+}
+
+/// The `key: value` lines of `/proc/self/fdinfo/<fd>`.
+pub fn fdinfo(fd: i32) -> io::Result<Vec<(String, String)>> {
+    let text = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect())
 }

@@ -40,6 +40,30 @@ impl Device {
         Ok(version)
     }
 
+    /// The counters of this open file's memory object and of the module (`MMSCOPE_IOC_MEM_STATS`).
+    pub fn mem_stats(&self) -> io::Result<abi::MemStats> {
+        let mut stats = abi::MemStats {
+            size: std::mem::size_of::<abi::MemStats>() as u32,
+            ..Default::default()
+        };
+        // SAFETY: MMSCOPE_IOC_MEM_STATS reads and writes at most one MemStats at the pointer.
+        unsafe { self.ioctl(abi::MMSCOPE_IOC_MEM_STATS, &mut stats as *mut _ as usize) }?;
+        Ok(stats)
+    }
+
+    /// Lowers the size limit of this open file's memory object to `bytes`
+    /// (`MMSCOPE_IOC_SET_LIMIT`).
+    pub fn set_limit(&self, bytes: u64) -> io::Result<()> {
+        // SAFETY: MMSCOPE_IOC_SET_LIMIT reads one u64 from the pointer, which points to one.
+        unsafe { self.ioctl(abi::MMSCOPE_IOC_SET_LIMIT, &bytes as *const u64 as usize) }?;
+        Ok(())
+    }
+
+    /// Maps `len` bytes of the memory object from byte `offset` on.
+    pub fn map(&self, len: usize, prot: i32, flags: i32, offset: u64) -> io::Result<Mapping> {
+        Mapping::new(len, prot, flags, self.file.as_raw_fd(), offset)
+    }
+
     /// Issues `ioctl(fd, cmd, arg)` and turns a -1 into the `errno` error.
     ///
     /// # Safety
@@ -67,3 +91,80 @@ impl AsRawFd for Device {
         self.file.as_raw_fd()
     }
 }
+
+/// A memory mapping, unmapped on drop.
+pub struct Mapping {
+    addr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    /// `mmap(NULL, len, prot, flags, fd, offset)`; `fd` -1 for anonymous memory.
+    pub fn new(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<Self> {
+        // SAFETY: A new mapping at an address the kernel chooses overlaps nothing of ours.
+        let addr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset as libc::off_t)
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { addr: addr.cast(), len })
+    }
+
+    /// Takes over a mapping made elsewhere (for example by `mremap`).
+    ///
+    /// # Safety
+    ///
+    /// `addr..addr + len` must be a mapping that nothing else unmaps.
+    pub unsafe fn from_raw(addr: *mut u8, len: usize) -> Self {
+        Self { addr, len }
+    }
+
+    /// The start address.
+    pub fn addr(&self) -> *mut u8 {
+        self.addr
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (it never is once made).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads the byte at `offset`, faulting the page in if needed.
+    pub fn read(&self, offset: usize) -> u8 {
+        assert!(offset < self.len, "read past the mapping");
+        // SAFETY: `offset` is inside the mapping; a volatile read makes sure the access happens.
+        unsafe { self.addr.add(offset).read_volatile() }
+    }
+
+    /// Writes the byte at `offset`, faulting the page in if needed.
+    pub fn write(&self, offset: usize, value: u8) {
+        assert!(offset < self.len, "write past the mapping");
+        // SAFETY: `offset` is inside the mapping; a volatile write makes sure the access happens.
+        unsafe { self.addr.add(offset).write_volatile(value) }
+    }
+
+    /// Gives up ownership without unmapping; returns the address and length.
+    pub fn into_raw(self) -> (*mut u8, usize) {
+        let raw = (self.addr, self.len);
+        std::mem::forget(self);
+        raw
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: We own the mapping and nothing refers to it after drop.
+        unsafe { libc::munmap(self.addr.cast(), self.len) };
+    }
+}
+
+// SAFETY: A mapping is plain memory; accesses through it are volatile byte reads and writes.
+unsafe impl Send for Mapping {}
+// SAFETY: As above: concurrent byte reads and writes of shared memory are what it is for.
+unsafe impl Sync for Mapping {}

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The memory object behind each open of `/dev/mmscope`: pages allocated on first touch.
+//!
+//! A [`LazyMem`] is a sparse array of pages indexed by page offset, like the page cache of a
+//! memfd. `mmap` allocates nothing; the first access to a page offset, through any mapping of the
+//! object, faults into [`LazyMem::fault`], which allocates a zeroed page, charged to the memory
+//! cgroup of the faulting task, and maps it. Every later access to that offset, through any
+//! mapping of the same object, reaches the same page. Pages are freed when the object is dropped:
+//! when the file is closed and its last mapping is gone.
+//!
+//! # Locking
+//!
+//! Lock order: mmap lock (or VMA lock) → [`LazyMem::alloc_lock`] → the page array's spinlock →
+//! page table lock (taken inside `vm_insert_page`).
+//!
+//! - The page array's own spinlock protects lookups and stores; it is never held across
+//!   anything that sleeps.
+//! - `alloc_lock` serialises everything that adds pages or changes the size limit, so that two
+//!   tasks faulting the same new offset at once allocate exactly one page between them.
+//! - No lock of this file is held while a page is inserted into a page table.
+
+use crate::vm_ops::{
+    VmFault,
+    VmFaultReason,
+    VmOperations, //
+};
+use kernel::{
+    alloc::AllocError,
+    mm::virt::VmaMixedMap,
+    new_mutex,
+    page::{
+        Page,
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
+    prelude::*,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc,
+        ArcBorrow,
+        Mutex, //
+    },
+    xarray::{
+        AllocKind,
+        XArray, //
+    },
+};
+
+/// Fault-around window, in pages: on a fault, pages the object already holds within the aligned
+/// window around the faulting page are mapped too (64 KiB, the kernel's `fault_around_bytes`).
+const FAULT_AROUND_PAGES: usize = 16;
+
+/// A counter that only grows or shrinks by whole events.
+type Counter = Atomic<u64>;
+
+/// Counters over all objects since the module was loaded.
+pub(crate) struct GlobalStats {
+    /// Faults served.
+    pub(crate) faults: Counter,
+    /// Pages allocated and not yet freed.
+    pub(crate) pages: Counter,
+    /// Pages freed.
+    pub(crate) pages_freed: Counter,
+    /// The most pages allocated at any one time.
+    pub(crate) peak_pages: Counter,
+    /// Objects alive.
+    pub(crate) objects: Counter,
+}
+
+/// The module-wide counters.
+pub(crate) static GLOBAL: GlobalStats = GlobalStats {
+    faults: Atomic::new(0),
+    pages: Atomic::new(0),
+    pages_freed: Atomic::new(0),
+    peak_pages: Atomic::new(0),
+    objects: Atomic::new(0),
+};
+
+/// Raises `peak` to at least `value`.
+fn raise_peak(peak: &Counter, value: u64) {
+    let mut old = peak.load(Relaxed);
+    while old < value {
+        match peak.cmpxchg(old, value, Relaxed) {
+            Ok(_) => break,
+            Err(current) => old = current,
+        }
+    }
+}
+
+/// Limits that apply to every object, from the module parameters.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    /// The largest number of pages all objects together may hold.
+    pub(crate) max_pages: u64,
+    /// The size limit of a new object, in pages.
+    pub(crate) object_pages: usize,
+}
+
+/// Why a page could not be provided.
+enum PageError {
+    /// The offset is past the object's size limit, or the module-wide cap is reached.
+    Limit,
+    /// Memory could not be allocated.
+    NoMemory,
+}
+
+impl From<AllocError> for PageError {
+    fn from(_: AllocError) -> Self {
+        PageError::NoMemory
+    }
+}
+
+/// What `alloc_lock` protects.
+struct AllocState {
+    /// The size limit in pages: offsets at or above it cannot be faulted in.
+    limit_pages: usize,
+    /// One past the highest offset that holds a page (0 if none does).
+    populated_end: usize,
+}
+
+/// A snapshot of one object's counters.
+pub(crate) struct MemStats {
+    /// Faults served for this object.
+    pub(crate) faults: u64,
+    /// Pages the object holds.
+    pub(crate) pages: u64,
+    /// The object's size limit in pages.
+    pub(crate) limit_pages: u64,
+    /// Pages mapped by fault-around rather than by their own fault.
+    pub(crate) faultaround_pages: u64,
+}
+
+/// A memory object whose pages are allocated on first touch.
+///
+/// # Invariants
+///
+/// `pages` holds at most one page per offset, each below `limit_pages` at the time it was added,
+/// and `GLOBAL.pages` counts every page of every live object.
+#[pin_data(PinnedDrop)]
+pub(crate) struct LazyMem {
+    /// The pages, by page offset.
+    #[pin]
+    pages: XArray<Arc<Page>>,
+    /// Serialises adding pages and changing the limit.
+    #[pin]
+    alloc_lock: Mutex<AllocState>,
+    /// The module-wide cap, fixed at creation.
+    max_pages: u64,
+    /// Pages held, equal to the number of entries in `pages`.
+    nr_pages: Counter,
+    /// Faults served.
+    faults: Counter,
+    /// Pages mapped by fault-around.
+    faultaround_pages: Counter,
+}
+
+impl LazyMem {
+    /// Creates an empty object with the given limits.
+    pub(crate) fn new(limits: Limits) -> Result<Arc<Self>> {
+        let mem = Arc::pin_init(
+            try_pin_init!(Self {
+                pages <- XArray::new(AllocKind::Alloc),
+                alloc_lock <- new_mutex!(AllocState {
+                    limit_pages: limits.object_pages,
+                    populated_end: 0,
+                }),
+                max_pages: limits.max_pages,
+                nr_pages: Atomic::new(0),
+                faults: Atomic::new(0),
+                faultaround_pages: Atomic::new(0),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        GLOBAL.objects.add(1, Relaxed);
+        Ok(mem)
+    }
+
+    /// The size limit in pages.
+    pub(crate) fn limit_pages(&self) -> usize {
+        self.alloc_lock.lock().limit_pages
+    }
+
+    /// Lowers the size limit to `pages`.
+    ///
+    /// Fails with `EINVAL` if `pages` is zero or above the current limit, and with `EBUSY` if the
+    /// object already holds a page at or above `pages`.
+    pub(crate) fn lower_limit(&self, pages: usize) -> Result {
+        let mut state = self.alloc_lock.lock();
+        if pages == 0 || pages > state.limit_pages {
+            return Err(EINVAL);
+        }
+        if state.populated_end > pages {
+            return Err(EBUSY);
+        }
+        state.limit_pages = pages;
+        Ok(())
+    }
+
+    /// A snapshot of this object's counters.
+    pub(crate) fn stats(&self) -> MemStats {
+        MemStats {
+            faults: self.faults.load(Relaxed),
+            pages: self.nr_pages.load(Relaxed),
+            limit_pages: self.limit_pages() as u64,
+            faultaround_pages: self.faultaround_pages.load(Relaxed),
+        }
+    }
+
+    /// The page at `pgoff`, if the object holds one.
+    fn lookup(&self, pgoff: usize) -> Option<Arc<Page>> {
+        self.pages.lock().get(pgoff).map(Arc::from)
+    }
+
+    /// The page at `pgoff`, allocated and zeroed if the object does not hold one yet.
+    fn get_or_alloc(&self, pgoff: usize) -> Result<Arc<Page>, PageError> {
+        if let Some(page) = self.lookup(pgoff) {
+            return Ok(page);
+        }
+        let mut state = self.alloc_lock.lock();
+        // Another task may have added it while we waited for the lock.
+        if let Some(page) = self.lookup(pgoff) {
+            return Ok(page);
+        }
+        if pgoff >= state.limit_pages {
+            return Err(PageError::Limit);
+        }
+        // Reserve the page in the module-wide count before allocating it.
+        let total = GLOBAL.pages.fetch_add(1, Relaxed) + 1;
+        if total > self.max_pages {
+            GLOBAL.pages.fetch_sub(1, Relaxed);
+            return Err(PageError::Limit);
+        }
+        let page = match Self::alloc_page().and_then(|page| {
+            self.pages
+                .lock()
+                .store(pgoff, page.clone(), GFP_KERNEL_ACCOUNT)
+                .map_err(|_| PageError::NoMemory)
+                .map(|_| page)
+        }) {
+            Ok(page) => page,
+            Err(e) => {
+                GLOBAL.pages.fetch_sub(1, Relaxed);
+                return Err(e);
+            }
+        };
+        state.populated_end = state.populated_end.max(pgoff + 1);
+        self.nr_pages.add(1, Relaxed);
+        raise_peak(&GLOBAL.peak_pages, total);
+        Ok(page)
+    }
+
+    /// Allocates a zeroed page charged to the current task's memory cgroup.
+    fn alloc_page() -> Result<Arc<Page>, PageError> {
+        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
+        Ok(Arc::new(page, GFP_KERNEL_ACCOUNT)?)
+    }
+
+    /// Maps the pages the object already holds in the fault-around window of `vmf`, other than
+    /// the faulting page, where nothing is mapped yet. Returns how many it mapped.
+    fn fault_around(&self, vma: &VmaMixedMap, vmf: &VmFault) -> u64 {
+        let address = vmf.address();
+        let pgoff = vmf.pgoff();
+        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
+        let base = address & !(window - 1);
+        let start = base.max(vma.start());
+        let end = base.saturating_add(window).min(vma.end());
+        let mut mapped = 0;
+        for addr in (start..end).step_by(PAGE_SIZE) {
+            if addr == address {
+                continue;
+            }
+            // The page offset of `addr`: VMAs map offsets linearly.
+            let offset = if addr > address {
+                pgoff + ((addr - address) >> PAGE_SHIFT)
+            } else {
+                pgoff - ((address - addr) >> PAGE_SHIFT)
+            };
+            if let Some(page) = self.lookup(offset) {
+                // `EBUSY` means something is mapped there already: leave it.
+                if vma.vm_insert_page(addr, &page).is_ok() {
+                    mapped += 1;
+                }
+            }
+        }
+        mapped
+    }
+}
+
+#[vtable]
+impl VmOperations for LazyMem {
+    fn fault(mem: ArcBorrow<'_, Self>, vmf: &VmFault) -> VmFaultReason {
+        // `mmap` sets `VM_MIXEDMAP` on every mapping of the object.
+        let Some(vma) = vmf.vma().as_mixedmap_vma() else {
+            return VmFaultReason::SIGBUS;
+        };
+        let page = match mem.get_or_alloc(vmf.pgoff()) {
+            Ok(page) => page,
+            Err(PageError::Limit) => return VmFaultReason::SIGBUS,
+            Err(PageError::NoMemory) => return VmFaultReason::OOM,
+        };
+        match vma.vm_insert_page(vmf.address(), &page) {
+            // `EBUSY`: another thread mapped it first, which is as good.
+            Ok(()) | Err(EBUSY) => {}
+            Err(ENOMEM) => return VmFaultReason::OOM,
+            Err(_) => return VmFaultReason::SIGBUS,
+        }
+        mem.faults.add(1, Relaxed);
+        GLOBAL.faults.add(1, Relaxed);
+        let around = mem.fault_around(vma, vmf);
+        mem.faultaround_pages.add(around, Relaxed);
+        VmFaultReason::NOPAGE
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for LazyMem {
+    fn drop(self: Pin<&mut Self>) {
+        // The page array frees the pages when it is dropped, right after this.
+        let pages = self.nr_pages.load(Relaxed);
+        GLOBAL.pages.fetch_sub(pages, Relaxed);
+        GLOBAL.pages_freed.add(pages, Relaxed);
+        GLOBAL.objects.fetch_sub(1, Relaxed);
+    }
+}

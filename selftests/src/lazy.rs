@@ -1,0 +1,719 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The lazily allocating memory object: `mmap` of `/dev/mmscope` and its fault handler.
+//!
+//! Ground truth: `/proc/self/smaps` (what is mapped), `/proc/self/fdinfo` and the data itself
+//! (what each mapping sees), checked against the module's own counters.
+
+use crate::harness::{expect_errno, Context, Outcome, TestResult};
+use crate::sys::{self, in_child, page_size, smaps_rss_kb, ChildEnd};
+use crate::{check, check_eq, skip};
+use mmscope::{abi::MemStats, Device, Mapping};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Barrier};
+
+const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+const SHARED: i32 = libc::MAP_SHARED;
+const PRIVATE: i32 = libc::MAP_PRIVATE;
+const GIB: usize = 1 << 30;
+
+/// Opens the device and reads its counters, failing the test on error.
+fn open() -> Result<(Device, MemStats), Outcome> {
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let stats = dev.mem_stats().context("MMSCOPE_IOC_MEM_STATS")?;
+    Ok((dev, stats))
+}
+
+/// Maps `pages` pages of `dev` from page `pgoff` on.
+fn map(
+    dev: &Device,
+    pages: usize,
+    prot: i32,
+    flags: i32,
+    pgoff: usize,
+) -> Result<Mapping, Outcome> {
+    let ps = page_size();
+    dev.map(pages * ps, prot, flags, (pgoff * ps) as u64)
+        .context(format!("mmap of {pages} pages at page offset {pgoff}"))
+}
+
+/// The counters now.
+fn stats(dev: &Device) -> Result<MemStats, Outcome> {
+    dev.mem_stats().context("MMSCOPE_IOC_MEM_STATS")
+}
+
+/// Expects an access done in a child to be killed by `SIGBUS`.
+fn expect_sigbus(what: &str, access: impl FnOnce()) -> TestResult {
+    let end = in_child(|| {
+        access();
+        0
+    })?;
+    check_eq!(end, ChildEnd::Signaled(libc::SIGBUS), "{what}");
+    Ok(())
+}
+
+/// `mmap` of 1 GiB allocates nothing: no page in the counters, no RSS in smaps.
+pub fn mmap_allocates_nothing() -> TestResult {
+    let (dev, before) = open()?;
+    let m = dev.map(GIB, RW, SHARED, 0).context("mmap 1 GiB")?;
+    let after = stats(&dev)?;
+    check_eq!(after.obj_pages, 0, "object pages after mmap");
+    check_eq!(after.obj_faults, 0, "object faults after mmap");
+    check_eq!(after.pages, before.pages, "module pages after mmap");
+    check_eq!(
+        smaps_rss_kb(m.addr() as usize)?,
+        0,
+        "smaps Rss of the new mapping"
+    );
+    Ok(())
+}
+
+/// Touching k distinct pages, by reads and by writes, allocates exactly k pages with k faults;
+/// touching them again adds nothing. smaps and fdinfo agree with the counters.
+pub fn touch_k_pages_k_faults() -> TestResult {
+    let ps = page_size();
+    let (dev, before) = open()?;
+    let m = dev.map(GIB, RW, SHARED, 0).context("mmap 1 GiB")?;
+    // Spread over the mapping, alternating first touch by read and by write.
+    let offsets: Vec<usize> = (0..37).map(|i| i * 7919 * ps % GIB).collect();
+    for (i, &off) in offsets.iter().enumerate() {
+        if i % 2 == 0 {
+            check_eq!(m.read(off), 0, "first read at {off:#x}");
+        } else {
+            m.write(off, 0xa5);
+        }
+    }
+    let k = offsets.len() as u64;
+    let s = stats(&dev)?;
+    check_eq!(s.obj_pages, k, "object pages after touching {k} pages");
+    check_eq!(s.obj_faults, k, "object faults after touching {k} pages");
+    check_eq!(s.pages, before.pages + k, "module pages");
+    check_eq!(
+        smaps_rss_kb(m.addr() as usize)?,
+        k * ps as u64 / 1024,
+        "smaps Rss (kB)"
+    );
+
+    for &off in &offsets {
+        m.read(off);
+        m.write(off + 1, 1);
+    }
+    let again = stats(&dev)?;
+    check_eq!(again.obj_pages, k, "object pages after touching them again");
+    check_eq!(
+        again.obj_faults,
+        k,
+        "object faults after touching them again"
+    );
+
+    let info = sys::fdinfo(dev.as_raw_fd())?;
+    let field = |key: &str| info.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    check_eq!(
+        field("mmscope-pages"),
+        Some(k.to_string()),
+        "fdinfo mmscope-pages"
+    );
+    check_eq!(
+        field("mmscope-faults"),
+        Some(k.to_string()),
+        "fdinfo mmscope-faults"
+    );
+    check_eq!(
+        field("mmscope-limit-pages"),
+        Some(again.obj_limit_pages.to_string()),
+        "fdinfo mmscope-limit-pages"
+    );
+    Ok(())
+}
+
+/// A page first touched by a read and one first touched by a write both start as zeroes.
+pub fn first_touch_sees_zeroes() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let m = map(&dev, 2, RW, SHARED, 0)?;
+    check!(
+        (0..ps).all(|i| m.read(i) == 0),
+        "page first touched by a read is not zero"
+    );
+    m.write(ps + 100, 7);
+    check!(
+        (ps..2 * ps).all(|i| i == ps + 100 || m.read(i) == 0),
+        "page first touched by a write is not zero elsewhere"
+    );
+    check_eq!(m.read(ps + 100), 7, "the byte written");
+    Ok(())
+}
+
+/// MAP_SHARED: a write is seen through every mapping of the same open file, by a forked child
+/// and after munmap and mmap again; a second open is a different object.
+pub fn shared_mappings_share_pages() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let a = map(&dev, 4, RW, SHARED, 0)?;
+    let b = map(&dev, 4, RW, SHARED, 0)?;
+    a.write(10, 0x11);
+    check_eq!(
+        b.read(10),
+        0x11,
+        "write through one mapping, read through another"
+    );
+    // A mapping at page offset 2 sees the same pages, shifted.
+    let c = map(&dev, 2, RW, SHARED, 2)?;
+    a.write(2 * ps + 5, 0x22);
+    check_eq!(c.read(5), 0x22, "mapping at page offset 2");
+
+    // The child writes through its copy of the mapping; the parent sees it.
+    let end = in_child(|| {
+        if a.read(10) != 0x11 {
+            return 1;
+        }
+        a.write(3 * ps, 0x33);
+        0
+    })?;
+    check_eq!(end, ChildEnd::Exited(0), "child saw the parent's write");
+    check_eq!(b.read(3 * ps), 0x33, "parent sees the child's write");
+
+    drop((a, b, c));
+    let again = map(&dev, 4, RW, SHARED, 0)?;
+    check_eq!(again.read(10), 0x11, "after munmap and mmap again");
+    check_eq!(again.read(3 * ps), 0x33, "after munmap and mmap again");
+
+    let (other, _) = open()?;
+    let o = map(&other, 4, RW, SHARED, 0)?;
+    check_eq!(
+        o.read(10),
+        0,
+        "a second open must not share the first one's pages"
+    );
+    check_eq!(stats(&other)?.obj_pages, 1, "the second open's object");
+    Ok(())
+}
+
+/// MAP_PRIVATE: reads see the object; writes are copied, private to the mapping; the object and
+/// other mappings are unchanged.
+pub fn private_mappings_copy_on_write() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let shared = map(&dev, 2, RW, SHARED, 0)?;
+    shared.write(0, b'S');
+    let p1 = map(&dev, 2, RW, PRIVATE, 0)?;
+    let p2 = map(&dev, 2, RW, PRIVATE, 0)?;
+    check_eq!(p1.read(0), b'S', "private mapping reads the object");
+    p1.write(0, b'P');
+    check_eq!(p1.read(0), b'P', "private mapping sees its own write");
+    check_eq!(shared.read(0), b'S', "object after a private write");
+    check_eq!(
+        p2.read(0),
+        b'S',
+        "another private mapping after a private write"
+    );
+    // A later shared write shows in p2 (not yet copied) but not in p1 (copied).
+    shared.write(0, b'T');
+    check_eq!(p2.read(0), b'T', "uncopied private page follows the object");
+    check_eq!(p1.read(0), b'P', "copied private page keeps its own data");
+    // First touch by a private write: the object stays zero.
+    p2.write(ps, b'Q');
+    check_eq!(
+        shared.read(ps),
+        0,
+        "object after a first-touch private write"
+    );
+    check_eq!(p2.read(ps), b'Q', "the private write");
+    Ok(())
+}
+
+/// PROT_EXEC is refused: mmap with EPERM, and mprotect cannot add it later (EACCES).
+pub fn exec_is_refused() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    for flags in [SHARED, PRIVATE] {
+        let res = dev.map(ps, libc::PROT_READ | libc::PROT_EXEC, flags, 0);
+        expect_errno(res.map(|m| m.addr()), libc::EPERM, "mmap with PROT_EXEC")?;
+        let m = map(&dev, 1, libc::PROT_READ, flags, 0)?;
+        // SAFETY: `m` is our mapping; mprotect only changes its protection, if anything.
+        let ret = unsafe { libc::mprotect(m.addr().cast(), ps, libc::PROT_READ | libc::PROT_EXEC) };
+        let res = if ret == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        };
+        expect_errno(res, libc::EACCES, "mprotect to PROT_EXEC")?;
+    }
+    Ok(())
+}
+
+/// With 8 threads touching the same 64 pages at once, each offset gets exactly one page and
+/// every thread sees every other thread's writes.
+pub fn concurrent_faults_allocate_one_page_each() -> TestResult {
+    const THREADS: usize = 8;
+    const PAGES: usize = 64;
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let m = Arc::new(map(&dev, PAGES, RW, SHARED, 0)?);
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (m, barrier) = (m.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                // Start at different pages so that faults on one page overlap in time.
+                for i in 0..PAGES {
+                    let page = (i + t * 3) % PAGES;
+                    m.write(page * ps + t, t as u8 + 1);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join()
+            .map_err(|_| Outcome::Fail("a worker thread panicked".into()))?;
+    }
+    let s = stats(&dev)?;
+    check_eq!(
+        s.obj_pages,
+        PAGES as u64,
+        "pages after {THREADS} threads touched {PAGES} pages"
+    );
+    check!(
+        s.obj_faults >= PAGES as u64,
+        "faults {} < pages {PAGES}",
+        s.obj_faults
+    );
+    let check_map = map(&dev, PAGES, libc::PROT_READ, SHARED, 0)?;
+    for page in 0..PAGES {
+        for t in 0..THREADS {
+            check_eq!(
+                check_map.read(page * ps + t),
+                t as u8 + 1,
+                "page {page}, thread {t}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Partial munmap and mprotect split the mapping; the rest keeps its data and protection is
+/// enforced per part.
+pub fn partial_munmap_and_mprotect() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let m = map(&dev, 8, RW, SHARED, 0)?;
+    for p in 0..8 {
+        m.write(p * ps, p as u8 + 1);
+    }
+    let base = m.addr();
+    // SAFETY: Pages 2 and 3 of our mapping; nothing else refers to them.
+    check_eq!(
+        unsafe { libc::munmap(base.add(2 * ps).cast(), 2 * ps) },
+        0,
+        "munmap pages 2-3"
+    );
+    // SAFETY: Page 5 of our mapping.
+    let ret = unsafe { libc::mprotect(base.add(5 * ps).cast(), ps, libc::PROT_READ) };
+    check_eq!(ret, 0, "mprotect page 5 read-only");
+    for p in [0, 1, 4, 5, 6, 7] {
+        check_eq!(m.read(p * ps), p as u8 + 1, "page {p} after the splits");
+    }
+    m.write(4 * ps, 0x44);
+    let end = in_child(|| {
+        m.write(5 * ps, 0x55);
+        0
+    })?;
+    check_eq!(
+        end,
+        ChildEnd::Signaled(libc::SIGSEGV),
+        "write to the read-only part"
+    );
+    let end = in_child(|| {
+        m.read(2 * ps);
+        0
+    })?;
+    check_eq!(
+        end,
+        ChildEnd::Signaled(libc::SIGSEGV),
+        "read of the unmapped part"
+    );
+    // The object still holds the unmapped pages.
+    let again = map(&dev, 8, libc::PROT_READ, SHARED, 0)?;
+    check_eq!(again.read(2 * ps), 3, "page 2 through a new mapping");
+    check_eq!(again.read(4 * ps), 0x44, "page 4 through a new mapping");
+    check_eq!(stats(&dev)?.obj_pages, 8, "object pages");
+    // The holes: unmap the rest piecewise so that drop does not unmap them twice.
+    let (addr, len) = m.into_raw();
+    // SAFETY: The whole range was our mapping; munmap of its holes is a no-op.
+    check_eq!(
+        unsafe { libc::munmap(addr.cast(), len) },
+        0,
+        "munmap of what is left"
+    );
+    Ok(())
+}
+
+/// Reserves `len` bytes of address space (an inaccessible anonymous mapping) and returns its
+/// address, for `MAP_FIXED` and `MREMAP_FIXED` destinations.
+fn reserve(len: usize) -> Result<*mut u8, Outcome> {
+    let m = Mapping::new(len, libc::PROT_NONE, PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        .context("reserve address space")?;
+    Ok(m.into_raw().0)
+}
+
+/// `mremap`, as a `Mapping` on success.
+fn mremap(old: Mapping, new_len: usize, flags: i32, dest: *mut u8) -> io::Result<Mapping> {
+    let (addr, len) = old.into_raw();
+    // SAFETY: `addr..addr + len` is a mapping we own; mremap moves or resizes it, possibly onto
+    // `dest`, a range we reserved.
+    let new = unsafe { libc::mremap(addr.cast(), len, new_len, flags, dest) };
+    if new == libc::MAP_FAILED {
+        let err = io::Error::last_os_error();
+        // On failure the old mapping is unchanged: unmap it.
+        // SAFETY: As above.
+        drop(unsafe { Mapping::from_raw(addr, len) });
+        return Err(err);
+    }
+    // SAFETY: mremap succeeded: `new` is now our mapping of `new_len` bytes.
+    Ok(unsafe { Mapping::from_raw(new.cast(), new_len) })
+}
+
+/// mremap: moving keeps the data; shrinking keeps the rest; growing by moving maps more of the
+/// object (an access past its limit is SIGBUS); growing in place fails with ENOMEM, as for
+/// every `VM_MIXEDMAP` mapping.
+pub fn mremap_move_shrink_grow() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let m = map(&dev, 4, RW, SHARED, 0)?;
+    for p in 0..4 {
+        m.write(p * ps, p as u8 + 10);
+    }
+    let dest = reserve(4 * ps)?;
+    let fixed = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+    let m = mremap(m, 4 * ps, fixed, dest).context("mremap move")?;
+    check_eq!(m.addr(), dest, "mremap moved to the requested address");
+    for p in 0..4 {
+        check_eq!(m.read(p * ps), p as u8 + 10, "page {p} after the move");
+    }
+    let m = mremap(m, 2 * ps, 0, std::ptr::null_mut()).context("mremap shrink")?;
+    check_eq!(m.read(ps), 11, "page 1 after the shrink");
+
+    // In place: make sure the 4 pages after the mapping are free, then try to grow into them.
+    let (addr, len) = m.into_raw();
+    let room = reserve(6 * ps)?;
+    let m = mremap(
+        // SAFETY: `addr..addr + len` is our mapping.
+        unsafe { Mapping::from_raw(addr, len) },
+        2 * ps,
+        fixed,
+        room,
+    )
+    .context("move to a range with room after it")?;
+    // SAFETY: The 4 pages after the mapping are the rest of our reservation.
+    check_eq!(
+        unsafe { libc::munmap(room.add(2 * ps).cast(), 4 * ps) },
+        0,
+        "free the room"
+    );
+    let (addr, len) = m.into_raw();
+    // SAFETY: `addr..addr + len` is our mapping; on failure mremap leaves it unchanged.
+    let grown = unsafe { libc::mremap(addr.cast(), len, 6 * ps, 0) };
+    let res = if grown == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(grown)
+    };
+    // SAFETY: Whatever happened, this is our mapping again (grown, or unchanged).
+    let m = unsafe { Mapping::from_raw(addr, if res.is_ok() { 6 * ps } else { len }) };
+    expect_errno(res, libc::ENOMEM, "mremap growing in place")?;
+
+    // Growing by moving, with the object limited to 5 pages.
+    dev.set_limit(5 * ps as u64)
+        .context("MMSCOPE_IOC_SET_LIMIT 5 pages")?;
+    let dest = reserve(6 * ps)?;
+    let m = mremap(m, 6 * ps, fixed, dest).context("mremap grow by moving")?;
+    check_eq!(m.read(ps), 11, "page 1 after the grow");
+    check_eq!(
+        m.read(3 * ps),
+        13,
+        "page 3, outside the shrunk mapping but in the object"
+    );
+    check_eq!(m.read(4 * ps), 0, "page 4, new to the object");
+    expect_sigbus("access to page 5, past the 5-page limit", || {
+        m.read(5 * ps);
+    })?;
+    Ok(())
+}
+
+/// MADV_DONTNEED on a shared mapping drops its page table entries but not the object's pages:
+/// a later read returns the same data.
+pub fn madv_dontneed_keeps_data() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let m = map(&dev, 4, RW, SHARED, 0)?;
+    for p in 0..4 {
+        m.write(p * ps + 1, 0x60 + p as u8);
+    }
+    check_eq!(
+        smaps_rss_kb(m.addr() as usize)?,
+        4 * ps as u64 / 1024,
+        "Rss before"
+    );
+    let faults = stats(&dev)?.obj_faults;
+    // SAFETY: Our mapping; MADV_DONTNEED only drops its page table entries.
+    let ret = unsafe { libc::madvise(m.addr().cast(), 4 * ps, libc::MADV_DONTNEED) };
+    if ret != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            skip!("madvise is not available (CONFIG_ADVISE_SYSCALLS=n)");
+        }
+        return Err(Outcome::Fail(format!("madvise(MADV_DONTNEED): {e}")));
+    }
+    check_eq!(
+        smaps_rss_kb(m.addr() as usize)?,
+        0,
+        "Rss after MADV_DONTNEED"
+    );
+    for p in 0..4 {
+        check_eq!(
+            m.read(p * ps + 1),
+            0x60 + p as u8,
+            "page {p} after MADV_DONTNEED"
+        );
+    }
+    let s = stats(&dev)?;
+    check_eq!(s.obj_pages, 4, "object pages after MADV_DONTNEED");
+    check!(
+        s.obj_faults > faults,
+        "reads after MADV_DONTNEED must fault again"
+    );
+    Ok(())
+}
+
+/// An mmap reaching past the size limit fails with EFBIG, before and after lowering it.
+pub fn mmap_past_limit_is_efbig() -> TestResult {
+    let ps = page_size();
+    let (dev, s) = open()?;
+    let limit = s.obj_limit_pages as usize;
+    expect_errno(
+        dev.map((limit + 1) * ps, RW, SHARED, 0).map(|m| m.addr()),
+        libc::EFBIG,
+        "mmap of limit + 1 pages",
+    )?;
+    expect_errno(
+        dev.map(ps, RW, SHARED, (limit * ps) as u64)
+            .map(|m| m.addr()),
+        libc::EFBIG,
+        "mmap of one page at the limit",
+    )?;
+    map(&dev, 1, RW, SHARED, limit - 1)?;
+    dev.set_limit(16 * ps as u64)
+        .context("lower the limit to 16 pages")?;
+    check_eq!(stats(&dev)?.obj_limit_pages, 16, "limit after lowering");
+    expect_errno(
+        dev.map(17 * ps, RW, SHARED, 0).map(|m| m.addr()),
+        libc::EFBIG,
+        "mmap of 17 pages with a 16-page limit",
+    )?;
+    map(&dev, 16, RW, SHARED, 0)?;
+    Ok(())
+}
+
+/// An access past a limit lowered after mmap is SIGBUS; accesses below it work.
+pub fn access_past_limit_is_sigbus() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let m = map(&dev, 4, RW, SHARED, 0)?;
+    dev.set_limit(2 * ps as u64)
+        .context("lower the limit to 2 pages")?;
+    m.write(ps, 1);
+    expect_sigbus("write to page 2 with a 2-page limit", || m.write(2 * ps, 1))?;
+    expect_sigbus("read of page 3 with a 2-page limit", || {
+        m.read(3 * ps);
+    })?;
+    check_eq!(stats(&dev)?.obj_pages, 1, "object pages");
+    Ok(())
+}
+
+/// MMSCOPE_IOC_SET_LIMIT refuses what it cannot do, with the documented errno, and loses
+/// nothing: the limit stays as it was.
+pub fn set_limit_bad_input() -> TestResult {
+    let ps = page_size() as u64;
+    let (dev, s) = open()?;
+    let limit = s.obj_limit_pages * ps;
+    expect_errno(dev.set_limit(0), libc::EINVAL, "limit 0")?;
+    expect_errno(dev.set_limit(ps + 1), libc::EINVAL, "unaligned limit")?;
+    expect_errno(
+        dev.set_limit(limit + ps),
+        libc::EINVAL,
+        "limit above the current one",
+    )?;
+    expect_errno(dev.set_limit(!(ps - 1)), libc::EINVAL, "huge limit")?;
+    let m = map(&dev, 8, RW, SHARED, 0)?;
+    m.write(5 * ps as usize, 1);
+    expect_errno(
+        dev.set_limit(5 * ps),
+        libc::EBUSY,
+        "limit below a populated page",
+    )?;
+    check_eq!(
+        stats(&dev)?.obj_limit_pages * ps,
+        limit,
+        "limit after the refusals"
+    );
+    dev.set_limit(6 * ps)
+        .context("limit just above the populated page")?;
+    // SAFETY: Address 0 is never mapped; the kernel must refuse to read it.
+    let res = unsafe { dev.ioctl(mmscope::abi::MMSCOPE_IOC_SET_LIMIT, 0) };
+    expect_errno(res, libc::EFAULT, "NULL argument")?;
+    Ok(())
+}
+
+/// MMSCOPE_IOC_MEM_STATS checks its size and flags.
+pub fn mem_stats_bad_input() -> TestResult {
+    let (dev, _) = open()?;
+    let size = std::mem::size_of::<MemStats>() as u32;
+    let call = |size: u32, flags: u32| {
+        let mut s = MemStats {
+            size,
+            flags,
+            ..Default::default()
+        };
+        // SAFETY: The ioctl reads and writes at most one MemStats at the pointer.
+        let res = unsafe {
+            dev.ioctl(
+                mmscope::abi::MMSCOPE_IOC_MEM_STATS,
+                &mut s as *mut _ as usize,
+            )
+        };
+        res.map(|_| s)
+    };
+    expect_errno(call(0, 0), libc::EINVAL, "size 0")?;
+    expect_errno(call(size - 8, 0), libc::EINVAL, "size one field short")?;
+    expect_errno(call(size, 1), libc::EINVAL, "unknown flag")?;
+    // SAFETY: Address 0 is never mapped.
+    let res = unsafe { dev.ioctl(mmscope::abi::MMSCOPE_IOC_MEM_STATS, 0) };
+    expect_errno(res, libc::EFAULT, "NULL argument")?;
+    // A newer, larger struct: the kernel writes what it knows and says how much.
+    let mut big = [0u64; 32];
+    big[0] = 256;
+    // SAFETY: 256 writable bytes at the pointer.
+    unsafe {
+        dev.ioctl(
+            mmscope::abi::MMSCOPE_IOC_MEM_STATS,
+            big.as_mut_ptr() as usize,
+        )
+    }
+    .context("MMSCOPE_IOC_MEM_STATS with size 256")?;
+    check_eq!(big[0] & 0xffff_ffff, size as u64, "size written back");
+    check!(
+        big[size as usize / 8..].iter().all(|&w| w == 0),
+        "wrote past its own struct"
+    );
+    Ok(())
+}
+
+/// Pages live as long as the object: closing the file keeps them while a mapping exists; the
+/// last munmap frees them all and the module-wide counters return to where they were.
+pub fn pages_freed_with_last_user() -> TestResult {
+    let ps = page_size();
+    let (probe, before) = open()?;
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let m = map(&dev, 10, RW, SHARED, 0)?;
+    for p in 0..10 {
+        m.write(p * ps, 1);
+    }
+    drop(dev);
+    let mid = stats(&probe)?;
+    check_eq!(
+        mid.pages,
+        before.pages + 10,
+        "pages after close, mapping alive"
+    );
+    check_eq!(
+        mid.objects,
+        before.objects + 1,
+        "objects after close, mapping alive"
+    );
+    check_eq!(m.read(9 * ps), 1, "data after close");
+    drop(m);
+    let after = stats(&probe)?;
+    check_eq!(after.pages, before.pages, "pages after the last munmap");
+    check_eq!(after.pages_freed, before.pages_freed + 10, "pages freed");
+    check_eq!(
+        after.objects,
+        before.objects,
+        "objects after the last munmap"
+    );
+    check!(
+        after.peak_pages >= before.pages + 10,
+        "peak below what was allocated"
+    );
+    Ok(())
+}
+
+/// Fault-around: a new mapping of a populated object maps its pages in fewer faults than pages.
+pub fn fault_around_maps_resident_pages() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let a = map(&dev, 32, RW, SHARED, 0)?;
+    for p in 0..32 {
+        a.write(p * ps, p as u8);
+    }
+    drop(a);
+    let before = stats(&dev)?;
+    let b = map(&dev, 32, libc::PROT_READ, SHARED, 0)?;
+    for p in 0..32 {
+        check_eq!(b.read(p * ps), p as u8, "page {p} through the new mapping");
+    }
+    let after = stats(&dev)?;
+    let faults = after.obj_faults - before.obj_faults;
+    let around = after.obj_faultaround_pages - before.obj_faultaround_pages;
+    check!(
+        faults < 32,
+        "{faults} faults for 32 resident pages: no fault-around"
+    );
+    check_eq!(faults + around, 32, "faults + fault-around pages");
+    check_eq!(
+        smaps_rss_kb(b.addr() as usize)?,
+        32 * ps as u64 / 1024,
+        "Rss of the new mapping"
+    );
+    Ok(())
+}
+
+/// The module-wide cap: with `max_mb=1` loaded, 256 pages can be allocated, the next access is
+/// SIGBUS; `max_mb=0` is refused at load.
+pub fn global_cap_is_sigbus() -> TestResult {
+    let Ok(ko) = std::env::var("MMSCOPE_KO") else {
+        skip!("MMSCOPE_KO does not name the module file, so it cannot be reloaded");
+    };
+    let ps = page_size();
+    let reload = |params: &str| sys::reload_module("mmscope", &ko, params);
+    reload("max_mb=1").context("reload with max_mb=1")?;
+    let result = (|| -> TestResult {
+        let (dev, s) = open()?;
+        check_eq!(
+            s.max_pages,
+            (1 << 20) / ps as u64,
+            "max_pages with max_mb=1"
+        );
+        let m = map(&dev, 300, RW, SHARED, 0)?;
+        for p in 0..256 {
+            m.write(p * ps, 1);
+        }
+        expect_sigbus("page 257 past the module-wide cap", || m.write(256 * ps, 1))?;
+        check_eq!(stats(&dev)?.pages, 256, "module pages at the cap");
+        Ok(())
+    })();
+    let bad = reload("max_mb=0");
+    reload("").context("reload with the default parameters")?;
+    result?;
+    expect_errno(bad, libc::EINVAL, "load with max_mb=0")?;
+    Ok(())
+}
+
+/// Once every test process is gone, no page is left allocated and only our object is alive.
+pub fn nothing_left_allocated() -> TestResult {
+    let (_dev, s) = open()?;
+    check_eq!(s.pages, 0, "pages allocated with no user left");
+    check_eq!(s.objects, 1, "objects alive besides this open");
+    Ok(())
+}
