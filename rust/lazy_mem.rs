@@ -58,27 +58,52 @@ const FAULT_AROUND_PAGES: usize = 16;
 type Counter = Atomic<u64>;
 
 /// Counters over all objects since the module was loaded.
-pub(crate) struct GlobalStats {
+struct GlobalCounters {
     /// Faults served.
-    pub(crate) faults: Counter,
+    faults: Counter,
     /// Pages allocated and not yet freed.
-    pub(crate) pages: Counter,
+    pages: Counter,
     /// Pages freed.
-    pub(crate) pages_freed: Counter,
+    pages_freed: Counter,
     /// The most pages allocated at any one time.
-    pub(crate) peak_pages: Counter,
+    peak_pages: Counter,
     /// Objects alive.
-    pub(crate) objects: Counter,
+    objects: Counter,
 }
 
 /// The module-wide counters.
-pub(crate) static GLOBAL: GlobalStats = GlobalStats {
+static GLOBAL: GlobalCounters = GlobalCounters {
     faults: Atomic::new(0),
     pages: Atomic::new(0),
     pages_freed: Atomic::new(0),
     peak_pages: Atomic::new(0),
     objects: Atomic::new(0),
 };
+
+/// A snapshot of the module-wide counters.
+pub(crate) struct GlobalStats {
+    /// Faults served.
+    pub(crate) faults: u64,
+    /// Pages allocated and not yet freed.
+    pub(crate) pages: u64,
+    /// Pages freed.
+    pub(crate) pages_freed: u64,
+    /// The most pages allocated at any one time.
+    pub(crate) peak_pages: u64,
+    /// Objects alive.
+    pub(crate) objects: u64,
+}
+
+/// The module-wide counters now.
+pub(crate) fn global_stats() -> GlobalStats {
+    GlobalStats {
+        faults: GLOBAL.faults.load(Relaxed),
+        pages: GLOBAL.pages.load(Relaxed),
+        pages_freed: GLOBAL.pages_freed.load(Relaxed),
+        peak_pages: GLOBAL.peak_pages.load(Relaxed),
+        objects: GLOBAL.objects.load(Relaxed),
+    }
+}
 
 /// Raises `peak` to at least `value`.
 fn raise_peak(peak: &Counter, value: u64) {

@@ -25,10 +25,7 @@ use kernel::{
         seq_print,
         SeqFile, //
     },
-    sync::{
-        atomic::Relaxed,
-        Arc, //
-    },
+    sync::Arc,
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -41,8 +38,7 @@ mod vm_ops;
 
 use lazy_mem::{
     LazyMem,
-    Limits,
-    GLOBAL, //
+    Limits, //
 };
 
 module! {
@@ -159,6 +155,7 @@ impl MmscopeFile {
     fn mem_stats(&self, arg: usize) -> Result {
         let size = uapi::read_ext_header::<uapi::MmscopeMemStats>(arg)?;
         let obj = self.mem.stats();
+        let global = lazy_mem::global_stats();
         let stats = uapi::MmscopeMemStats {
             size: size as u32,
             flags: 0,
@@ -166,12 +163,12 @@ impl MmscopeFile {
             obj_pages: obj.pages,
             obj_limit_pages: obj.limit_pages,
             obj_faultaround_pages: obj.faultaround_pages,
-            faults: GLOBAL.faults.load(Relaxed),
-            pages: GLOBAL.pages.load(Relaxed),
-            pages_freed: GLOBAL.pages_freed.load(Relaxed),
-            peak_pages: GLOBAL.peak_pages.load(Relaxed),
+            faults: global.faults,
+            pages: global.pages,
+            pages_freed: global.pages_freed,
+            peak_pages: global.peak_pages,
             max_pages: limits()?.max_pages,
-            objects: GLOBAL.objects.load(Relaxed),
+            objects: global.objects,
         };
         uapi::write_ext(arg, &stats, size)
     }

@@ -110,6 +110,10 @@ const TESTS: &[Test] = &[
         name: "global_cap_is_sigbus",
         run: lazy::global_cap_is_sigbus,
     },
+    Test {
+        name: "pages_charged_to_callers_memcg",
+        run: lazy::pages_charged_to_callers_memcg,
+    },
     // Last: nothing any test allocated may outlive it.
     Test {
         name: "nothing_left_allocated",
