@@ -33,6 +33,7 @@ use kernel::{
 };
 
 mod lazy_mem;
+mod mm_walk;
 mod uapi;
 mod vm_ops;
 
@@ -40,6 +41,7 @@ use lazy_mem::{
     LazyMem,
     Limits, //
 };
+use mm_walk::VmaRecord;
 
 module! {
     type: MmscopeModule,
@@ -130,12 +132,15 @@ impl MiscDevice for MmscopeFile {
         Ok(())
     }
 
-    fn ioctl(me: &MmscopeFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &MmscopeFile, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         let user = UserSlice::new(UserPtr::from_addr(arg), _IOC_SIZE(cmd));
         match cmd {
             uapi::MMSCOPE_IOC_VERSION => user.writer().write(&uapi::MMSCOPE_ABI_VERSION)?,
             uapi::MMSCOPE_IOC_MEM_STATS => me.mem_stats(arg)?,
             uapi::MMSCOPE_IOC_SET_LIMIT => me.set_limit(user.reader().read::<u64>()?)?,
+            uapi::MMSCOPE_IOC_MM_SUMMARY => mm_summary(arg)?,
+            uapi::MMSCOPE_IOC_VMA_LIST => vma_list(arg, file)?,
+            uapi::MMSCOPE_IOC_VMA_QUERY => vma_query(arg, file)?,
             _ => return Err(ENOTTY),
         }
         Ok(0)
@@ -153,7 +158,7 @@ impl MiscDevice for MmscopeFile {
 impl MmscopeFile {
     /// `MMSCOPE_IOC_MEM_STATS`: copies this object's and the module-wide counters out.
     fn mem_stats(&self, arg: usize) -> Result {
-        let size = uapi::read_ext_header::<uapi::MmscopeMemStats>(arg)?;
+        let size = uapi::read_ext_header_no_flags::<uapi::MmscopeMemStats>(arg)?;
         let obj = self.mem.stats();
         let global = lazy_mem::global_stats();
         let stats = uapi::MmscopeMemStats {
@@ -182,4 +187,139 @@ impl MmscopeFile {
         }
         self.mem.lower_limit(bytes >> PAGE_SHIFT)
     }
+}
+
+/// Records collected per hold of the mmap lock by `MMSCOPE_IOC_VMA_LIST`: bounds the kernel
+/// memory a walk uses (48 bytes each) and how long it holds the lock.
+const VMA_CHUNK: usize = 128;
+
+/// `MMSCOPE_IOC_MM_SUMMARY`: the memory-map summary of the caller or of another process.
+fn mm_summary(arg: usize) -> Result {
+    let req = uapi::read_mm_request::<uapi::MmscopeMmSummary>(arg, 0)?;
+    let mm = mm_walk::target_mm(req.pid)?;
+    let s = mm_walk::summary(&mm);
+    let out = uapi::MmscopeMmSummary {
+        size: req.size as u32,
+        flags: req.flags,
+        pid: req.pid.unwrap_or(0),
+        reserved: 0,
+        start_code: s.start_code,
+        end_code: s.end_code,
+        start_data: s.start_data,
+        end_data: s.end_data,
+        start_brk: s.start_brk,
+        brk: s.brk,
+        start_stack: s.start_stack,
+        arg_start: s.arg_start,
+        arg_end: s.arg_end,
+        env_start: s.env_start,
+        env_end: s.env_end,
+        mmap_base: s.mmap_base,
+        task_size: s.task_size,
+        map_count: s.map_count,
+        total_vm: s.total_vm,
+        locked_vm: s.locked_vm,
+        pinned_vm: s.pinned_vm,
+        data_vm: s.data_vm,
+        exec_vm: s.exec_vm,
+        stack_vm: s.stack_vm,
+        hiwater_rss: s.hiwater_rss,
+        hiwater_vm: s.hiwater_vm,
+        rss_anon: s.rss_anon,
+        rss_file: s.rss_file,
+        rss_shmem: s.rss_shmem,
+    };
+    uapi::write_ext(arg, &out, req.size)
+}
+
+/// The uapi form of a VMA record.
+fn vma_to_uapi(r: &VmaRecord) -> uapi::MmscopeVma {
+    uapi::MmscopeVma {
+        start: r.start,
+        end: r.end,
+        pgoff: r.pgoff,
+        flags: r.flags,
+        inode: r.inode,
+        dev_major: r.dev_major,
+        dev_minor: r.dev_minor,
+        kind: r.kind as u32,
+        reserved: 0,
+    }
+}
+
+/// `MMSCOPE_IOC_VMA_LIST`: fills the caller's array with the VMAs from `start_addr` on.
+///
+/// Collects at most [`VMA_CHUNK`] records per hold of the mmap read lock and copies them out
+/// after dropping it; the walk goes on from where the chunk ended until the array is full or
+/// the VMAs end.
+fn vma_list(arg: usize, file: &File) -> Result {
+    let mut req = uapi::read_mm_request::<uapi::MmscopeVmaList>(arg, 0)?;
+    let start = req.fields.read::<u64>()?;
+    let records = req.fields.read::<u64>()?;
+    let record_size = req.fields.read::<u32>()? as usize;
+    let capacity = req.fields.read::<u32>()? as usize;
+    let ours = size_of::<uapi::MmscopeVma>();
+    if record_size < ours || record_size > kernel::page::PAGE_SIZE {
+        return Err(EINVAL);
+    }
+    let start = usize::try_from(start).map_err(|_| EINVAL)?;
+    let records = usize::try_from(records).map_err(|_| EINVAL)?;
+    records
+        .checked_add(capacity.checked_mul(record_size).ok_or(EINVAL)?)
+        .ok_or(EINVAL)?;
+    let mm = mm_walk::target_mm(req.pid)?;
+
+    let mut chunk = KVec::with_capacity(VMA_CHUNK.min(capacity.max(1)), GFP_KERNEL)?;
+    let mut count = 0;
+    let mut addr = start;
+    let walk = loop {
+        chunk.clear();
+        let walk = mm_walk::collect_vmas(&mm, addr, capacity - count, &mut chunk, file);
+        for r in chunk.iter() {
+            let dest = UserPtr::from_addr(records + count * record_size);
+            UserSlice::new(dest, ours)
+                .writer()
+                .write_slice(vma_to_uapi(r).as_bytes())?;
+            count += 1;
+        }
+        if walk.next == 0 || count == capacity {
+            break walk;
+        }
+        addr = walk.next;
+    };
+    let out = uapi::MmscopeVmaList {
+        size: req.size as u32,
+        flags: req.flags,
+        pid: req.pid.unwrap_or(0),
+        reserved: 0,
+        start_addr: start as u64,
+        records: records as u64,
+        record_size: ours as u32,
+        capacity: capacity as u32,
+        count: count as u32,
+        total: walk.map_count as u32,
+        next_addr: walk.next as u64,
+    };
+    uapi::write_ext(arg, &out, req.size)
+}
+
+/// `MMSCOPE_IOC_VMA_QUERY`: the VMA covering `addr`, or the next one above it with
+/// `MMSCOPE_QUERY_COVERING_OR_NEXT`; `ENOENT` if there is none.
+fn vma_query(arg: usize, file: &File) -> Result {
+    let mut req =
+        uapi::read_mm_request::<uapi::MmscopeVmaQuery>(arg, uapi::MMSCOPE_QUERY_COVERING_OR_NEXT)?;
+    let addr = req.fields.read::<u64>()?;
+    let addr = usize::try_from(addr).map_err(|_| EINVAL)?;
+    let mm = mm_walk::target_mm(req.pid)?;
+    let or_next = req.flags & uapi::MMSCOPE_QUERY_COVERING_OR_NEXT != 0;
+    let vma = mm_walk::query_vma(&mm, addr, or_next, file).ok_or(ENOENT)?;
+    let out = uapi::MmscopeVmaQuery {
+        size: req.size as u32,
+        flags: req.flags,
+        pid: req.pid.unwrap_or(0),
+        reserved: 0,
+        addr: addr as u64,
+        vma: vma_to_uapi(&vma),
+    };
+    uapi::write_ext(arg, &out, req.size)
 }

@@ -14,7 +14,8 @@ use kernel::{
     prelude::*,
     uaccess::{
         UserPtr,
-        UserSlice, //
+        UserSlice,
+        UserSliceReader, //
     },
 };
 use zerocopy::Immutable;
@@ -24,7 +25,7 @@ use zerocopy_derive::Immutable;
 pub(crate) const MMSCOPE_IOC_MAGIC: u32 = 0xB9;
 
 /// The ABI version this module implements (`MMSCOPE_ABI_VERSION`).
-pub(crate) const MMSCOPE_ABI_VERSION: u32 = 2;
+pub(crate) const MMSCOPE_ABI_VERSION: u32 = 3;
 
 /// Writes [`MMSCOPE_ABI_VERSION`] to the `u32` that the argument points to.
 pub(crate) const MMSCOPE_IOC_VERSION: u32 = _IOR::<u32>(MMSCOPE_IOC_MAGIC, 0x00);
@@ -34,6 +35,144 @@ pub(crate) const MMSCOPE_IOC_MEM_STATS: u32 = _IOWR::<MmscopeMemStats>(MMSCOPE_I
 
 /// Lowers the size limit of this open file's memory object to the `u64` (bytes) at the argument.
 pub(crate) const MMSCOPE_IOC_SET_LIMIT: u32 = _IOW::<u64>(MMSCOPE_IOC_MAGIC, 0x02);
+
+/// Fills a [`MmscopeMmSummary`].
+pub(crate) const MMSCOPE_IOC_MM_SUMMARY: u32 = _IOWR::<MmscopeMmSummary>(MMSCOPE_IOC_MAGIC, 0x10);
+
+/// Fills an array of [`MmscopeVma`] described by a [`MmscopeVmaList`].
+pub(crate) const MMSCOPE_IOC_VMA_LIST: u32 = _IOWR::<MmscopeVmaList>(MMSCOPE_IOC_MAGIC, 0x11);
+
+/// Fills a [`MmscopeVmaQuery`].
+pub(crate) const MMSCOPE_IOC_VMA_QUERY: u32 = _IOWR::<MmscopeVmaQuery>(MMSCOPE_IOC_MAGIC, 0x12);
+
+/// `MMSCOPE_F_PID`: `pid` names the target process instead of the caller.
+pub(crate) const MMSCOPE_F_PID: u32 = 1 << 0;
+
+/// `MMSCOPE_QUERY_COVERING_OR_NEXT`: without a VMA covering the address, report the next one.
+pub(crate) const MMSCOPE_QUERY_COVERING_OR_NEXT: u32 = 1 << 1;
+
+/// `struct mmscope_mm_summary`: the memory-map fields of an `mm_struct`.
+#[repr(C)]
+#[derive(Default, IntoBytes, Immutable)]
+pub(crate) struct MmscopeMmSummary {
+    pub(crate) size: u32,
+    pub(crate) flags: u32,
+    pub(crate) pid: i32,
+    pub(crate) reserved: u32,
+    pub(crate) start_code: u64,
+    pub(crate) end_code: u64,
+    pub(crate) start_data: u64,
+    pub(crate) end_data: u64,
+    pub(crate) start_brk: u64,
+    pub(crate) brk: u64,
+    pub(crate) start_stack: u64,
+    pub(crate) arg_start: u64,
+    pub(crate) arg_end: u64,
+    pub(crate) env_start: u64,
+    pub(crate) env_end: u64,
+    pub(crate) mmap_base: u64,
+    pub(crate) task_size: u64,
+    pub(crate) map_count: u64,
+    pub(crate) total_vm: u64,
+    pub(crate) locked_vm: u64,
+    pub(crate) pinned_vm: u64,
+    pub(crate) data_vm: u64,
+    pub(crate) exec_vm: u64,
+    pub(crate) stack_vm: u64,
+    pub(crate) hiwater_rss: u64,
+    pub(crate) hiwater_vm: u64,
+    pub(crate) rss_anon: u64,
+    pub(crate) rss_file: u64,
+    pub(crate) rss_shmem: u64,
+}
+
+/// `struct mmscope_vma`: one VMA.
+#[repr(C)]
+#[derive(Default, IntoBytes, Immutable)]
+pub(crate) struct MmscopeVma {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) pgoff: u64,
+    pub(crate) flags: u64,
+    pub(crate) inode: u64,
+    pub(crate) dev_major: u32,
+    pub(crate) dev_minor: u32,
+    pub(crate) kind: u32,
+    pub(crate) reserved: u32,
+}
+
+/// `struct mmscope_vma_list`: a page of the VMA list.
+#[repr(C)]
+#[derive(Default, IntoBytes, Immutable)]
+pub(crate) struct MmscopeVmaList {
+    pub(crate) size: u32,
+    pub(crate) flags: u32,
+    pub(crate) pid: i32,
+    pub(crate) reserved: u32,
+    pub(crate) start_addr: u64,
+    pub(crate) records: u64,
+    pub(crate) record_size: u32,
+    pub(crate) capacity: u32,
+    pub(crate) count: u32,
+    pub(crate) total: u32,
+    pub(crate) next_addr: u64,
+}
+
+/// `struct mmscope_vma_query`: the VMA at or above an address.
+#[repr(C)]
+#[derive(Default, IntoBytes, Immutable)]
+pub(crate) struct MmscopeVmaQuery {
+    pub(crate) size: u32,
+    pub(crate) flags: u32,
+    pub(crate) pid: i32,
+    pub(crate) reserved: u32,
+    pub(crate) addr: u64,
+    pub(crate) vma: MmscopeVma,
+}
+
+/// The checked header of a request about an address space.
+pub(crate) struct MmRequest {
+    /// The size to read and write: the smaller of the caller's and ours.
+    pub(crate) size: usize,
+    /// The flags, all known.
+    pub(crate) flags: u32,
+    /// The target process, `None` for the caller.
+    pub(crate) pid: Option<i32>,
+    /// Reads the fields that follow the header.
+    pub(crate) fields: UserSliceReader,
+}
+
+/// Reads and checks the header every request about an address space starts with: `u32` size,
+/// `u32` flags, `i32` pid, `u32` reserved. `T` is the request's first version; flags outside
+/// `known` (and [`MMSCOPE_F_PID`]), a nonzero reserved field, a pid without `MMSCOPE_F_PID` or
+/// a pid below 1 with it give `EINVAL`.
+pub(crate) fn read_mm_request<T>(arg: usize, known: u32) -> Result<MmRequest> {
+    let size = read_ext_header::<T>(arg)?;
+    let mut reader = UserSlice::new(UserPtr::from_addr(arg), size).reader();
+    let _size = reader.read::<u32>()?;
+    let flags = reader.read::<u32>()?;
+    let pid = reader.read::<i32>()?;
+    let reserved = reader.read::<u32>()?;
+    if flags & !(known | MMSCOPE_F_PID) != 0 || reserved != 0 {
+        return Err(EINVAL);
+    }
+    let pid = if flags & MMSCOPE_F_PID != 0 {
+        if pid < 1 {
+            return Err(EINVAL);
+        }
+        Some(pid)
+    } else if pid != 0 {
+        return Err(EINVAL);
+    } else {
+        None
+    };
+    Ok(MmRequest {
+        size,
+        flags,
+        pid,
+        fields: reader,
+    })
+}
 
 /// `struct mmscope_mem_stats`: the counters of the lazily allocated memory.
 #[repr(C)]
@@ -65,18 +204,30 @@ pub(crate) struct MmscopeMemStats {
     pub(crate) objects: u64,
 }
 
-/// Reads and checks the header of an extensible struct at `arg`, whose first version is `T`.
+/// Reads the size of an extensible struct at `arg`, whose first version is `T`.
 ///
-/// Every extensible struct starts with a `u32` size, then `u32` flags. Returns the size to use: the smaller of the caller's and ours. The caller's must be at least
-/// the first version's size (`EINVAL` otherwise); flags must be zero (`EINVAL`).
+/// Every extensible struct starts with its `u32` size. Returns the size to use: the smaller of
+/// the caller's and ours. The caller's must be at least the first version's size and at most a
+/// page (`EINVAL` otherwise).
 pub(crate) fn read_ext_header<T>(arg: usize) -> Result<usize> {
-    let mut reader = UserSlice::new(UserPtr::from_addr(arg), 2 * size_of::<u32>()).reader();
+    let mut reader = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>()).reader();
     let size = reader.read::<u32>()? as usize;
-    let flags = reader.read::<u32>()?;
-    if size < size_of::<T>() || flags != 0 {
+    if size < size_of::<T>() || size > kernel::page::PAGE_SIZE {
         return Err(EINVAL);
     }
     Ok(size.min(size_of::<T>()))
+}
+
+/// Reads the size and flags of an extensible struct whose first version is `T` and that takes
+/// no flags (`EINVAL` if any is set).
+pub(crate) fn read_ext_header_no_flags<T>(arg: usize) -> Result<usize> {
+    let size = read_ext_header::<T>(arg)?;
+    let mut reader = UserSlice::new(UserPtr::from_addr(arg), 2 * size_of::<u32>()).reader();
+    reader.skip(size_of::<u32>())?;
+    if reader.read::<u32>()? != 0 {
+        return Err(EINVAL);
+    }
+    Ok(size)
 }
 
 /// Writes the first `size` bytes of `value` to `arg`.

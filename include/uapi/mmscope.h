@@ -20,7 +20,7 @@
  * The ABI version this header describes. It grows when an ioctl is added;
  * a version never changes the meaning of an existing ioctl.
  */
-#define MMSCOPE_ABI_VERSION	2
+#define MMSCOPE_ABI_VERSION	3
 
 /*
  * MMSCOPE_IOC_VERSION: write the module's ABI version to *arg.
@@ -113,5 +113,189 @@ struct mmscope_mem_stats {
  * for a bad pointer.
  */
 #define MMSCOPE_IOC_SET_LIMIT	_IOW(MMSCOPE_IOC_MAGIC, 0x02, __u64)
+
+/*
+ * Address spaces
+ *
+ * The ioctls below report the memory map of the calling process, or with
+ * MMSCOPE_F_PID of the process pid. Another process may be read if it is in
+ * the caller's thread group or the caller has CAP_SYS_PTRACE: the cases in
+ * which ptrace_may_access(PTRACE_MODE_READ_FSCREDS), the rule of
+ * /proc/<pid>/maps, allows it whatever the target. ptrace_may_access() is
+ * not exported to modules and mmscope does not re-implement its same-user
+ * and dumpability checks, so it refuses a process of the same user that
+ * procfs would show.
+ *
+ * Each request starts with the same header:
+ *
+ *   __u32 size;      sizeof() the struct the caller knows
+ *   __u32 flags;     MMSCOPE_F_PID, and the ioctl's own flags
+ *   __s32 pid;       with MMSCOPE_F_PID the target (> 0), else 0
+ *   __u32 reserved;  must be 0
+ *
+ * Errors, for all of them: EINVAL for a bad size, an unknown flag, a nonzero
+ * reserved field or a bad pid field; EFAULT for a bad pointer; ESRCH if
+ * there is no such process or it has no address space; EACCES if the caller
+ * may not read it.
+ */
+#define MMSCOPE_F_PID			(1U << 0)
+
+/*
+ * struct mmscope_mm_summary - the memory-map fields of an mm_struct
+ *
+ * One consistent snapshot, taken under the mmap read lock (and arg_lock for
+ * the argument and environment ranges). Addresses are as the kernel stores
+ * them: brk is not page aligned. The *_vm, hiwater_* and rss_* fields count
+ * pages; the rss_* counters are summed over CPUs as /proc/<pid>/status does.
+ * /proc shows start_brk (field 47 of /proc/<pid>/stat) but not brk.
+ */
+struct mmscope_mm_summary {
+	__u32 size;
+	__u32 flags;
+	__s32 pid;
+	__u32 reserved;
+	__u64 start_code;
+	__u64 end_code;
+	__u64 start_data;
+	__u64 end_data;
+	__u64 start_brk;
+	__u64 brk;
+	__u64 start_stack;
+	__u64 arg_start;
+	__u64 arg_end;
+	__u64 env_start;
+	__u64 env_end;
+	__u64 mmap_base;
+	__u64 task_size;
+	__u64 map_count;
+	__u64 total_vm;
+	__u64 locked_vm;
+	__u64 pinned_vm;
+	__u64 data_vm;
+	__u64 exec_vm;
+	__u64 stack_vm;
+	__u64 hiwater_rss;
+	__u64 hiwater_vm;
+	__u64 rss_anon;
+	__u64 rss_file;
+	__u64 rss_shmem;
+};
+
+/* What a VMA maps: the rules /proc/<pid>/maps uses to name it. */
+enum mmscope_vma_kind {
+	MMSCOPE_KIND_ANON	= 0,	/* private anonymous memory */
+	MMSCOPE_KIND_HEAP	= 1,	/* [heap]: overlaps start_brk..brk */
+	MMSCOPE_KIND_STACK	= 2,	/* [stack]: holds start_stack */
+	MMSCOPE_KIND_VDSO	= 3,	/* [vdso] */
+	MMSCOPE_KIND_VVAR	= 4,	/* [vvar], [vvar_vclock] */
+	MMSCOPE_KIND_FILE	= 5,	/* a file */
+	MMSCOPE_KIND_SHMEM	= 6,	/* unnamed shared memory: MAP_SHARED|
+					 * MAP_ANONYMOUS, memfd, SysV shm */
+	MMSCOPE_KIND_MMSCOPE	= 7,	/* a mapping of /dev/mmscope */
+	MMSCOPE_KIND_SPECIAL	= 8,	/* another special mapping with a name */
+};
+
+/* struct mmscope_vma flags: the VM_* flags (smaps VmFlags mnemonic). */
+#define MMSCOPE_VMA_READ	(1ULL << 0)	/* rd */
+#define MMSCOPE_VMA_WRITE	(1ULL << 1)	/* wr */
+#define MMSCOPE_VMA_EXEC	(1ULL << 2)	/* ex */
+#define MMSCOPE_VMA_SHARED	(1ULL << 3)	/* sh */
+#define MMSCOPE_VMA_MAYREAD	(1ULL << 4)	/* mr */
+#define MMSCOPE_VMA_MAYWRITE	(1ULL << 5)	/* mw */
+#define MMSCOPE_VMA_MAYEXEC	(1ULL << 6)	/* me */
+#define MMSCOPE_VMA_MAYSHARE	(1ULL << 7)	/* ms; maps shows 's' */
+#define MMSCOPE_VMA_GROWSDOWN	(1ULL << 8)	/* gd */
+#define MMSCOPE_VMA_LOCKED	(1ULL << 9)	/* lo */
+#define MMSCOPE_VMA_IO		(1ULL << 10)	/* io */
+#define MMSCOPE_VMA_PFNMAP	(1ULL << 11)	/* pf */
+#define MMSCOPE_VMA_MIXEDMAP	(1ULL << 12)	/* mm */
+#define MMSCOPE_VMA_DONTCOPY	(1ULL << 13)	/* dc */
+#define MMSCOPE_VMA_DONTEXPAND	(1ULL << 14)	/* de */
+#define MMSCOPE_VMA_ACCOUNT	(1ULL << 15)	/* ac */
+#define MMSCOPE_VMA_NORESERVE	(1ULL << 16)	/* nr */
+#define MMSCOPE_VMA_HUGETLB	(1ULL << 17)	/* ht */
+#define MMSCOPE_VMA_DONTDUMP	(1ULL << 18)	/* dd */
+#define MMSCOPE_VMA_WIPEONFORK	(1ULL << 19)	/* wf */
+#define MMSCOPE_VMA_HUGEPAGE	(1ULL << 20)	/* hg */
+#define MMSCOPE_VMA_NOHUGEPAGE	(1ULL << 21)	/* nh */
+#define MMSCOPE_VMA_MERGEABLE	(1ULL << 22)	/* mg */
+#define MMSCOPE_VMA_LOCKONFAULT	(1ULL << 23)	/* lf */
+
+/*
+ * struct mmscope_vma - one VMA
+ * @start, @end:  its range, end exclusive
+ * @pgoff:        vm_pgoff: for a file, the offset in pages (maps shows it
+ *                in bytes); for anonymous memory the kernel's own index
+ *                (maps shows 0)
+ * @flags:        MMSCOPE_VMA_*
+ * @inode:        for a file, its inode number; else 0
+ * @dev_major, @dev_minor: for a file, its filesystem's device; else 0
+ * @kind:         enum mmscope_vma_kind
+ * @reserved:     0
+ */
+struct mmscope_vma {
+	__u64 start;
+	__u64 end;
+	__u64 pgoff;
+	__u64 flags;
+	__u64 inode;
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 kind;
+	__u32 reserved;
+};
+
+/*
+ * struct mmscope_vma_list - a page of the VMA list
+ * @start_addr:  in: report VMAs from the first one ending above it
+ * @records:     in: user pointer to an array of records
+ * @record_size: in: the array's stride, at least sizeof(struct mmscope_vma);
+ *               out: the bytes of each record the kernel wrote
+ * @capacity:    in: how many records the array holds (0: only count them)
+ * @count:       out: records written
+ * @total:       out: map_count, the number of VMAs the process has
+ * @next_addr:   out: start_addr for the next call, 0 if the walk reached
+ *               the last VMA
+ *
+ * The kernel walks in chunks of at most 128 VMAs under the mmap read lock
+ * and copies each chunk out after dropping it; a walk is consistent within a
+ * chunk and, across chunks, continues where the last one ended, as reading
+ * /proc/<pid>/maps does.
+ */
+struct mmscope_vma_list {
+	__u32 size;
+	__u32 flags;
+	__s32 pid;
+	__u32 reserved;
+	__u64 start_addr;
+	__u64 records;
+	__u32 record_size;
+	__u32 capacity;
+	__u32 count;
+	__u32 total;
+	__u64 next_addr;
+};
+
+/* struct mmscope_vma_query flags */
+#define MMSCOPE_QUERY_COVERING_OR_NEXT	(1U << 1)
+
+/*
+ * struct mmscope_vma_query - the VMA at an address
+ * @addr: in: the address
+ * @vma:  out: the VMA covering @addr or, with MMSCOPE_QUERY_COVERING_OR_NEXT,
+ *        the first one above it. ENOENT if there is none.
+ */
+struct mmscope_vma_query {
+	__u32 size;
+	__u32 flags;
+	__s32 pid;
+	__u32 reserved;
+	__u64 addr;
+	struct mmscope_vma vma;
+};
+
+#define MMSCOPE_IOC_MM_SUMMARY	_IOWR(MMSCOPE_IOC_MAGIC, 0x10, struct mmscope_mm_summary)
+#define MMSCOPE_IOC_VMA_LIST	_IOWR(MMSCOPE_IOC_MAGIC, 0x11, struct mmscope_vma_list)
+#define MMSCOPE_IOC_VMA_QUERY	_IOWR(MMSCOPE_IOC_MAGIC, 0x12, struct mmscope_vma_query)
 
 #endif /* _UAPI_MMSCOPE_H */

@@ -16,21 +16,160 @@ extern "C" {
     static mmscope_c_ioc_magic: u32;
     static mmscope_c_abi_version: u32;
     static mmscope_c_ioc_version: u32;
+    static mmscope_c_ioc_mem_stats: u32;
+    static mmscope_c_ioc_set_limit: u32;
+    static mmscope_c_ioc_mm_summary: u32;
+    static mmscope_c_ioc_vma_list: u32;
+    static mmscope_c_ioc_vma_query: u32;
+    static mmscope_c_f_pid: u32;
+    static mmscope_c_query_covering_or_next: u32;
+    static mmscope_c_kinds: [u32; 9];
+    static mmscope_c_vma_flags: [u64; 24];
+    static mmscope_c_mem_stats_layout: [libc::c_ulong; 0];
+    static mmscope_c_mem_stats_layout_len: libc::c_ulong;
+    static mmscope_c_mm_summary_layout: [libc::c_ulong; 0];
+    static mmscope_c_mm_summary_layout_len: libc::c_ulong;
+    static mmscope_c_vma_layout: [libc::c_ulong; 0];
+    static mmscope_c_vma_layout_len: libc::c_ulong;
+    static mmscope_c_vma_list_layout: [libc::c_ulong; 0];
+    static mmscope_c_vma_list_layout_len: libc::c_ulong;
+    static mmscope_c_vma_query_layout: [libc::c_ulong; 0];
+    static mmscope_c_vma_query_layout_len: libc::c_ulong;
 }
 
-/// The Rust ABI definitions agree with `include/uapi/mmscope.h` as compiled by a C compiler.
+/// The layout of a Rust struct as c/abi.c records a C one: its size, then the offset and size
+/// of each field in order.
+macro_rules! layout {
+    ($t:ty: $($f:ident),+ $(,)?) => {{
+        let v = <$t>::default();
+        let mut l = vec![std::mem::size_of::<$t>() as libc::c_ulong];
+        $(
+            l.push(std::mem::offset_of!($t, $f) as libc::c_ulong);
+            l.push(std::mem::size_of_val(&v.$f) as libc::c_ulong);
+        )+
+        l
+    }};
+}
+
+/// The layout array c/abi.c exports as `array` with `len` entries.
+///
+/// # Safety
+///
+/// `array` must be the first element of an array of `len` entries.
+unsafe fn c_layout(array: *const libc::c_ulong, len: libc::c_ulong) -> Vec<libc::c_ulong> {
+    // SAFETY: The caller guarantees the array has `len` entries.
+    unsafe { std::slice::from_raw_parts(array, len as usize) }.to_vec()
+}
+
+/// The Rust ABI definitions agree with `include/uapi/mmscope.h` as compiled by a C compiler:
+/// constants, ioctl numbers, struct sizes and every field's offset and size.
 pub fn abi_matches_c_header() -> TestResult {
     // SAFETY: These are plain constants defined in c/abi.c and never written.
-    let (magic, version, ioc_version) = unsafe {
-        (
+    let c = unsafe {
+        [
             mmscope_c_ioc_magic,
             mmscope_c_abi_version,
             mmscope_c_ioc_version,
-        )
+            mmscope_c_ioc_mem_stats,
+            mmscope_c_ioc_set_limit,
+            mmscope_c_ioc_mm_summary,
+            mmscope_c_ioc_vma_list,
+            mmscope_c_ioc_vma_query,
+            mmscope_c_f_pid,
+            mmscope_c_query_covering_or_next,
+        ]
     };
-    check_eq!(abi::MMSCOPE_IOC_MAGIC, magic, "MMSCOPE_IOC_MAGIC");
-    check_eq!(abi::MMSCOPE_ABI_VERSION, version, "MMSCOPE_ABI_VERSION");
-    check_eq!(abi::MMSCOPE_IOC_VERSION, ioc_version, "MMSCOPE_IOC_VERSION");
+    let rust = [
+        abi::MMSCOPE_IOC_MAGIC,
+        abi::MMSCOPE_ABI_VERSION,
+        abi::MMSCOPE_IOC_VERSION,
+        abi::MMSCOPE_IOC_MEM_STATS,
+        abi::MMSCOPE_IOC_SET_LIMIT,
+        abi::MMSCOPE_IOC_MM_SUMMARY,
+        abi::MMSCOPE_IOC_VMA_LIST,
+        abi::MMSCOPE_IOC_VMA_QUERY,
+        abi::MMSCOPE_F_PID,
+        abi::MMSCOPE_QUERY_COVERING_OR_NEXT,
+    ];
+    let names = [
+        "IOC_MAGIC",
+        "ABI_VERSION",
+        "IOC_VERSION",
+        "IOC_MEM_STATS",
+        "IOC_SET_LIMIT",
+        "IOC_MM_SUMMARY",
+        "IOC_VMA_LIST",
+        "IOC_VMA_QUERY",
+        "F_PID",
+        "QUERY_COVERING_OR_NEXT",
+    ];
+    for ((name, c), rust) in names.iter().zip(c).zip(rust) {
+        check_eq!(rust, c, "MMSCOPE_{name}: Rust, C");
+    }
+    use abi::kind;
+    let kinds = [
+        kind::ANON,
+        kind::HEAP,
+        kind::STACK,
+        kind::VDSO,
+        kind::VVAR,
+        kind::FILE,
+        kind::SHMEM,
+        kind::MMSCOPE,
+        kind::SPECIAL,
+    ];
+    // SAFETY: Plain constants defined in c/abi.c.
+    check_eq!(
+        kinds,
+        unsafe { mmscope_c_kinds },
+        "enum mmscope_vma_kind: Rust, C"
+    );
+    let flags: Vec<u64> = (0..abi::VMA_FLAGS.len()).map(|i| 1 << i).collect();
+    // SAFETY: Plain constants defined in c/abi.c.
+    check_eq!(
+        flags,
+        unsafe { mmscope_c_vma_flags }.to_vec(),
+        "MMSCOPE_VMA_*: Rust, C"
+    );
+
+    // SAFETY: Each pair names an array and its length from c/abi.c.
+    let c = unsafe {
+        [
+            c_layout(
+                mmscope_c_mem_stats_layout.as_ptr(),
+                mmscope_c_mem_stats_layout_len,
+            ),
+            c_layout(
+                mmscope_c_mm_summary_layout.as_ptr(),
+                mmscope_c_mm_summary_layout_len,
+            ),
+            c_layout(mmscope_c_vma_layout.as_ptr(), mmscope_c_vma_layout_len),
+            c_layout(
+                mmscope_c_vma_list_layout.as_ptr(),
+                mmscope_c_vma_list_layout_len,
+            ),
+            c_layout(
+                mmscope_c_vma_query_layout.as_ptr(),
+                mmscope_c_vma_query_layout_len,
+            ),
+        ]
+    };
+    let rust = [
+        layout!(abi::MemStats: size, flags, obj_faults, obj_pages, obj_limit_pages,
+            obj_faultaround_pages, faults, pages, pages_freed, peak_pages, max_pages, objects),
+        layout!(abi::MmSummary: size, flags, pid, reserved, start_code, end_code, start_data,
+            end_data, start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end,
+            mmap_base, task_size, map_count, total_vm, locked_vm, pinned_vm, data_vm, exec_vm,
+            stack_vm, hiwater_rss, hiwater_vm, rss_anon, rss_file, rss_shmem),
+        layout!(abi::Vma: start, end, pgoff, flags, inode, dev_major, dev_minor, kind, reserved),
+        layout!(abi::VmaList: size, flags, pid, reserved, start_addr, records, record_size,
+            capacity, count, total, next_addr),
+        layout!(abi::VmaQuery: size, flags, pid, reserved, addr, vma),
+    ];
+    let names = ["mem_stats", "mm_summary", "vma", "vma_list", "vma_query"];
+    for ((name, c), rust) in names.iter().zip(c).zip(rust) {
+        check_eq!(rust, c, "layout of struct mmscope_{name}: Rust, C");
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 mod device;
 mod harness;
 mod lazy;
+mod mm;
 mod sys;
 
 use harness::Test;
@@ -113,6 +114,35 @@ const TESTS: &[Test] = &[
     Test {
         name: "pages_charged_to_callers_memcg",
         run: lazy::pages_charged_to_callers_memcg,
+    },
+    // The address-space ioctls.
+    Test {
+        name: "report_matches_procfs",
+        run: mm::report_matches_procfs,
+    },
+    Test {
+        name: "layout_fields_match_the_kernel",
+        run: mm::layout_fields_match_the_kernel,
+    },
+    Test {
+        name: "report_follows_changes",
+        run: mm::report_follows_changes,
+    },
+    Test {
+        name: "ten_thousand_vmas_paginated",
+        run: mm::ten_thousand_vmas_paginated,
+    },
+    Test {
+        name: "vma_query_matches_list",
+        run: mm::vma_query_matches_list,
+    },
+    Test {
+        name: "mm_ioctls_bad_input",
+        run: mm::mm_ioctls_bad_input,
+    },
+    Test {
+        name: "target_pid_follows_ptrace_rules",
+        run: mm::target_pid_follows_ptrace_rules,
     },
     // Last: nothing any test allocated may outlive it.
     Test {

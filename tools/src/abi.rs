@@ -31,7 +31,7 @@ pub const fn ior<T>(ty: u32, nr: u32) -> u32 {
 pub const MMSCOPE_IOC_MAGIC: u32 = 0xB9;
 
 /// `MMSCOPE_ABI_VERSION`: the ABI version these definitions describe.
-pub const MMSCOPE_ABI_VERSION: u32 = 2;
+pub const MMSCOPE_ABI_VERSION: u32 = 3;
 
 /// `MMSCOPE_IOC_VERSION`: the module writes its ABI version to a `u32`.
 pub const MMSCOPE_IOC_VERSION: u32 = ior::<u32>(MMSCOPE_IOC_MAGIC, 0x00);
@@ -71,3 +71,140 @@ pub const MMSCOPE_IOC_MEM_STATS: u32 = iowr::<MemStats>(MMSCOPE_IOC_MAGIC, 0x01)
 
 /// `MMSCOPE_IOC_SET_LIMIT`: lowers the object's size limit to a `u64` number of bytes.
 pub const MMSCOPE_IOC_SET_LIMIT: u32 = iow::<u64>(MMSCOPE_IOC_MAGIC, 0x02);
+
+/// `MMSCOPE_F_PID`: the request names a target process.
+pub const MMSCOPE_F_PID: u32 = 1 << 0;
+/// `MMSCOPE_QUERY_COVERING_OR_NEXT`.
+pub const MMSCOPE_QUERY_COVERING_OR_NEXT: u32 = 1 << 1;
+
+/// `struct mmscope_mm_summary`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmSummary {
+    pub size: u32,
+    pub flags: u32,
+    pub pid: i32,
+    pub reserved: u32,
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub mmap_base: u64,
+    pub task_size: u64,
+    pub map_count: u64,
+    pub total_vm: u64,
+    pub locked_vm: u64,
+    pub pinned_vm: u64,
+    pub data_vm: u64,
+    pub exec_vm: u64,
+    pub stack_vm: u64,
+    pub hiwater_rss: u64,
+    pub hiwater_vm: u64,
+    pub rss_anon: u64,
+    pub rss_file: u64,
+    pub rss_shmem: u64,
+}
+
+/// `enum mmscope_vma_kind`.
+pub mod kind {
+    pub const ANON: u32 = 0;
+    pub const HEAP: u32 = 1;
+    pub const STACK: u32 = 2;
+    pub const VDSO: u32 = 3;
+    pub const VVAR: u32 = 4;
+    pub const FILE: u32 = 5;
+    pub const SHMEM: u32 = 6;
+    pub const MMSCOPE: u32 = 7;
+    pub const SPECIAL: u32 = 8;
+
+    /// A short name for each kind, as the CLI and tests print it.
+    pub fn name(kind: u32) -> &'static str {
+        match kind {
+            ANON => "anon",
+            HEAP => "heap",
+            STACK => "stack",
+            VDSO => "vdso",
+            VVAR => "vvar",
+            FILE => "file",
+            SHMEM => "shmem",
+            MMSCOPE => "mmscope",
+            SPECIAL => "special",
+            _ => "?",
+        }
+    }
+}
+
+/// The `MMSCOPE_VMA_*` flags, bit `i` named by the smaps `VmFlags` mnemonic `VMA_FLAGS[i]`.
+pub const VMA_FLAGS: [&str; 24] = [
+    "rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "lo", "io", "pf", "mm", "dc", "de",
+    "ac", "nr", "ht", "dd", "wf", "hg", "nh", "mg", "lf",
+];
+
+/// `MMSCOPE_VMA_READ`.
+pub const MMSCOPE_VMA_READ: u64 = 1 << 0;
+/// `MMSCOPE_VMA_WRITE`.
+pub const MMSCOPE_VMA_WRITE: u64 = 1 << 1;
+/// `MMSCOPE_VMA_EXEC`.
+pub const MMSCOPE_VMA_EXEC: u64 = 1 << 2;
+/// `MMSCOPE_VMA_MAYSHARE`.
+pub const MMSCOPE_VMA_MAYSHARE: u64 = 1 << 7;
+/// `MMSCOPE_VMA_GROWSDOWN`.
+pub const MMSCOPE_VMA_GROWSDOWN: u64 = 1 << 8;
+
+/// `struct mmscope_vma`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub pgoff: u64,
+    pub flags: u64,
+    pub inode: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub kind: u32,
+    pub reserved: u32,
+}
+
+/// `struct mmscope_vma_list`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmaList {
+    pub size: u32,
+    pub flags: u32,
+    pub pid: i32,
+    pub reserved: u32,
+    pub start_addr: u64,
+    pub records: u64,
+    pub record_size: u32,
+    pub capacity: u32,
+    pub count: u32,
+    pub total: u32,
+    pub next_addr: u64,
+}
+
+/// `struct mmscope_vma_query`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmaQuery {
+    pub size: u32,
+    pub flags: u32,
+    pub pid: i32,
+    pub reserved: u32,
+    pub addr: u64,
+    pub vma: Vma,
+}
+
+/// `MMSCOPE_IOC_MM_SUMMARY`.
+pub const MMSCOPE_IOC_MM_SUMMARY: u32 = iowr::<MmSummary>(MMSCOPE_IOC_MAGIC, 0x10);
+/// `MMSCOPE_IOC_VMA_LIST`.
+pub const MMSCOPE_IOC_VMA_LIST: u32 = iowr::<VmaList>(MMSCOPE_IOC_MAGIC, 0x11);
+/// `MMSCOPE_IOC_VMA_QUERY`.
+pub const MMSCOPE_IOC_VMA_QUERY: u32 = iowr::<VmaQuery>(MMSCOPE_IOC_MAGIC, 0x12);

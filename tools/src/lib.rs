@@ -59,6 +59,86 @@ impl Device {
         Ok(())
     }
 
+    /// The memory-map summary of this process, or of `pid` (`MMSCOPE_IOC_MM_SUMMARY`).
+    pub fn mm_summary(&self, pid: Option<i32>) -> io::Result<abi::MmSummary> {
+        let mut s = abi::MmSummary {
+            size: std::mem::size_of::<abi::MmSummary>() as u32,
+            flags: pid.map_or(0, |_| abi::MMSCOPE_F_PID),
+            pid: pid.unwrap_or(0),
+            ..Default::default()
+        };
+        // SAFETY: The ioctl reads and writes at most one MmSummary at the pointer.
+        unsafe { self.ioctl(abi::MMSCOPE_IOC_MM_SUMMARY, &mut s as *mut _ as usize) }?;
+        Ok(s)
+    }
+
+    /// One call of `MMSCOPE_IOC_VMA_LIST`: fills `records` with the VMAs of this process (or of
+    /// `pid`) from the first one ending above `start` on. Returns the list header as the kernel
+    /// filled it: `count` records written, `total` VMAs, `next_addr` to continue (0: done).
+    ///
+    /// The caller must not allocate between calls if it wants the pages to join seamlessly;
+    /// this function does not allocate.
+    pub fn vma_list_page(
+        &self,
+        pid: Option<i32>,
+        start: u64,
+        records: &mut [abi::Vma],
+    ) -> io::Result<abi::VmaList> {
+        let mut list = abi::VmaList {
+            size: std::mem::size_of::<abi::VmaList>() as u32,
+            flags: pid.map_or(0, |_| abi::MMSCOPE_F_PID),
+            pid: pid.unwrap_or(0),
+            start_addr: start,
+            records: records.as_mut_ptr() as u64,
+            record_size: std::mem::size_of::<abi::Vma>() as u32,
+            capacity: u32::try_from(records.len()).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        // SAFETY: The ioctl reads and writes one VmaList at the pointer and writes at most
+        // `capacity` records of `record_size` bytes to `records`, which holds that many.
+        unsafe { self.ioctl(abi::MMSCOPE_IOC_VMA_LIST, &mut list as *mut _ as usize) }?;
+        Ok(list)
+    }
+
+    /// All VMAs of this process (or of `pid`), walked page by page into `buf`, which is
+    /// cleared first and grown only between pages when it is full.
+    pub fn vmas_into(&self, pid: Option<i32>, buf: &mut Vec<abi::Vma>) -> io::Result<()> {
+        buf.clear();
+        let mut start = 0;
+        loop {
+            let filled = buf.len();
+            if buf.capacity() == filled {
+                buf.reserve(256.max(filled));
+            }
+            buf.resize(buf.capacity(), abi::Vma::default());
+            let page = self.vma_list_page(pid, start, &mut buf[filled..])?;
+            buf.truncate(filled + page.count as usize);
+            if page.next_addr == 0 {
+                return Ok(());
+            }
+            start = page.next_addr;
+        }
+    }
+
+    /// The VMA covering `addr` or, with `or_next`, the first one above it
+    /// (`MMSCOPE_IOC_VMA_QUERY`). `ENOENT` if there is none.
+    pub fn vma_query(&self, pid: Option<i32>, addr: u64, or_next: bool) -> io::Result<abi::Vma> {
+        let mut flags = pid.map_or(0, |_| abi::MMSCOPE_F_PID);
+        if or_next {
+            flags |= abi::MMSCOPE_QUERY_COVERING_OR_NEXT;
+        }
+        let mut q = abi::VmaQuery {
+            size: std::mem::size_of::<abi::VmaQuery>() as u32,
+            flags,
+            pid: pid.unwrap_or(0),
+            addr,
+            ..Default::default()
+        };
+        // SAFETY: The ioctl reads and writes at most one VmaQuery at the pointer.
+        unsafe { self.ioctl(abi::MMSCOPE_IOC_VMA_QUERY, &mut q as *mut _ as usize) }?;
+        Ok(q.vma)
+    }
+
     /// Maps `len` bytes of the memory object from byte `offset` on.
     pub fn map(&self, len: usize, prot: i32, flags: i32, offset: u64) -> io::Result<Mapping> {
         Mapping::new(len, prot, flags, self.file.as_raw_fd(), offset)
@@ -109,6 +189,19 @@ impl Mapping {
             return Err(io::Error::last_os_error());
         }
         Ok(Self { addr: addr.cast(), len })
+    }
+
+    /// Anonymous or device-less `mmap` at exactly `addr`, never replacing what is there
+    /// (`MAP_FIXED_NOREPLACE`: `EEXIST` if something is).
+    pub fn new_at(addr: usize, len: usize, prot: i32, flags: i32) -> io::Result<Self> {
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+        let got = unsafe {
+            libc::mmap(addr as *mut libc::c_void, len, prot, flags | libc::MAP_FIXED_NOREPLACE, -1, 0)
+        };
+        if got == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { addr: got.cast(), len })
     }
 
     /// Takes over a mapping made elsewhere (for example by `mremap`).

@@ -1,0 +1,880 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The address-space ioctls: summary, VMA list and address query, against procfs.
+//!
+//! Ground truth: `/proc/<pid>/maps`, `smaps`, `stat` and `status`, `sbrk(0)` and `brk(0)`, and
+//! the kernel's answer to `mmap` at the edge of the address space. Each comparison reads procfs
+//! into a buffer prepared beforehand and takes the ioctl snapshot right next to it, with nothing
+//! allocating or mapping in between.
+
+use crate::harness::{expect_errno, Context, Outcome, TestResult};
+use crate::sys::{in_child, page_size, ChildEnd};
+use crate::{check, check_eq, skip};
+use mmscope::abi::{self, kind, Vma};
+use mmscope::{Device, Mapping};
+use std::ffi::{CStr, CString};
+use std::io;
+
+const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+/// Room for procfs text and VMA records, allocated and touched before any snapshot.
+struct Buffers {
+    /// Raw text of a procfs file.
+    text: Vec<u8>,
+    /// Raw text of a second procfs file.
+    text2: Vec<u8>,
+    /// VMA records.
+    vmas: Vec<Vma>,
+}
+
+impl Buffers {
+    /// Buffers for up to `vmas` VMAs.
+    fn new(vmas: usize) -> Self {
+        let touched = |len: usize| {
+            let mut v = vec![1u8; len];
+            v.clear();
+            v
+        };
+        let mut records = vec![Vma::default(); vmas];
+        records.clear();
+        Self {
+            text: touched(vmas * 128 + (1 << 20)),
+            text2: touched(1 << 20),
+            vmas: records,
+        }
+    }
+}
+
+/// Reads a procfs file into `buf` without allocating: `buf` must be large enough.
+fn read_proc(path: &CStr, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    // SAFETY: `path` is a valid C string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let res = loop {
+        let spare = buf.capacity() - buf.len();
+        if spare == 0 {
+            break Err(io::Error::other("procfs buffer too small"));
+        }
+        // SAFETY: The spare capacity is writable and `spare` bytes long.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().add(buf.len()).cast(), spare) };
+        if n < 0 {
+            break Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        // SAFETY: read initialised `n` more bytes.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+    };
+    // SAFETY: `fd` is ours.
+    unsafe { libc::close(fd) };
+    res
+}
+
+/// `/proc/self/<file>` or `/proc/<pid>/<file>`.
+fn proc_path(pid: Option<i32>, file: &str) -> CString {
+    let who = pid.map_or("self".to_string(), |p| p.to_string());
+    CString::new(format!("/proc/{who}/{file}")).unwrap_or_default()
+}
+
+/// Takes `/proc/<pid>/maps` and the VMA list back to back, nothing allocating in between.
+fn snapshot_maps(dev: &Device, pid: Option<i32>, b: &mut Buffers) -> TestResult {
+    let path = proc_path(pid, "maps");
+    let cap = b.vmas.capacity();
+    read_proc(&path, &mut b.text).context("read maps")?;
+    dev.vmas_into(pid, &mut b.vmas)
+        .context("MMSCOPE_IOC_VMA_LIST")?;
+    check_eq!(
+        b.vmas.capacity(),
+        cap,
+        "the record buffer grew during the snapshot"
+    );
+    Ok(())
+}
+
+/// One line of `/proc/<pid>/maps`.
+struct MapsLine<'a> {
+    start: u64,
+    end: u64,
+    perms: &'a str,
+    offset: u64,
+    dev: (u32, u32),
+    inode: u64,
+    name: &'a str,
+}
+
+/// Parses a line of `/proc/<pid>/maps`.
+fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
+    let mut rest = line;
+    let mut fields = [""; 5];
+    for f in fields.iter_mut() {
+        rest = rest.trim_start();
+        let end = rest.find(' ').unwrap_or(rest.len());
+        *f = &rest[..end];
+        rest = &rest[end..];
+    }
+    let (start, end) = fields[0].split_once('-')?;
+    let (major, minor) = fields[3].split_once(':')?;
+    Some(MapsLine {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        perms: fields[1],
+        offset: u64::from_str_radix(fields[2], 16).ok()?,
+        dev: (
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        ),
+        inode: fields[4].parse().ok()?,
+        name: rest.trim(),
+    })
+}
+
+/// The kind the naming rules of `/proc/<pid>/maps` give a line's name.
+fn kind_of_name(name: &str) -> u32 {
+    match name {
+        "" => kind::ANON,
+        "[heap]" => kind::HEAP,
+        "[stack]" => kind::STACK,
+        "[vdso]" => kind::VDSO,
+        "[vvar]" | "[vvar_vclock]" => kind::VVAR,
+        _ if name.starts_with("[anon:") => kind::ANON,
+        _ if name.starts_with('[') => kind::SPECIAL,
+        _ if name == mmscope::DEVICE_PATH => kind::MMSCOPE,
+        _ if ["/dev/zero", "/memfd:", "/SYSV"]
+            .iter()
+            .any(|p| name.starts_with(p)) =>
+        {
+            kind::SHMEM
+        }
+        _ => kind::FILE,
+    }
+}
+
+/// Whether a kind maps a file (and so has an offset, device and inode in maps).
+fn has_file(k: u32) -> bool {
+    matches!(k, kind::FILE | kind::SHMEM | kind::MMSCOPE)
+}
+
+/// The VMA list equals the maps text line for line.
+fn compare_with_maps(vmas: &[Vma], maps: &[u8]) -> TestResult {
+    let maps = std::str::from_utf8(maps).map_err(|_| Outcome::Fail("maps is not UTF-8".into()))?;
+    // The vsyscall page is the gate area, not a VMA of the process.
+    let lines: Vec<&str> = maps
+        .lines()
+        .filter(|l| !l.ends_with("[vsyscall]"))
+        .collect();
+    check_eq!(vmas.len(), lines.len(), "VMA records against maps lines");
+    let ps = page_size() as u64;
+    for (v, line) in vmas.iter().zip(&lines) {
+        let m = parse_maps_line(line)
+            .ok_or_else(|| Outcome::Fail(format!("cannot parse maps line {line:?}")))?;
+        let perms = format!(
+            "{}{}{}{}",
+            if v.flags & abi::MMSCOPE_VMA_READ != 0 {
+                'r'
+            } else {
+                '-'
+            },
+            if v.flags & abi::MMSCOPE_VMA_WRITE != 0 {
+                'w'
+            } else {
+                '-'
+            },
+            if v.flags & abi::MMSCOPE_VMA_EXEC != 0 {
+                'x'
+            } else {
+                '-'
+            },
+            if v.flags & abi::MMSCOPE_VMA_MAYSHARE != 0 {
+                's'
+            } else {
+                'p'
+            },
+        );
+        let file = has_file(v.kind);
+        let ours = (
+            v.start,
+            v.end,
+            perms.as_str(),
+            if file { v.pgoff * ps } else { 0 },
+            (v.dev_major, v.dev_minor),
+            v.inode,
+            v.kind,
+        );
+        let theirs = (
+            m.start,
+            m.end,
+            m.perms,
+            m.offset,
+            m.dev,
+            m.inode,
+            kind_of_name(m.name),
+        );
+        check_eq!(ours, theirs, "VMA record against maps line {line:?}");
+        if !file {
+            check_eq!(
+                (v.dev_major, v.dev_minor, v.inode),
+                (0, 0, 0),
+                "no file: {line:?}"
+            );
+        }
+        check_eq!(v.reserved, 0, "reserved field of {line:?}");
+    }
+    Ok(())
+}
+
+/// Every VMA's flags equal the `VmFlags` line of `/proc/self/smaps`, for the flags the ABI has.
+fn compare_flags_with_smaps(vmas: &[Vma], smaps: &[u8]) -> TestResult {
+    let smaps = std::str::from_utf8(smaps).map_err(|_| Outcome::Fail("smaps not UTF-8".into()))?;
+    let mut flags_lines = Vec::new();
+    let mut current = None;
+    for line in smaps.lines() {
+        if let Some(m) = parse_maps_line(line).filter(|_| !line.starts_with("VmFlags")) {
+            current = Some(m.start);
+        } else if let Some(rest) = line.strip_prefix("VmFlags:") {
+            flags_lines.push((current.unwrap_or(0), rest));
+        }
+    }
+    let mut matched = 0;
+    for v in vmas {
+        let Some((_, line)) = flags_lines.iter().find(|(s, _)| *s == v.start) else {
+            continue;
+        };
+        let theirs: u64 = line
+            .split_whitespace()
+            .filter_map(|f| abi::VMA_FLAGS.iter().position(|k| *k == f))
+            .fold(0, |bits, i| bits | 1 << i);
+        check_eq!(
+            v.flags,
+            theirs,
+            "flags of the VMA at {:#x} against smaps VmFlags {line}",
+            v.start
+        );
+        matched += 1;
+    }
+    check_eq!(matched, vmas.len(), "VMAs found in smaps");
+    Ok(())
+}
+
+/// Field `n` (1-based, as proc(5) numbers them) of `/proc/<pid>/stat` text.
+fn stat_field(stat: &str, n: usize) -> Option<u64> {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+/// A `Key:   N kB` value of `/proc/<pid>/status` text, in kB.
+fn status_kb(status: &str, key: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
+/// The current program break as the kernel reports it to `brk(0)`.
+fn brk0() -> u64 {
+    // SAFETY: brk(0) only queries the break.
+    unsafe { libc::syscall(libc::SYS_brk, 0) as u64 }
+}
+
+/// The summary agrees with everything procfs and the C library say about the same fields.
+fn compare_summary(dev: &Device, pid: Option<i32>, b: &mut Buffers) -> TestResult {
+    let (stat_path, status_path) = (proc_path(pid, "stat"), proc_path(pid, "status"));
+    let s = dev.mm_summary(pid).context("MMSCOPE_IOC_MM_SUMMARY")?;
+    read_proc(&stat_path, &mut b.text).context("read stat")?;
+    read_proc(&status_path, &mut b.text2).context("read status")?;
+    let stat = String::from_utf8_lossy(&b.text).into_owned();
+    let status = String::from_utf8_lossy(&b.text2).into_owned();
+    let field = |n| stat_field(&stat, n).ok_or_else(|| Outcome::Fail(format!("stat field {n}")));
+    for (name, ours, n) in [
+        ("start_code", s.start_code, 26),
+        ("end_code", s.end_code, 27),
+        ("start_stack", s.start_stack, 28),
+        ("start_data", s.start_data, 45),
+        ("end_data", s.end_data, 46),
+        ("start_brk", s.start_brk, 47),
+        ("arg_start", s.arg_start, 48),
+        ("arg_end", s.arg_end, 49),
+        ("env_start", s.env_start, 50),
+        ("env_end", s.env_end, 51),
+    ] {
+        check_eq!(
+            ours,
+            field(n)?,
+            "{name} against field {n} of /proc/<pid>/stat"
+        );
+    }
+    let kb = |key: &str| {
+        status_kb(&status, key).ok_or_else(|| Outcome::Fail(format!("no {key} in status")))
+    };
+    let pk = page_size() as u64 / 1024;
+    let rss = s.rss_anon + s.rss_file + s.rss_shmem;
+    for (name, ours, key) in [
+        ("total_vm", s.total_vm, "VmSize"),
+        (
+            "max(hiwater_vm, total_vm)",
+            s.hiwater_vm.max(s.total_vm),
+            "VmPeak",
+        ),
+        ("locked_vm", s.locked_vm, "VmLck"),
+        ("pinned_vm", s.pinned_vm, "VmPin"),
+        ("data_vm", s.data_vm, "VmData"),
+        ("stack_vm", s.stack_vm, "VmStk"),
+        ("rss_anon", s.rss_anon, "RssAnon"),
+        ("rss_file", s.rss_file, "RssFile"),
+        ("rss_shmem", s.rss_shmem, "RssShmem"),
+        ("rss", rss, "VmRSS"),
+        ("max(hiwater_rss, rss)", s.hiwater_rss.max(rss), "VmHWM"),
+    ] {
+        check_eq!(
+            ours * pk,
+            kb(key)?,
+            "{name} (kB) against {key} of /proc/<pid>/status"
+        );
+    }
+    check_eq!(s.reserved, 0, "reserved");
+    Ok(())
+}
+
+/// The VMA list and the summary match procfs: maps line for line, smaps flags, stat, status,
+/// and `brk` equals `sbrk(0)` and `brk(0)`.
+pub fn report_matches_procfs() -> TestResult {
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let mut b = Buffers::new(4096);
+    snapshot_maps(&dev, None, &mut b)?;
+    compare_with_maps(&b.vmas, &b.text)?;
+    for k in [kind::HEAP, kind::STACK, kind::VDSO, kind::FILE] {
+        check!(
+            b.vmas.iter().any(|v| v.kind == k),
+            "no VMA of kind {}",
+            kind::name(k)
+        );
+    }
+    read_proc(c"/proc/self/smaps", &mut b.text).context("read smaps")?;
+    dev.vmas_into(None, &mut b.vmas)
+        .context("MMSCOPE_IOC_VMA_LIST")?;
+    compare_flags_with_smaps(&b.vmas, &b.text)?;
+    check!(
+        b.vmas
+            .iter()
+            .any(|v| v.kind == kind::STACK && v.flags & abi::MMSCOPE_VMA_GROWSDOWN != 0),
+        "the stack does not grow down"
+    );
+    compare_summary(&dev, None, &mut b)?;
+    let s = dev.mm_summary(None)?;
+    // SAFETY: sbrk(0) only reads the C library's idea of the break.
+    let sbrk = unsafe { libc::sbrk(0) } as u64;
+    check_eq!(s.brk, sbrk, "brk against sbrk(0)");
+    check_eq!(s.brk, brk0(), "brk against brk(0)");
+    check_eq!(
+        s.map_count as usize,
+        b.vmas.len(),
+        "map_count against the VMA list"
+    );
+    Ok(())
+}
+
+/// The address-space layout fields: `task_size` is where `mmap` stops accepting addresses;
+/// new mappings go below `mmap_base`, which lies between the heap and the stack.
+pub fn layout_fields_match_the_kernel() -> TestResult {
+    let ps = page_size();
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let s = dev.mm_summary(None).context("MMSCOPE_IOC_MM_SUMMARY")?;
+    let try_map = |addr: u64| {
+        Mapping::new_at(
+            addr as usize,
+            ps,
+            RW,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        )
+    };
+    match try_map(s.task_size - ps as u64) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => {
+            return Err(Outcome::Fail(format!(
+                "mmap of the last page below task_size: {e}"
+            )))
+        }
+    }
+    expect_errno(
+        try_map(s.task_size).map(|m| m.addr()),
+        libc::ENOMEM,
+        "mmap at task_size",
+    )?;
+    let m = Mapping::new(ps, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)?;
+    check!(
+        (m.addr() as u64) < s.mmap_base,
+        "a new mapping at {:p} is above mmap_base",
+        m.addr()
+    );
+    check!(s.mmap_base < s.start_stack, "mmap_base is above the stack");
+    check!(s.mmap_base > s.brk, "mmap_base is below the heap");
+    Ok(())
+}
+
+/// A SysV shared memory segment attached read-write, detached on drop.
+struct Shm(*mut libc::c_void);
+
+impl Shm {
+    fn attach(len: usize) -> io::Result<Self> {
+        // SAFETY: A private segment; no pointers are passed.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600) };
+        if id < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: Attaches at an address the kernel chooses.
+        let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+        // SAFETY: Marks the segment for removal once detached.
+        unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        if addr as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self(addr))
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        // SAFETY: We attached it.
+        unsafe { libc::shmdt(self.0) };
+    }
+}
+
+/// After mmap, mprotect (a split), munmap, shared memory of every kind, a mapping of the
+/// device, and brk growth and shrink, the report still equals procfs at every step.
+pub fn report_follows_changes() -> TestResult {
+    let ps = page_size();
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let mut b = Buffers::new(4096);
+    let step = |what: &str, b: &mut Buffers| -> TestResult {
+        snapshot_maps(&dev, None, b).map_err(|e| prefix(what, e))?;
+        compare_with_maps(&b.vmas, &b.text).map_err(|e| prefix(what, e))?;
+        let s = dev.mm_summary(None).context("MMSCOPE_IOC_MM_SUMMARY")?;
+        // SAFETY: sbrk(0) only reads the break.
+        let sbrk = unsafe { libc::sbrk(0) } as u64;
+        check_eq!(
+            (s.brk, s.map_count as usize),
+            (sbrk, b.vmas.len()),
+            "{what}: brk, map_count"
+        );
+        Ok(())
+    };
+    let anon = Mapping::new(16 * ps, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)?;
+    step("after mmap", &mut b)?;
+    // SAFETY: Pages 4..8 of our mapping.
+    check_eq!(
+        unsafe { libc::mprotect(anon.addr().add(4 * ps).cast(), 4 * ps, libc::PROT_READ) },
+        0
+    );
+    step("after mprotect of a middle part", &mut b)?;
+    // SAFETY: Pages 12..16 of our mapping, never used again.
+    check_eq!(
+        unsafe { libc::munmap(anon.addr().add(12 * ps).cast(), 4 * ps) },
+        0
+    );
+    step("after munmap of the tail", &mut b)?;
+    let shared = Mapping::new(4 * ps, RW, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)?;
+    // SAFETY: The name is a valid C string.
+    let memfd = unsafe { libc::memfd_create(c"mmscope-test".as_ptr(), libc::MFD_CLOEXEC) };
+    check!(memfd >= 0, "memfd_create: {}", io::Error::last_os_error());
+    // SAFETY: `memfd` is our new descriptor.
+    check_eq!(
+        unsafe { libc::ftruncate(memfd, 4 * ps as libc::off_t) },
+        0,
+        "ftruncate"
+    );
+    let memfd_map = Mapping::new(4 * ps, RW, libc::MAP_SHARED, memfd, 0)?;
+    let shm = Shm::attach(4 * ps).context("shmget/shmat")?;
+    let device = dev
+        .map(4 * ps, RW, libc::MAP_SHARED, ps as u64)
+        .context("mmap the device")?;
+    step(
+        "with shared anonymous, memfd, SysV shm and device mappings",
+        &mut b,
+    )?;
+    let kinds: Vec<u32> = b.vmas.iter().map(|v| v.kind).collect();
+    check_eq!(
+        kinds.iter().filter(|&&k| k == kind::SHMEM).count(),
+        3,
+        "shmem VMAs"
+    );
+    check_eq!(
+        kinds.iter().filter(|&&k| k == kind::MMSCOPE).count(),
+        1,
+        "device VMAs"
+    );
+    // SAFETY: Grows the heap by 1 MiB; nothing else in this process uses sbrk directly.
+    check!(
+        unsafe { libc::sbrk(1 << 20) } as isize != -1,
+        "sbrk(+1 MiB)"
+    );
+    step("after brk growth", &mut b)?;
+    // SAFETY: Gives back half of what we took.
+    check!(
+        unsafe { libc::sbrk(-(1 << 19)) } as isize != -1,
+        "sbrk(-512 KiB)"
+    );
+    step("after brk shrink", &mut b)?;
+    drop((anon, shared, memfd_map, shm, device));
+    // SAFETY: `memfd` is ours.
+    unsafe { libc::close(memfd) };
+    step("after unmapping everything", &mut b)?;
+    Ok(())
+}
+
+/// Prefixes a failure with the step it happened in.
+fn prefix(what: &str, e: Outcome) -> Outcome {
+    match e {
+        Outcome::Fail(m) => Outcome::Fail(format!("{what}: {m}")),
+        other => other,
+    }
+}
+
+/// With more than 10,000 VMAs the list is walked page by page (1,000 records a call) and equals
+/// maps; a call with no room says how many VMAs there are and where to start.
+pub fn ten_thousand_vmas_paginated() -> TestResult {
+    const PAGES: usize = 20_001;
+    let ps = page_size();
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let m = Mapping::new(
+        PAGES * ps,
+        RW,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )?;
+    for p in (1..PAGES).step_by(2) {
+        // SAFETY: Page `p` of our mapping.
+        let ret = unsafe { libc::mprotect(m.addr().add(p * ps).cast(), ps, libc::PROT_READ) };
+        check_eq!(ret, 0, "mprotect of page {p}");
+    }
+    let mut b = Buffers::new(PAGES + 1024);
+    let mut page = vec![Vma::default(); 1000];
+    b.vmas.resize(PAGES + 1024, Vma::default());
+    read_proc(c"/proc/self/maps", &mut b.text).context("read maps")?;
+    let mut count = 0;
+    let mut start = 0;
+    let mut calls = 0;
+    loop {
+        let list = dev
+            .vma_list_page(None, start, &mut page)
+            .context("MMSCOPE_IOC_VMA_LIST")?;
+        let n = list.count as usize;
+        b.vmas[count..count + n].copy_from_slice(&page[..n]);
+        count += n;
+        calls += 1;
+        if list.next_addr == 0 {
+            break;
+        }
+        start = list.next_addr;
+    }
+    b.vmas.truncate(count);
+    check!(count > 10_000, "only {count} VMAs");
+    check_eq!(
+        calls,
+        count.div_ceil(1000),
+        "calls for {count} VMAs at 1000 a call"
+    );
+    compare_with_maps(&b.vmas, &b.text)?;
+    let empty = dev
+        .vma_list_page(None, 0, &mut [])
+        .context("VMA list with no room")?;
+    check_eq!(empty.count, 0, "records written with no room");
+    check_eq!(empty.total as usize, count, "total with no room");
+    check_eq!(empty.next_addr, b.vmas[0].start, "next_addr with no room");
+    Ok(())
+}
+
+/// The address query returns the VMA covering an address, the next one with
+/// `MMSCOPE_QUERY_COVERING_OR_NEXT`, and ENOENT in a gap or above the last VMA.
+pub fn vma_query_matches_list() -> TestResult {
+    let ps = page_size() as u64;
+    let dev = Device::open().context("open /dev/mmscope")?;
+    // A gap: map three pages, unmap the middle one.
+    let m = Mapping::new(
+        3 * ps as usize,
+        RW,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )?;
+    let gap = m.addr() as u64 + ps;
+    // SAFETY: The middle page of our mapping.
+    check_eq!(
+        unsafe { libc::munmap(gap as *mut libc::c_void, ps as usize) },
+        0
+    );
+    let mut vmas = Vec::with_capacity(4096);
+    dev.vmas_into(None, &mut vmas)
+        .context("MMSCOPE_IOC_VMA_LIST")?;
+    for v in &vmas {
+        for addr in [v.start, (v.start + v.end) / 2, v.end - 1] {
+            let q = dev
+                .vma_query(None, addr, false)
+                .context(format!("query {addr:#x}"))?;
+            check_eq!(q, *v, "query at {addr:#x}");
+        }
+    }
+    expect_errno(
+        dev.vma_query(None, gap, false),
+        libc::ENOENT,
+        "query in a gap",
+    )?;
+    let next = vmas.iter().find(|v| v.end > gap).copied();
+    check_eq!(
+        dev.vma_query(None, gap, true).ok(),
+        next,
+        "query in a gap, or next"
+    );
+    let last = vmas.last().map_or(0, |v| v.end);
+    expect_errno(
+        dev.vma_query(None, last, true),
+        libc::ENOENT,
+        "query above the last VMA",
+    )?;
+    Ok(())
+}
+
+/// Each way of getting a request wrong has its errno, and leaves no trace.
+pub fn mm_ioctls_bad_input() -> TestResult {
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let call = |cmd: u32, arg: usize| {
+        // SAFETY: Every `arg` below points to a live request of the command's type or larger,
+        // or is an address the kernel must refuse.
+        unsafe { dev.ioctl(cmd, arg) }
+    };
+    let summary = |f: &dyn Fn(&mut abi::MmSummary)| {
+        let mut s = abi::MmSummary {
+            size: size_of::<abi::MmSummary>() as u32,
+            ..Default::default()
+        };
+        f(&mut s);
+        call(abi::MMSCOPE_IOC_MM_SUMMARY, &mut s as *mut _ as usize)
+    };
+    expect_errno(
+        summary(&|s| s.size = 8),
+        libc::EINVAL,
+        "summary: size too small",
+    )?;
+    expect_errno(
+        summary(&|s| s.size = 1 << 20),
+        libc::EINVAL,
+        "summary: size above a page",
+    )?;
+    expect_errno(
+        summary(&|s| s.flags = 1 << 7),
+        libc::EINVAL,
+        "summary: unknown flag",
+    )?;
+    expect_errno(
+        summary(&|s| s.flags = abi::MMSCOPE_QUERY_COVERING_OR_NEXT),
+        libc::EINVAL,
+        "summary: a flag of another ioctl",
+    )?;
+    expect_errno(
+        summary(&|s| s.reserved = 1),
+        libc::EINVAL,
+        "summary: reserved field",
+    )?;
+    expect_errno(
+        summary(&|s| s.pid = 1),
+        libc::EINVAL,
+        "summary: pid without MMSCOPE_F_PID",
+    )?;
+    expect_errno(
+        summary(&|s| s.flags = abi::MMSCOPE_F_PID),
+        libc::EINVAL,
+        "summary: MMSCOPE_F_PID with pid 0",
+    )?;
+    expect_errno(
+        summary(&|s| {
+            s.flags = abi::MMSCOPE_F_PID;
+            s.pid = i32::MAX;
+        }),
+        libc::ESRCH,
+        "summary: no such process",
+    )?;
+    expect_errno(
+        call(abi::MMSCOPE_IOC_MM_SUMMARY, 0),
+        libc::EFAULT,
+        "summary: NULL",
+    )?;
+
+    let mut records = vec![Vma::default(); 8];
+    let list = |f: &dyn Fn(&mut abi::VmaList), records: &mut [Vma]| {
+        let mut l = abi::VmaList {
+            size: size_of::<abi::VmaList>() as u32,
+            records: records.as_mut_ptr() as u64,
+            record_size: size_of::<Vma>() as u32,
+            capacity: records.len() as u32,
+            ..Default::default()
+        };
+        f(&mut l);
+        call(abi::MMSCOPE_IOC_VMA_LIST, &mut l as *mut _ as usize).map(|_| l)
+    };
+    expect_errno(
+        list(&|l| l.record_size = 40, &mut records),
+        libc::EINVAL,
+        "list: record size",
+    )?;
+    expect_errno(
+        list(&|l| l.reserved = 2, &mut records),
+        libc::EINVAL,
+        "list: reserved",
+    )?;
+    expect_errno(
+        list(&|l| l.flags = 1 << 9, &mut records),
+        libc::EINVAL,
+        "list: unknown flag",
+    )?;
+    expect_errno(
+        list(&|l| l.records = 8, &mut records),
+        libc::EFAULT,
+        "list: unmapped records",
+    )?;
+    let ro = Mapping::new(
+        4096,
+        libc::PROT_READ,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )?;
+    expect_errno(
+        list(&|l| l.records = ro.addr() as u64, &mut records),
+        libc::EFAULT,
+        "list: read-only records",
+    )?;
+    let l = list(&|_| {}, &mut records).context("list: a good request after the bad ones")?;
+    check_eq!(l.count, 8, "records written after the bad requests");
+    check_eq!(
+        l.record_size as usize,
+        size_of::<Vma>(),
+        "record size written back"
+    );
+
+    let mut q = abi::VmaQuery {
+        size: size_of::<abi::VmaQuery>() as u32,
+        ..Default::default()
+    };
+    q.flags = 1 << 5;
+    expect_errno(
+        call(abi::MMSCOPE_IOC_VMA_QUERY, &mut q as *mut _ as usize),
+        libc::EINVAL,
+        "query: unknown flag",
+    )?;
+    q.flags = 0;
+    q.addr = 0;
+    expect_errno(
+        call(abi::MMSCOPE_IOC_VMA_QUERY, &mut q as *mut _ as usize),
+        libc::ENOENT,
+        "query: address 0",
+    )?;
+    Ok(())
+}
+
+/// Switches the calling (child) process to `uid`, dumpable so that processes of the same user
+/// may inspect it, as after a normal login.
+fn become_user(uid: u32) -> bool {
+    // SAFETY: Plain credential syscalls on the calling process.
+    unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(uid) == 0
+            && libc::setuid(uid) == 0
+            && libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) == 0
+    }
+}
+
+/// Another process's address space: root (CAP_SYS_PTRACE) reads it and it equals its procfs;
+/// an unprivileged user is refused another user's process with EACCES and may read its own.
+/// A process of the same user is refused too: mmscope cannot apply the same-user rule of
+/// `ptrace_may_access`, which is not exported to modules (see `include/uapi/mmscope.h`).
+pub fn target_pid_follows_ptrace_rules() -> TestResult {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        skip!("needs root to create processes of other users");
+    }
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    check_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // The target: a process of uid 1000 that waits until the pipe closes.
+    // SAFETY: Single-threaded test process.
+    let target = unsafe { libc::fork() };
+    if target == 0 {
+        let mut byte = 0u8;
+        let ok = become_user(1000);
+        // SAFETY: Closes our copy of the write end, then waits for EOF on the read end.
+        unsafe {
+            libc::close(fds[1]);
+            libc::read(fds[0], (&mut byte as *mut u8).cast(), 1);
+            libc::_exit(if ok { 0 } else { 1 });
+        }
+    }
+    // SAFETY: The parent does not read from the pipe.
+    unsafe { libc::close(fds[0]) };
+    let result = (|| -> TestResult {
+        // Wait until the target has changed its credentials.
+        let status = format!("/proc/{target}/status");
+        for _ in 0..500 {
+            let text = std::fs::read_to_string(&status).unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.contains("1000"))
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let pid = Some(target);
+        let mut b = Buffers::new(4096);
+        snapshot_maps(&dev, pid, &mut b)?;
+        compare_with_maps(&b.vmas, &b.text)?;
+        compare_summary(&dev, pid, &mut b)?;
+        let same_user = in_child(|| {
+            if !become_user(1000) {
+                return 2;
+            }
+            match dev.mm_summary(pid) {
+                Err(e) if e.raw_os_error() == Some(libc::EACCES) => 0,
+                _ => 1,
+            }
+        })?;
+        check_eq!(
+            same_user,
+            ChildEnd::Exited(0),
+            "a process of the same user is refused with EACCES"
+        );
+        let other_user = in_child(|| {
+            if !become_user(1001) {
+                return 2;
+            }
+            let summary = dev.mm_summary(pid).err().and_then(|e| e.raw_os_error());
+            let list = dev
+                .vma_query(pid, 0, true)
+                .err()
+                .and_then(|e| e.raw_os_error());
+            let own = dev.mm_summary(Some(std::process::id() as i32)).is_ok();
+            if summary == Some(libc::EACCES) && list == Some(libc::EACCES) && own {
+                0
+            } else {
+                1
+            }
+        })?;
+        check_eq!(
+            other_user,
+            ChildEnd::Exited(0),
+            "another user is refused with EACCES and may read its own process"
+        );
+        Ok(())
+    })();
+    // SAFETY: Closing the write end lets the target exit; then reap it.
+    unsafe {
+        libc::close(fds[1]);
+        libc::waitpid(target, std::ptr::null_mut(), 0);
+    }
+    result
+}
