@@ -27,8 +27,9 @@ CHECK_KDIR = @test -n "$(KDIR)" || { echo "mmscope: no kernel build directory (s
 SELFTESTS_TARGET := x86_64-unknown-linux-gnu
 SELFTESTS_BIN := selftests/target/$(SELFTESTS_TARGET)/release/mmscope-selftests
 CARGO := cargo
+COMPAT32 := $(OUT)/compat32
 
-.PHONY: all modules deps kernel check selftests initramfs test clean rust-analyzer
+.PHONY: all modules deps kernel check selftests compat32 initramfs test clean rust-analyzer
 
 all: modules
 
@@ -55,8 +56,13 @@ check: $(DEPS)
 selftests: $(DEPS)
 	cd selftests && $(CARGO) build --locked --release --target $(SELFTESTS_TARGET)
 
-initramfs: modules selftests
-	scripts/initramfs.sh $(OUT)/initramfs.cpio.gz rust/mmscope.ko $(SELFTESTS_BIN)
+# A 32-bit C user of the UAPI header, for the compat ioctl path.
+compat32: $(DEPS)
+	@mkdir -p $(OUT)
+	gcc -m32 -static -O2 -Wall -Werror -I include/uapi -o $(COMPAT32) selftests/compat/compat32.c
+
+initramfs: modules selftests compat32
+	scripts/initramfs.sh $(OUT)/initramfs.cpio.gz rust/mmscope.ko $(SELFTESTS_BIN) $(COMPAT32)
 
 test: check initramfs
 	scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(OUT)/initramfs.cpio.gz $(OUT)/guest-test.log test

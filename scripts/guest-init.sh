@@ -32,7 +32,7 @@ insmod /mmscope/mmscope.ko || finish insmod=failed
 status=0
 case "$mode" in
 test)
-	MMSCOPE_KO=/mmscope/mmscope.ko /mmscope/selftests
+	MMSCOPE_KO=/mmscope/mmscope.ko MMSCOPE_COMPAT32=/mmscope/compat32 /mmscope/selftests
 	status=$?
 	;;
 *)

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Pack the guest initramfs: static busybox, the init script, the module and
-# the selftest binary.
-#   scripts/initramfs.sh OUTPUT MODULE.ko SELFTESTS
+# Pack the guest initramfs: static busybox, the init script, the module, the
+# selftest binary and the 32-bit ABI check.
+#   scripts/initramfs.sh OUTPUT MODULE.ko SELFTESTS COMPAT32
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ $# -eq 3 ] || { echo "usage: $0 OUTPUT MODULE.ko SELFTESTS" >&2; exit 2; }
-out=$1 ko=$2 selftests=$3
+[ $# -eq 4 ] || { echo "usage: $0 OUTPUT MODULE.ko SELFTESTS COMPAT32" >&2; exit 2; }
+out=$1 ko=$2 selftests=$3 compat32=$4
 
 step "pack initramfs $out"
 busybox=/bin/busybox
 [ -x "$busybox" ] || die "static busybox not found; run scripts/install-deps.sh (package busybox-static)"
-for f in "$ko" "$selftests"; do [ -f "$f" ] || die "$f is missing; build it first"; done
+for f in "$ko" "$selftests" "$compat32"; do [ -f "$f" ] || die "$f is missing; build it first"; done
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
@@ -20,7 +20,8 @@ cp "$busybox" "$root/bin/busybox"
 cp "$TOP/scripts/guest-init.sh" "$root/init"
 cp "$ko" "$root/mmscope/mmscope.ko"
 cp "$selftests" "$root/mmscope/selftests"
-chmod 755 "$root/init" "$root/bin/busybox" "$root/mmscope/selftests"
+cp "$compat32" "$root/mmscope/compat32"
+chmod 755 "$root/init" "$root/bin/busybox" "$root/mmscope/selftests" "$root/mmscope/compat32"
 mkdir -p "$(dirname "$out")"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --owner=0:0 --quiet | gzip -1) >"$out.tmp" ||
 	die "cpio/gzip failed"

@@ -9,6 +9,7 @@ APT_PACKAGES=(
 	"clang-$LLVM_VERSION" "lld-$LLVM_VERSION" "llvm-$LLVM_VERSION" "libclang-$LLVM_VERSION-dev"
 	bc flex bison libelf-dev libssl-dev cpio xz-utils make
 	qemu-system-x86 busybox-static
+	gcc-multilib
 )
 
 step "install Debian packages"

@@ -35,6 +35,13 @@ const unsigned long long mmscope_c_vma_flags[] = {
 	MMSCOPE_VMA_LOCKONFAULT,
 };
 
+/* The sizes selftests/compat/compat32.c asserts for 32-bit userspace. */
+_Static_assert(sizeof(struct mmscope_mem_stats) == 88, "mem_stats size");
+_Static_assert(sizeof(struct mmscope_mm_summary) == 216, "mm_summary size");
+_Static_assert(sizeof(struct mmscope_vma) == 56, "vma size");
+_Static_assert(sizeof(struct mmscope_vma_list) == 56, "vma_list size");
+_Static_assert(sizeof(struct mmscope_vma_query) == 80, "vma_query size");
+
 #define FIELD(s, f) offsetof(struct s, f), sizeof(((struct s *)0)->f)
 
 /* sizeof, then (offset, size) of each field in order. */

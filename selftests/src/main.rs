@@ -144,6 +144,10 @@ const TESTS: &[Test] = &[
         name: "target_pid_follows_ptrace_rules",
         run: mm::target_pid_follows_ptrace_rules,
     },
+    Test {
+        name: "compat_32bit_userspace",
+        run: mm::compat_32bit_userspace,
+    },
     // Last: nothing any test allocated may outlive it.
     Test {
         name: "nothing_left_allocated",

@@ -878,3 +878,27 @@ pub fn target_pid_follows_ptrace_rules() -> TestResult {
     }
     result
 }
+
+/// A 32-bit C program built against `include/uapi/mmscope.h` gets the same answers through the
+/// compat ioctl path: version, summary (its `brk` equals its `sbrk(0)`), VMA list, query and
+/// the memory counters.
+pub fn compat_32bit_userspace() -> TestResult {
+    let Ok(path) = std::env::var("MMSCOPE_COMPAT32") else {
+        skip!("MMSCOPE_COMPAT32 does not name the 32-bit test program");
+    };
+    let out = match std::process::Command::new(&path).output() {
+        Ok(out) => out,
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            skip!("the kernel cannot run 32-bit programs (CONFIG_IA32_EMULATION=n)")
+        }
+        Err(e) => return Err(Outcome::Fail(format!("run {path}: {e}"))),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    check!(
+        out.status.success(),
+        "{path} failed ({}): {}",
+        out.status,
+        text.trim()
+    );
+    Ok(())
+}
