@@ -7,12 +7,16 @@
 //! `get_vma_name()` in [`fs/proc/task_mmu.c`](srctree/fs/proc/task_mmu.c).
 //!
 //! Everything here reads under the mmap read lock (and `arg_lock` for the argument and
-//! environment ranges) into plain values, and returns after dropping the locks: callers copy to
-//! userspace with no lock held. Memory is bounded by the caller's record buffer.
+//! environment ranges) straight into the uapi records, and returns after dropping the locks:
+//! callers copy to userspace with no lock held. Memory is bounded by the caller's record buffer.
 //!
 //! Besides `vm_ops.rs`, this is the only file that touches `mm_struct`, `vm_area_struct`,
 //! `task_struct` and `file` directly.
 
+use crate::uapi::{
+    MmscopeMmSummary,
+    MmscopeVma, //
+};
 use core::ptr::NonNull;
 use kernel::{
     bindings,
@@ -34,10 +38,10 @@ const VM_LOCKED: usize = 0x0000_2000;
 /// `MINORBITS` of the kernel's internal `dev_t`.
 const MINORBITS: u32 = 20;
 
-/// What a VMA maps, named after the rules `/proc/<pid>/maps` uses.
+/// What a VMA maps, named after the rules `/proc/<pid>/maps` uses (`enum mmscope_vma_kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
-pub(crate) enum VmaKind {
+enum VmaKind {
     /// Private anonymous memory that is neither the heap nor the initial stack.
     Anon = 0,
     /// The initial heap, `[heap]`: the VMA that holds the range `start_brk..brk`.
@@ -57,82 +61,6 @@ pub(crate) enum VmaKind {
     Mmscope = 7,
     /// Another special mapping: one whose operations give it a name.
     Special = 8,
-}
-
-/// One VMA, as read under the lock.
-#[derive(Clone, Copy)]
-pub(crate) struct VmaRecord {
-    /// First address.
-    pub(crate) start: u64,
-    /// One past the last address.
-    pub(crate) end: u64,
-    /// `vm_pgoff`.
-    pub(crate) pgoff: u64,
-    /// The flags, as `MMSCOPE_VMA_*` bits (see [`EXPORTED_VM_FLAGS`]).
-    pub(crate) flags: u64,
-    /// Inode number of the mapped file, 0 if none.
-    pub(crate) inode: u64,
-    /// Device of the mapped file's filesystem, 0 if none.
-    pub(crate) dev_major: u32,
-    /// Device of the mapped file's filesystem, 0 if none.
-    pub(crate) dev_minor: u32,
-    /// What it maps.
-    pub(crate) kind: VmaKind,
-}
-
-/// The memory-map summary of an `mm_struct`, one consistent snapshot.
-#[derive(Default)]
-pub(crate) struct MmSummary {
-    /// `start_code`.
-    pub(crate) start_code: u64,
-    /// `end_code`.
-    pub(crate) end_code: u64,
-    /// `start_data`.
-    pub(crate) start_data: u64,
-    /// `end_data`.
-    pub(crate) end_data: u64,
-    /// `start_brk`.
-    pub(crate) start_brk: u64,
-    /// `brk`, as stored: not page aligned.
-    pub(crate) brk: u64,
-    /// `start_stack`.
-    pub(crate) start_stack: u64,
-    /// `arg_start`.
-    pub(crate) arg_start: u64,
-    /// `arg_end`.
-    pub(crate) arg_end: u64,
-    /// `env_start`.
-    pub(crate) env_start: u64,
-    /// `env_end`.
-    pub(crate) env_end: u64,
-    /// `mmap_base`.
-    pub(crate) mmap_base: u64,
-    /// `task_size`.
-    pub(crate) task_size: u64,
-    /// `map_count`.
-    pub(crate) map_count: u64,
-    /// `total_vm`, in pages.
-    pub(crate) total_vm: u64,
-    /// `locked_vm`, in pages.
-    pub(crate) locked_vm: u64,
-    /// `pinned_vm`, in pages.
-    pub(crate) pinned_vm: u64,
-    /// `data_vm`, in pages.
-    pub(crate) data_vm: u64,
-    /// `exec_vm`, in pages.
-    pub(crate) exec_vm: u64,
-    /// `stack_vm`, in pages.
-    pub(crate) stack_vm: u64,
-    /// `hiwater_rss`, in pages.
-    pub(crate) hiwater_rss: u64,
-    /// `hiwater_vm`, in pages.
-    pub(crate) hiwater_vm: u64,
-    /// The `MM_ANONPAGES` counter, summed over CPUs.
-    pub(crate) rss_anon: u64,
-    /// The `MM_FILEPAGES` counter, summed over CPUs.
-    pub(crate) rss_file: u64,
-    /// The `MM_SHMEMPAGES` counter, summed over CPUs.
-    pub(crate) rss_shmem: u64,
 }
 
 /// The address space of the caller, or of the process `pid`.
@@ -195,14 +123,14 @@ unsafe fn rss_counter(mm: *mut bindings::mm_struct, counter: u32) -> u64 {
 }
 
 /// Reads the summary of `mm` under its mmap read lock, and its argument and environment
-/// ranges under `arg_lock`.
-pub(crate) fn summary(mm: &MmWithUser) -> MmSummary {
+/// ranges under `arg_lock`. The request header fields are left zero.
+pub(crate) fn summary(mm: &MmWithUser) -> MmscopeMmSummary {
     let _guard = mm.mmap_read_lock();
     let raw = mm.as_raw();
     // SAFETY: `mm` has users, so it is valid; the mmap read lock keeps the fields that are
     // written under the mmap write lock (code, data, brk, stack, VM counters) stable.
     let m = unsafe { &(*raw).__bindgen_anon_1 };
-    let mut s = MmSummary {
+    let mut s = MmscopeMmSummary {
         start_code: m.start_code as u64,
         end_code: m.end_code as u64,
         start_data: m.start_data as u64,
@@ -266,21 +194,18 @@ unsafe fn find_vma<'a>(
 /// Reads one VMA into a record.
 ///
 /// `this_file` is an open file of `/dev/mmscope`, to recognise mappings of the device.
-fn record(vma: &VmaRef, this_file: &File) -> VmaRecord {
+fn record(vma: &VmaRef, this_file: &File) -> MmscopeVma {
     let raw = vma.as_ptr();
     // SAFETY: `VmaRef` guarantees that the VMA is valid and read-locked, so its fields, its file
     // (which the VMA holds a reference to), that file's inode and superblock, and its `mm` are
     // stable.
     let (vm_file, pgoff, mm) = unsafe { ((*raw).vm_file, (*raw).vm_pgoff, &*(*raw).vm_mm) };
-    let mut rec = VmaRecord {
+    let mut rec = MmscopeVma {
         start: vma.start() as u64,
         end: vma.end() as u64,
         pgoff: pgoff as u64,
         flags: export_flags(vma.flags()),
-        inode: 0,
-        dev_major: 0,
-        dev_minor: 0,
-        kind: VmaKind::Anon,
+        ..Default::default()
     };
     if !vm_file.is_null() {
         // SAFETY: As above: the file, its inode and its superblock live as long as the VMA.
@@ -294,32 +219,35 @@ fn record(vma: &VmaRef, this_file: &File) -> VmaRecord {
         rec.dev_minor = sb.s_dev & ((1 << MINORBITS) - 1);
         // SAFETY: `i_nlink` is the active member of the union for a live inode.
         let nlink = unsafe { inode.__bindgen_anon_1.i_nlink };
-        rec.kind = if ours {
+        let kind = if ours {
             VmaKind::Mmscope
         } else if sb.s_magic == bindings::TMPFS_MAGIC as usize && nlink == 0 {
             VmaKind::Shmem
         } else {
             VmaKind::File
         };
+        rec.kind = kind as u32;
         return rec;
     }
     if let Some(name) = special_name(vma) {
-        rec.kind = match name.to_bytes() {
+        let kind = match name.to_bytes() {
             b"[vdso]" => VmaKind::Vdso,
             b"[vvar]" | b"[vvar_vclock]" => VmaKind::Vvar,
             _ => VmaKind::Special,
         };
+        rec.kind = kind as u32;
         return rec;
     }
     let (start, end) = (vma.start(), vma.end());
     let mm = &mm.__bindgen_anon_1;
-    rec.kind = if start < mm.brk && end > mm.start_brk {
+    let kind = if start < mm.brk && end > mm.start_brk {
         VmaKind::Heap
     } else if start <= mm.start_stack && end >= mm.start_stack {
         VmaKind::Stack
     } else {
         VmaKind::Anon
     };
+    rec.kind = kind as u32;
     rec
 }
 
@@ -338,7 +266,7 @@ fn special_name(vma: &VmaRef) -> Option<&CStr> {
     Some(unsafe { CStr::from_char_ptr(name) })
 }
 
-/// The `MMSCOPE_VMA_*` bits of `vm_flags`.
+/// The `MMSCOPE_VMA_*` bits of `vm_flags`, for [`MmscopeVma::flags`].
 fn export_flags(vm_flags: usize) -> u64 {
     EXPORTED_VM_FLAGS
         .iter()
@@ -390,7 +318,7 @@ pub(crate) fn collect_vmas(
     mm: &MmWithUser,
     start: usize,
     limit: usize,
-    out: &mut KVec<VmaRecord>,
+    out: &mut KVec<MmscopeVma>,
     this_file: &File,
 ) -> Walk {
     let guard = mm.mmap_read_lock();
@@ -418,7 +346,7 @@ pub(crate) fn query_vma(
     addr: usize,
     or_next: bool,
     this_file: &File,
-) -> Option<VmaRecord> {
+) -> Option<MmscopeVma> {
     let guard = mm.mmap_read_lock();
     // SAFETY: `guard` is the mmap read lock of `mm`.
     let vma = unsafe { find_vma(&guard, mm, addr) }?;

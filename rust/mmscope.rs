@@ -41,7 +41,6 @@ use lazy_mem::{
     LazyMem,
     Limits, //
 };
-use mm_walk::VmaRecord;
 
 module! {
     type: MmscopeModule,
@@ -197,54 +196,13 @@ const VMA_CHUNK: usize = 128;
 fn mm_summary(arg: usize) -> Result {
     let req = uapi::read_mm_request::<uapi::MmscopeMmSummary>(arg, 0)?;
     let mm = mm_walk::target_mm(req.pid)?;
-    let s = mm_walk::summary(&mm);
     let out = uapi::MmscopeMmSummary {
         size: req.size as u32,
         flags: req.flags,
         pid: req.pid.unwrap_or(0),
-        reserved: 0,
-        start_code: s.start_code,
-        end_code: s.end_code,
-        start_data: s.start_data,
-        end_data: s.end_data,
-        start_brk: s.start_brk,
-        brk: s.brk,
-        start_stack: s.start_stack,
-        arg_start: s.arg_start,
-        arg_end: s.arg_end,
-        env_start: s.env_start,
-        env_end: s.env_end,
-        mmap_base: s.mmap_base,
-        task_size: s.task_size,
-        map_count: s.map_count,
-        total_vm: s.total_vm,
-        locked_vm: s.locked_vm,
-        pinned_vm: s.pinned_vm,
-        data_vm: s.data_vm,
-        exec_vm: s.exec_vm,
-        stack_vm: s.stack_vm,
-        hiwater_rss: s.hiwater_rss,
-        hiwater_vm: s.hiwater_vm,
-        rss_anon: s.rss_anon,
-        rss_file: s.rss_file,
-        rss_shmem: s.rss_shmem,
+        ..mm_walk::summary(&mm)
     };
     uapi::write_ext(arg, &out, req.size)
-}
-
-/// The uapi form of a VMA record.
-fn vma_to_uapi(r: &VmaRecord) -> uapi::MmscopeVma {
-    uapi::MmscopeVma {
-        start: r.start,
-        end: r.end,
-        pgoff: r.pgoff,
-        flags: r.flags,
-        inode: r.inode,
-        dev_major: r.dev_major,
-        dev_minor: r.dev_minor,
-        kind: r.kind as u32,
-        reserved: 0,
-    }
 }
 
 /// `MMSCOPE_IOC_VMA_LIST`: fills the caller's array with the VMAs from `start_addr` on.
@@ -279,7 +237,7 @@ fn vma_list(arg: usize, file: &File) -> Result {
             let dest = UserPtr::from_addr(records + count * record_size);
             UserSlice::new(dest, ours)
                 .writer()
-                .write_slice(vma_to_uapi(r).as_bytes())?;
+                .write_slice(r.as_bytes())?;
             count += 1;
         }
         if walk.next == 0 || count == capacity {
@@ -319,7 +277,7 @@ fn vma_query(arg: usize, file: &File) -> Result {
         pid: req.pid.unwrap_or(0),
         reserved: 0,
         addr: addr as u64,
-        vma: vma_to_uapi(&vma),
+        vma,
     };
     uapi::write_ext(arg, &out, req.size)
 }

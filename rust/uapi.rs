@@ -51,7 +51,8 @@ pub(crate) const MMSCOPE_F_PID: u32 = 1 << 0;
 /// `MMSCOPE_QUERY_COVERING_OR_NEXT`: without a VMA covering the address, report the next one.
 pub(crate) const MMSCOPE_QUERY_COVERING_OR_NEXT: u32 = 1 << 1;
 
-/// `struct mmscope_mm_summary`: the memory-map fields of an `mm_struct`.
+/// `struct mmscope_mm_summary`: the memory-map fields of an `mm_struct`; see the header for
+/// each field.
 #[repr(C)]
 #[derive(Default, IntoBytes, Immutable)]
 pub(crate) struct MmscopeMmSummary {
@@ -86,7 +87,7 @@ pub(crate) struct MmscopeMmSummary {
     pub(crate) rss_shmem: u64,
 }
 
-/// `struct mmscope_vma`: one VMA.
+/// `struct mmscope_vma`: one VMA; see the header for each field.
 #[repr(C)]
 #[derive(Default, IntoBytes, Immutable)]
 pub(crate) struct MmscopeVma {

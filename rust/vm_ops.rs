@@ -131,10 +131,10 @@ pub(crate) trait VmOperations: Send + Sync + Sized + 'static {
 /// VMA whose `mmap` callback failed.
 pub(crate) fn install<T: VmOperations>(vma: &VmaNew, data: Arc<T>) {
     let vma = vma.as_ptr();
-    // SAFETY: `VmaNew` guarantees that the VMA is undergoing setup in `f_op->mmap`, where the
-    // driver may set `vm_ops` and `vm_private_data` and nothing else accesses them yet.
     // INVARIANT: From here on `vm_private_data` owns a reference to an `Arc<T>` and `vm_ops` is
     // `T`'s table, whose `close` drops that reference.
+    // SAFETY: `VmaNew` guarantees that the VMA is undergoing setup in `f_op->mmap`, where the
+    // driver may set `vm_ops` and `vm_private_data` and nothing else accesses them yet.
     unsafe {
         (*vma).vm_private_data = data.into_foreign();
         (*vma).vm_ops = VmOperationsVTable::<T>::build();
