@@ -8,7 +8,7 @@
 //! allocating or mapping in between.
 
 use crate::harness::{expect_errno, Context, Outcome, TestResult};
-use crate::sys::{in_child, page_size, ChildEnd};
+use crate::sys::{in_child, page_size, parse_maps_line, ChildEnd};
 use crate::{check, check_eq, skip};
 use mmscope::abi::{self, kind, Vma};
 use mmscope::{Device, Mapping};
@@ -95,43 +95,6 @@ fn snapshot_maps(dev: &Device, pid: Option<i32>, b: &mut Buffers) -> TestResult 
     Ok(())
 }
 
-/// One line of `/proc/<pid>/maps`.
-struct MapsLine<'a> {
-    start: u64,
-    end: u64,
-    perms: &'a str,
-    offset: u64,
-    dev: (u32, u32),
-    inode: u64,
-    name: &'a str,
-}
-
-/// Parses a line of `/proc/<pid>/maps`.
-fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
-    let mut rest = line;
-    let mut fields = [""; 5];
-    for f in fields.iter_mut() {
-        rest = rest.trim_start();
-        let end = rest.find(' ').unwrap_or(rest.len());
-        *f = &rest[..end];
-        rest = &rest[end..];
-    }
-    let (start, end) = fields[0].split_once('-')?;
-    let (major, minor) = fields[3].split_once(':')?;
-    Some(MapsLine {
-        start: u64::from_str_radix(start, 16).ok()?,
-        end: u64::from_str_radix(end, 16).ok()?,
-        perms: fields[1],
-        offset: u64::from_str_radix(fields[2], 16).ok()?,
-        dev: (
-            u32::from_str_radix(major, 16).ok()?,
-            u32::from_str_radix(minor, 16).ok()?,
-        ),
-        inode: fields[4].parse().ok()?,
-        name: rest.trim(),
-    })
-}
-
 /// The kind the naming rules of `/proc/<pid>/maps` give a line's name.
 fn kind_of_name(name: &str) -> u32 {
     match name {
@@ -171,29 +134,15 @@ fn compare_with_maps(vmas: &[Vma], maps: &[u8]) -> TestResult {
     for (v, line) in vmas.iter().zip(&lines) {
         let m = parse_maps_line(line)
             .ok_or_else(|| Outcome::Fail(format!("cannot parse maps line {line:?}")))?;
-        let perms = format!(
-            "{}{}{}{}",
-            if v.flags & abi::MMSCOPE_VMA_READ != 0 {
-                'r'
-            } else {
-                '-'
-            },
-            if v.flags & abi::MMSCOPE_VMA_WRITE != 0 {
-                'w'
-            } else {
-                '-'
-            },
-            if v.flags & abi::MMSCOPE_VMA_EXEC != 0 {
-                'x'
-            } else {
-                '-'
-            },
-            if v.flags & abi::MMSCOPE_VMA_MAYSHARE != 0 {
-                's'
-            } else {
-                'p'
-            },
-        );
+        let bit = |flag: u64, on: char, off: char| if v.flags & flag != 0 { on } else { off };
+        let perms: String = [
+            bit(abi::MMSCOPE_VMA_READ, 'r', '-'),
+            bit(abi::MMSCOPE_VMA_WRITE, 'w', '-'),
+            bit(abi::MMSCOPE_VMA_EXEC, 'x', '-'),
+            bit(abi::MMSCOPE_VMA_MAYSHARE, 's', 'p'),
+        ]
+        .iter()
+        .collect();
         let file = has_file(v.kind);
         let ours = (
             v.start,
@@ -232,7 +181,7 @@ fn compare_flags_with_smaps(vmas: &[Vma], smaps: &[u8]) -> TestResult {
     let mut flags_lines = Vec::new();
     let mut current = None;
     for line in smaps.lines() {
-        if let Some(m) = parse_maps_line(line).filter(|_| !line.starts_with("VmFlags")) {
+        if let Some(m) = parse_maps_line(line) {
             current = Some(m.start);
         } else if let Some(rest) = line.strip_prefix("VmFlags:") {
             flags_lines.push((current.unwrap_or(0), rest));

@@ -107,12 +107,40 @@ pub fn in_child(f: impl FnOnce() -> i32) -> io::Result<ChildEnd> {
     })
 }
 
-/// Whether `line` is a VMA header of `/proc/<pid>/maps` or `smaps` (it starts `start-end `).
-fn is_vma_header(line: &str) -> bool {
-    line.split_whitespace().next().is_some_and(|range| {
-        range.split_once('-').is_some_and(|(a, b)| {
-            u64::from_str_radix(a, 16).is_ok() && u64::from_str_radix(b, 16).is_ok()
-        })
+/// One line of `/proc/<pid>/maps`.
+pub struct MapsLine<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub perms: &'a str,
+    pub offset: u64,
+    pub dev: (u32, u32),
+    pub inode: u64,
+    pub name: &'a str,
+}
+
+/// Parses a line of `/proc/<pid>/maps`.
+pub fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
+    let mut rest = line;
+    let mut fields = [""; 5];
+    for f in fields.iter_mut() {
+        rest = rest.trim_start();
+        let end = rest.find(' ').unwrap_or(rest.len());
+        *f = &rest[..end];
+        rest = &rest[end..];
+    }
+    let (start, end) = fields[0].split_once('-')?;
+    let (major, minor) = fields[3].split_once(':')?;
+    Some(MapsLine {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        perms: fields[1],
+        offset: u64::from_str_radix(fields[2], 16).ok()?,
+        dev: (
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        ),
+        inode: fields[4].parse().ok()?,
+        name: rest.trim(),
     })
 }
 
@@ -122,7 +150,7 @@ pub fn smaps_rss_kb(addr: usize) -> io::Result<u64> {
     let head = format!("{addr:x}-");
     let mut in_vma = false;
     for line in smaps.lines() {
-        if is_vma_header(line) {
+        if parse_maps_line(line).is_some() {
             in_vma = line.starts_with(&head);
         } else if let Some(rest) = line.strip_prefix("Rss:").filter(|_| in_vma) {
             let kb = rest.trim().trim_end_matches("kB").trim();
