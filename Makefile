@@ -7,6 +7,8 @@
 #                            built on first use)
 #   make KDIR=/path/to/build build against your own Rust-enabled kernel build
 #   make test                check, build, boot the guest and run the selftests
+#   make shell               boot the guest with the module loaded and a shell
+#   make docs                regenerate the README's example output in the guest
 #   make clean               remove the build outputs
 #   make rust-analyzer       write rust-project.json for editors
 
@@ -24,12 +26,23 @@ endif
 KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM)
 CHECK_KDIR = @test -n "$(KDIR)" || { echo "mmscope: no kernel build directory (see the error above)" >&2; exit 1; }
 
-SELFTESTS_TARGET := x86_64-unknown-linux-gnu
-SELFTESTS_BIN := selftests/target/$(SELFTESTS_TARGET)/release/mmscope-selftests
+# The userspace workspace (tools/: the library and the mmscope command; selftests/), built
+# for the guest with glibc linked statically (.cargo/config.toml).
+USER_TARGET := x86_64-unknown-linux-gnu
+USER_OUT := target/$(USER_TARGET)/release
+SELFTESTS_BIN := $(USER_OUT)/mmscope-selftests
+MMSCOPE_BIN := $(USER_OUT)/mmscope
 CARGO := cargo
+CARGO_FLAGS := --locked --release --target $(USER_TARGET) --workspace
 COMPAT32 := $(OUT)/compat32
+# Example programs (demo/*.c), static, for the guest.
+PROGS_DIR := $(OUT)/progs
+PROGS := $(patsubst demo/%.c,$(PROGS_DIR)/%,$(wildcard demo/*.c))
+INITRAMFS := $(OUT)/initramfs.cpio.gz
+GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS)
 
-.PHONY: all modules deps kernel check selftests compat32 initramfs test clean rust-analyzer
+.PHONY: all modules deps kernel check userspace selftests compat32 progs initramfs test shell \
+	docs clean rust-analyzer
 
 all: modules
 
@@ -45,33 +58,50 @@ modules: $(DEPS)
 	$(KBUILD) modules
 
 # Style and lint gates: rustfmt and clippy on the module (warnings are errors)
-# and on the selftests.
+# and on the userspace workspace, whose unit tests run here too.
 check: $(DEPS)
 	$(CHECK_KDIR)
 	rustfmt --check rust/mmscope.rs
 	$(KBUILD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
-	cd selftests && $(CARGO) fmt --check
-	cd selftests && $(CARGO) clippy --locked --release --target $(SELFTESTS_TARGET) -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+	$(CARGO) test $(CARGO_FLAGS) --lib --bins
 
-selftests: $(DEPS)
-	cd selftests && $(CARGO) build --locked --release --target $(SELFTESTS_TARGET)
+# The mmscope command and the selftests.
+userspace selftests: $(DEPS)
+	$(CARGO) build $(CARGO_FLAGS)
+
+progs: $(PROGS)
+
+$(PROGS_DIR)/%: demo/%.c
+	@mkdir -p $(PROGS_DIR)
+	gcc -static -O2 -Wall -Werror -o $@ $<
 
 # A 32-bit C user of the UAPI header, for the compat ioctl path.
 compat32: $(DEPS)
 	@mkdir -p $(OUT)
 	gcc -m32 -static -O2 -Wall -Werror -I include/uapi -o $(COMPAT32) selftests/compat/compat32.c
 
-initramfs: modules selftests compat32
-	scripts/initramfs.sh $(OUT)/initramfs.cpio.gz rust/mmscope.ko $(SELFTESTS_BIN) $(COMPAT32)
+initramfs: modules userspace compat32 progs
+	scripts/initramfs.sh $(INITRAMFS) rust/mmscope.ko $(SELFTESTS_BIN) $(COMPAT32) $(MMSCOPE_BIN) $(PROGS_DIR)
 
 test: check initramfs
-	scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(OUT)/initramfs.cpio.gz $(OUT)/guest-test.log test
+	$(GUEST) $(OUT)/guest-test.log test
+
+# An interactive guest: the module loaded, mmscope on the PATH; `exit` powers it off.
+shell: initramfs
+	$(GUEST) $(OUT)/guest-shell.log shell
+
+# The README's example output, from real runs in the guest (scripts/guest-docs.sh).
+docs: initramfs
+	$(GUEST) $(OUT)/guest-docs.log docs $(OUT)/docs
+	scripts/update-readme.py $(OUT)/docs
 
 clean:
 	$(eval KDIR_CLEAN := $(if $(KDIR_DEFAULT),$(shell $(CURDIR)/scripts/kernel.sh --path),$(KDIR)))
 	$(if $(KDIR_CLEAN),$(MAKE) -C $(KDIR_CLEAN) M=$(CURDIR) LLVM=$(LLVM) clean)
 	rm -rf $(OUT) rust-project.json
-	cd selftests && $(CARGO) clean
+	$(CARGO) clean
 
 rust-analyzer: $(DEPS)
 	$(CHECK_KDIR)

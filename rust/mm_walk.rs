@@ -27,7 +27,10 @@ use kernel::{
         MmapReadGuard, //
     },
     prelude::*,
-    sync::aref::ARef,
+    sync::{
+        aref::ARef,
+        rcu, //
+    },
 };
 
 /// `VM_GROWSDOWN`, which the generated bindings do not carry.
@@ -65,11 +68,16 @@ enum VmaKind {
 
 /// The address space of the caller, or of the process `pid`.
 ///
-/// Another process is allowed if it is in the caller's thread group or if the caller has
-/// `CAP_SYS_PTRACE`: the cases in which `ptrace_may_access(PTRACE_MODE_READ_FSCREDS)`, the rule
-/// of `/proc/<pid>/maps`, grants access whatever the target's credentials and dumpability.
-/// `ptrace_may_access()` itself is not exported to modules, and this module does not
-/// re-implement its same-user and dumpability checks, so it is stricter than procfs there.
+/// Another process is allowed if it is in the caller's thread group, if a thread of the caller's
+/// thread group is its tracer, or if the caller has `CAP_SYS_PTRACE`.
+///
+/// The tracer rule stands in for `ptrace_may_access()`, the rule of `/proc/<pid>/maps`, which
+/// is not exported to modules: a tracer has passed `ptrace_may_access(PTRACE_MODE_ATTACH)`, LSMs
+/// and Yama included, to attach (`PTRACE_SEIZE`, `PTRACE_ATTACH`, or the tracee's
+/// `PTRACE_TRACEME`), which is stricter than the read check of procfs, and it can already read
+/// the tracee's memory with `PTRACE_PEEKDATA`. The rule holds only while the tracer is attached.
+/// A process of the same user that procfs would show but nobody traces is refused.
+///
 /// Fails with `ESRCH` if there is no such process or it has no address space, and `EACCES` if
 /// the caller may not read it.
 pub(crate) fn target_mm(pid: Option<i32>) -> Result<ARef<MmWithUser>> {
@@ -91,8 +99,11 @@ pub(crate) fn target_mm(pid: Option<i32>) -> Result<ARef<MmWithUser>> {
     }
     // SAFETY: `task` is a counted reference to a live task, so its `tgid` is stable.
     let same_group = unsafe { (*task).tgid } == current.tgid();
-    // SAFETY: `capable` only checks the current task's credentials.
-    let allowed = same_group || unsafe { bindings::capable(bindings::CAP_SYS_PTRACE as i32) };
+    // SAFETY: `task` is a counted reference to a live task.
+    let allowed = same_group
+        || unsafe { traced_by(task, current.tgid()) }
+        // SAFETY: `capable` only checks the current task's credentials.
+        || unsafe { bindings::capable(bindings::CAP_SYS_PTRACE as i32) };
     let res = if allowed {
         // SAFETY: `task` is alive; `get_task_mm` returns a counted `mm_users` reference or NULL.
         match NonNull::new(unsafe { bindings::get_task_mm(task) }) {
@@ -107,6 +118,28 @@ pub(crate) fn target_mm(pid: Option<i32>) -> Result<ARef<MmWithUser>> {
     // SAFETY: We own the reference `get_pid_task` returned.
     unsafe { bindings::put_task_struct(task) };
     res
+}
+
+/// Whether a thread of the thread group `tgid` is tracing `task` now, as `ptrace_parent()`
+/// tells.
+///
+/// # Safety
+///
+/// `task` must be a valid `task_struct` for the duration of the call.
+unsafe fn traced_by(task: *mut bindings::task_struct, tgid: bindings::pid_t) -> bool {
+    let _rcu = rcu::read_lock();
+    // SAFETY: The caller guarantees `task` is valid. As in `ptrace_parent()`, `ptrace` is read
+    // without a lock and `parent`, an RCU pointer, with `READ_ONCE` semantics under the RCU read
+    // lock; while `ptrace` is set, `parent` is the tracer.
+    let tracer = unsafe {
+        if (*task).ptrace == 0 {
+            return false;
+        }
+        core::ptr::read_volatile(&raw const (*task).parent)
+    };
+    // SAFETY: Tasks are freed only after an RCU grace period, so the tracer stays valid while
+    // the RCU read lock is held; `tgid` never changes.
+    !tracer.is_null() && unsafe { (*tracer).tgid } == tgid
 }
 
 /// Sums a per-CPU RSS counter of `mm`, as `/proc/<pid>/status` does.

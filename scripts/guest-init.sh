@@ -1,14 +1,20 @@
 #!/bin/busybox sh
-# PID 1 of the mmscope test guest. Mounts the pseudo filesystems, loads the
-# module, runs what mmscope.run= on the kernel command line asks for, unloads
-# the module and reports one result line for the host to judge.
+# PID 1 of the mmscope guest. Mounts the pseudo filesystems, loads the module,
+# runs what mmscope.run= on the kernel command line asks for, sends the files
+# the run left in /out to the host (second serial port), unloads the module
+# and reports one result line for the host to judge.
+#   mmscope.run=test   the selftests
+#   mmscope.run=shell  an interactive shell on the console
+#   mmscope.run=docs   generate the README's example output into /out
+#   mmscope.run=probe  nothing: only show that the guest boots (KVM probe)
 /bin/busybox --install -s /bin
-export PATH=/bin
+export PATH=/bin:/mmscope/progs
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+mkdir -p /out
 
 mode=test
 for arg in $(cat /proc/cmdline); do
@@ -22,6 +28,15 @@ finish() {
 	reboot -f
 }
 
+# send_out: the files in /out, as a base64 tar on the second serial port,
+# which the host writes to a file. Closing the port waits until it is sent.
+send_out() {
+	[ -n "$(ls /out)" ] || return 0
+	[ -c /dev/ttyS1 ] || { echo "mmscope: no /dev/ttyS1 to send /out"; return 1; }
+	stty -F /dev/ttyS1 raw -echo 2>/dev/null
+	(cd /out && tar c . | base64) >/dev/ttyS1
+}
+
 if [ "$mode" = probe ]; then
 	finish probe=ok
 fi
@@ -32,7 +47,30 @@ insmod /mmscope/mmscope.ko || finish insmod=failed
 status=0
 case "$mode" in
 test)
-	MMSCOPE_KO=/mmscope/mmscope.ko MMSCOPE_COMPAT32=/mmscope/compat32 /mmscope/selftests
+	MMSCOPE_KO=/mmscope/mmscope.ko MMSCOPE_COMPAT32=/mmscope/compat32 \
+		MMSCOPE_BIN=/bin/mmscope MMSCOPE_PROGS=/mmscope/progs /mmscope/selftests
+	status=$?
+	;;
+shell)
+	cat <<'BANNER'
+
+mmscope guest: the module is loaded and `mmscope` is on the PATH. Try
+  mmscope maps
+  mmscope trace -- malloc-touch
+  mmscope lazy 1M --pattern stride:4
+  mmscope-selftests maps        (the selftests whose names contain "maps")
+Files in /out come back to the host (build/guest-out/). Leave with `exit` or
+Ctrl-D: the guest powers off.
+
+BANNER
+	ln -s /mmscope/selftests /bin/mmscope-selftests
+	export MMSCOPE_KO=/mmscope/mmscope.ko MMSCOPE_COMPAT32=/mmscope/compat32
+	export MMSCOPE_BIN=/bin/mmscope MMSCOPE_PROGS=/mmscope/progs
+	cd /tmp
+	setsid cttyhack sh -l
+	;;
+docs)
+	sh /mmscope/docs.sh /out
 	status=$?
 	;;
 *)
@@ -41,5 +79,6 @@ test)
 	;;
 esac
 
+send_out || status=1
 if rmmod mmscope; then rm=ok; else rm=failed; fi
 finish "insmod=ok run=$status rmmod=$rm"

@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # Pack the guest initramfs: static busybox, the init script, the module, the
-# selftest binary and the 32-bit ABI check.
-#   scripts/initramfs.sh OUTPUT MODULE.ko SELFTESTS COMPAT32
+# selftests, the mmscope command, the 32-bit ABI check and the example
+# programs (every file of PROGS, a directory of static binaries).
+#   scripts/initramfs.sh OUTPUT MODULE.ko SELFTESTS COMPAT32 MMSCOPE PROGS
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ $# -eq 4 ] || { echo "usage: $0 OUTPUT MODULE.ko SELFTESTS COMPAT32" >&2; exit 2; }
-out=$1 ko=$2 selftests=$3 compat32=$4
+[ $# -eq 6 ] || { echo "usage: $0 OUTPUT MODULE.ko SELFTESTS COMPAT32 MMSCOPE PROGS" >&2; exit 2; }
+out=$1 ko=$2 selftests=$3 compat32=$4 mmscope=$5 progs=$6
 
 step "pack initramfs $out"
 busybox=/bin/busybox
 [ -x "$busybox" ] || die "static busybox not found; run scripts/install-deps.sh (package busybox-static)"
-for f in "$ko" "$selftests" "$compat32"; do [ -f "$f" ] || die "$f is missing; build it first"; done
+for f in "$ko" "$selftests" "$compat32" "$mmscope"; do [ -f "$f" ] || die "$f is missing; build it first"; done
+[ -d "$progs" ] || die "$progs is missing; build the example programs first"
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,mmscope}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,mmscope/progs}
 cp "$busybox" "$root/bin/busybox"
 cp "$TOP/scripts/guest-init.sh" "$root/init"
+cp "$TOP/scripts/guest-docs.sh" "$root/mmscope/docs.sh"
 cp "$ko" "$root/mmscope/mmscope.ko"
 cp "$selftests" "$root/mmscope/selftests"
 cp "$compat32" "$root/mmscope/compat32"
-chmod 755 "$root/init" "$root/bin/busybox" "$root/mmscope/selftests" "$root/mmscope/compat32"
+cp "$mmscope" "$root/bin/mmscope"
+cp -r "$progs"/. "$root/mmscope/progs/"
+chmod 755 "$root/init" "$root/bin/busybox" "$root/mmscope/selftests" "$root/mmscope/compat32" \
+	"$root/bin/mmscope"
 mkdir -p "$(dirname "$out")"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --owner=0:0 --quiet | gzip -1) >"$out.tmp" ||
 	die "cpio/gzip failed"

@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
-# Boot the guest kernel with an initramfs in QEMU under a hard timeout, stream
-# its console to the terminal and a log file, and judge the log:
-# exit 0 only if the guest reported success and the log holds no kernel splat.
-#   scripts/run-guest.sh BZIMAGE INITRD LOG [MODE]
+# Boot the guest kernel with an initramfs in QEMU, stream its console to the
+# terminal and a log file, bring back the files the run left in the guest's
+# /out, and judge the log: exit 0 only if the guest reported success and the
+# log holds no kernel splat.
+#   scripts/run-guest.sh BZIMAGE INITRD LOG [MODE [OUTDIR]]
+# MODE is test (default), docs or shell (interactive: the console is this
+# terminal, no timeout). The guest's /out is unpacked into OUTDIR (default:
+# guest-out beside LOG).
 # MMSCOPE_TIMEOUT (seconds, default 600), MMSCOPE_SMP (default 2),
 # MMSCOPE_MEM (default 1G), MMSCOPE_ACCEL (kvm, tcg; default: probe).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ $# -ge 3 ] || { echo "usage: $0 BZIMAGE INITRD LOG [MODE]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: $0 BZIMAGE INITRD LOG [MODE [OUTDIR]]" >&2; exit 2; }
 kernel=$1 initrd=$2 log=$3 mode=${4:-test}
+outdir=${5:-$(dirname "$log")/guest-out}
 timeout_s=${MMSCOPE_TIMEOUT:-600}
 
 command -v qemu-system-x86_64 >/dev/null ||
 	die "qemu-system-x86_64 not found; run scripts/install-deps.sh (package qemu-system-x86)"
 for f in "$kernel" "$initrd"; do [ -f "$f" ] || die "$f is missing"; done
+mkdir -p "$(dirname "$log")"
+port=$log.out
+rm -f "$port"
 
 # tsc_early_khz/tsc=reliable: under TCG the guest cannot calibrate the TSC and
 # would fall back to jiffies, with 4 ms resolution.
 APPEND="console=ttyS0 panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable"
+# The console on stdio (with QEMU's monitor behind Ctrl-A c), and a second
+# serial port into a file: the guest sends its /out there.
 QEMU=(qemu-system-x86_64 -m "${MMSCOPE_MEM:-1G}" -smp "${MMSCOPE_SMP:-2}"
-	-nographic -no-reboot -kernel "$kernel" -initrd "$initrd")
+	-display none -no-reboot -kernel "$kernel" -initrd "$initrd"
+	-serial mon:stdio -serial "file:$port")
 
 # KVM only if a short probe boot reaches userspace: on some hosts /dev/kvm
 # exists but a guest hangs under it with no output.
@@ -36,8 +47,26 @@ if [ -z "$accel" ]; then
 	fi
 fi
 
+# unpack_out: the guest's /out, a base64 tar, into $outdir.
+unpack_out() {
+	[ -s "$port" ] || return 0
+	rm -rf "$outdir"
+	mkdir -p "$outdir"
+	tr -d '\r' <"$port" | base64 -d | tar -x -C "$outdir" ||
+		die "the files the guest sent ($port) do not unpack"
+	echo "mmscope: the guest's /out is in $outdir" >&2
+}
+
+if [ "$mode" = shell ]; then
+	step "boot the guest ($accel, ${MMSCOPE_SMP:-2} CPUs) with a shell; Ctrl-A x quits QEMU at once"
+	set +e
+	"${QEMU[@]}" -accel "$accel" -append "$APPEND mmscope.run=shell"
+	set -e
+	unpack_out
+	exit 0
+fi
+
 step "boot the guest ($accel, ${MMSCOPE_SMP:-2} CPUs, timeout ${timeout_s}s), log in $log"
-mkdir -p "$(dirname "$log")"
 set +e
 timeout -k 5 "$timeout_s" "${QEMU[@]}" -accel "$accel" -append "$APPEND mmscope.run=$mode" </dev/null 2>&1 |
 	tr -d '\r' | tee "$log"
@@ -49,4 +78,5 @@ if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then
 	echo "mmscope: the guest did not finish within ${timeout_s}s (MMSCOPE_TIMEOUT)" >&2
 	timed_out=1
 fi
+unpack_out
 "$TOP/scripts/judge-log.sh" "$log" && [ "$timed_out" -eq 0 ]

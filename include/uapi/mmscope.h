@@ -17,10 +17,12 @@
 #define MMSCOPE_IOC_MAGIC	0xB9
 
 /*
- * The ABI version this header describes. It grows when an ioctl is added;
- * a version never changes the meaning of an existing ioctl.
+ * The ABI version this header describes. It grows when an ioctl is added or
+ * a rule is relaxed; a version never changes the meaning of an existing ioctl.
+ *   3: the address-space ioctls
+ *   4: a tracer may read its tracee's address space (MMSCOPE_F_PID)
  */
-#define MMSCOPE_ABI_VERSION	3
+#define MMSCOPE_ABI_VERSION	4
 
 /*
  * MMSCOPE_IOC_VERSION: write the module's ABI version to *arg.
@@ -118,13 +120,20 @@ struct mmscope_mem_stats {
  * Address spaces
  *
  * The ioctls below report the memory map of the calling process, or with
- * MMSCOPE_F_PID of the process pid. Another process may be read if it is in
- * the caller's thread group or the caller has CAP_SYS_PTRACE: the cases in
- * which ptrace_may_access(PTRACE_MODE_READ_FSCREDS), the rule of
- * /proc/<pid>/maps, allows it whatever the target. ptrace_may_access() is
- * not exported to modules and mmscope does not re-implement its same-user
- * and dumpability checks, so it refuses a process of the same user that
- * procfs would show.
+ * MMSCOPE_F_PID of the process pid. Another process may be read
+ *   - if it is in the caller's thread group;
+ *   - if a thread of the caller's thread group traces it (ABI version 4):
+ *     attaching (PTRACE_SEIZE, PTRACE_ATTACH, or the tracee's PTRACE_TRACEME)
+ *     passed ptrace_may_access(PTRACE_MODE_ATTACH), LSMs and Yama included,
+ *     which is stricter than the read check of /proc/<pid>/maps. The rule
+ *     holds while the tracer is attached: a former tracer is refused. A tool
+ *     may seize a process without stopping it (PTRACE_SEIZE), read it, and
+ *     detach;
+ *   - if the caller has CAP_SYS_PTRACE.
+ * ptrace_may_access() itself is not exported to modules, so mmscope does not
+ * re-implement procfs's same-user and dumpability checks: it refuses a
+ * process of the same user that nobody traces, which /proc/<pid>/maps would
+ * show.
  *
  * Each request starts with the same header:
  *

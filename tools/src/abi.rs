@@ -31,7 +31,7 @@ pub const fn ior<T>(ty: u32, nr: u32) -> u32 {
 pub const MMSCOPE_IOC_MAGIC: u32 = 0xB9;
 
 /// `MMSCOPE_ABI_VERSION`: the ABI version these definitions describe.
-pub const MMSCOPE_ABI_VERSION: u32 = 3;
+pub const MMSCOPE_ABI_VERSION: u32 = 4;
 
 /// `MMSCOPE_IOC_VERSION`: the module writes its ABI version to a `u32`.
 pub const MMSCOPE_IOC_VERSION: u32 = ior::<u32>(MMSCOPE_IOC_MAGIC, 0x00);
@@ -143,8 +143,8 @@ pub mod kind {
 
 /// The `MMSCOPE_VMA_*` flags, bit `i` named by the smaps `VmFlags` mnemonic `VMA_FLAGS[i]`.
 pub const VMA_FLAGS: [&str; 24] = [
-    "rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "lo", "io", "pf", "mm", "dc", "de",
-    "ac", "nr", "ht", "dd", "wf", "hg", "nh", "mg", "lf",
+    "rd", "wr", "ex", "sh", "mr", "mw", "me", "ms", "gd", "lo", "io", "pf", "mm", "dc", "de", "ac",
+    "nr", "ht", "dd", "wf", "hg", "nh", "mg", "lf",
 ];
 
 /// `MMSCOPE_VMA_READ`.

@@ -1,11 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Userspace side of `/dev/mmscope`.
+//! Userspace side of `/dev/mmscope`, and the `mmscope` command's workings.
 //!
 //! [`abi`] mirrors `include/uapi/mmscope.h`; [`Device`] wraps an open of the device with one
-//! safe method per ioctl.
+//! safe method per ioctl. On top: [`snapshot`] (one moment of an address space and the
+//! difference between two), [`maps`], [`trace`] with [`report`] and [`plot`], and [`lazy`],
+//! one module per subcommand.
 
 pub mod abi;
+pub mod access;
+pub mod lazy;
+pub mod maps;
+pub mod plot;
+pub mod procfs;
+pub mod report;
+pub mod snapshot;
+pub mod style;
+pub mod syscalls;
+pub mod trace;
+pub mod units;
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -183,12 +196,22 @@ impl Mapping {
     pub fn new(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<Self> {
         // SAFETY: A new mapping at an address the kernel chooses overlaps nothing of ours.
         let addr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset as libc::off_t)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                flags,
+                fd,
+                offset as libc::off_t,
+            )
         };
         if addr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { addr: addr.cast(), len })
+        Ok(Self {
+            addr: addr.cast(),
+            len,
+        })
     }
 
     /// Anonymous or device-less `mmap` at exactly `addr`, never replacing what is there
@@ -196,12 +219,22 @@ impl Mapping {
     pub fn new_at(addr: usize, len: usize, prot: i32, flags: i32) -> io::Result<Self> {
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
         let got = unsafe {
-            libc::mmap(addr as *mut libc::c_void, len, prot, flags | libc::MAP_FIXED_NOREPLACE, -1, 0)
+            libc::mmap(
+                addr as *mut libc::c_void,
+                len,
+                prot,
+                flags | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
         };
         if got == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { addr: got.cast(), len })
+        Ok(Self {
+            addr: got.cast(),
+            len,
+        })
     }
 
     /// Takes over a mapping made elsewhere (for example by `mremap`).

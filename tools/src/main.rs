@@ -1,0 +1,458 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `mmscope`: process memory management made visible, through `/dev/mmscope`.
+//!
+//! A thin command over the library: arguments, output streams, exit codes and the sentences
+//! errors are told in. Exit status: 0 on success (for `trace`, the program's own status), 1 on
+//! an error, 2 for a usage error.
+
+use clap::{CommandFactory, Parser, Subcommand};
+use mmscope::access::{read_process, AccessError};
+use mmscope::lazy::{Lazy, Pattern, Row};
+use mmscope::maps::{self, MapsJson};
+use mmscope::report::{JsonReport, Summary, TextReport};
+use mmscope::snapshot::{page_size, Snapshot};
+use mmscope::style::{ColorChoice, Style};
+use mmscope::trace::{self, TraceError};
+use mmscope::{procfs, units, Device};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Process memory management made visible: address spaces, what each memory system call does
+/// to one, and demand paging, page by page.
+///
+/// Reads processes through the mmscope kernel module's /dev/mmscope: brk and start_brk exactly
+/// as the kernel keeps them, every VMA, and the RSS counters.
+#[derive(Parser)]
+#[command(name = "mmscope", version, propagate_version = true)]
+struct Cli {
+    /// The mmscope device node.
+    #[arg(long, global = true, value_name = "PATH", env = "MMSCOPE_DEVICE", default_value = mmscope::DEVICE_PATH)]
+    device: PathBuf,
+
+    /// When to use colours: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    color: ColorChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the address space of a process: its mm_struct, its VMAs as `pmap -x` would, and a
+    /// picture with the heap, the mmap area and the stack where they really are.
+    Maps {
+        /// The process: a pid, or `self` (this command).
+        #[arg(default_value = "self", value_parser = parse_pid)]
+        pid: Target,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a program and show, call by call, what brk, mmap, munmap, mremap, mprotect, madvise,
+    /// shmat and shmdt did to its address space, in every thread it starts.
+    ///
+    /// The trace goes to stderr (or FILE with -o), so the program keeps its stdout. The exit
+    /// status is the program's (128 + N if signal N killed it).
+    Trace {
+        /// Write the trace to FILE instead of stderr.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Print one JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also plot heap size, anonymous mappings and resident anonymous memory over the
+        /// steps, as SVG, to FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Watch demand paging: map a /dev/mmscope object and anonymous memory of SIZE, touch both
+    /// in PATTERN, and see faults and pages rise; then map the object again and see
+    /// fault-around.
+    Lazy {
+        /// How much to map: bytes, or with K, M or G (binary units). Rounded up to a page.
+        #[arg(default_value = "1M", value_parser = parse_size)]
+        size: u64,
+        /// The order of the touches: seq, stride:N (every Nth page) or random.
+        #[arg(long, default_value = "seq", value_name = "PATTERN")]
+        pattern: String,
+        /// The seed of the random order.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How many rows to report while touching.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        rows: u64,
+        /// Print one JSON object per row instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The process `maps` reads.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// This process.
+    Myself,
+    /// Another process, or this one by number.
+    Pid(i32),
+}
+
+fn parse_pid(s: &str) -> Result<Target, String> {
+    if s == "self" {
+        return Ok(Target::Myself);
+    }
+    match s.parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(Target::Pid(pid)),
+        _ => Err(format!(
+            "`{s}` is not a process id: give a positive number or `self`"
+        )),
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let bytes = units::parse_size(s).ok_or_else(|| {
+        format!("`{s}` is not a size: give a number of bytes above 0, or one with K, M or G")
+    })?;
+    let page = page_size();
+    bytes
+        .checked_next_multiple_of(page)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// An error for a person: one sentence that says what happened and what to do.
+struct Failure(String);
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure(format!("{e}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure(msg)) => {
+            eprintln!("mmscope: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let style = Style::for_stdout(cli.color);
+    match cli.command {
+        Command::Maps { pid, json } => {
+            let dev = open_device(&cli.device)?;
+            maps_cmd(&dev, pid, json, &style)
+        }
+        Command::Trace {
+            output,
+            json,
+            svg,
+            command,
+        } => {
+            let dev = open_device(&cli.device)?;
+            trace_cmd(&dev, output, json, svg, command, cli.color)
+        }
+        Command::Lazy {
+            size,
+            pattern,
+            seed,
+            rows,
+            json,
+        } => {
+            let pattern = Pattern::parse(&pattern, seed).ok_or_else(|| {
+                Failure(format!(
+                    "`{pattern}` is not a pattern: use seq, stride:N with N above 0, or random"
+                ))
+            })?;
+            let dev = open_device(&cli.device)?;
+            lazy_cmd(&dev, size, pattern, rows as usize, json)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mmscope", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Opens the device, explaining what to do if that fails.
+fn open_device(path: &std::path::Path) -> Result<Device, Failure> {
+    let shown = path.display();
+    Device::open_path(path).map_err(|e| {
+        Failure(match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => format!(
+                "{shown} does not exist: the mmscope module is not loaded; load it as root with \
+                 `insmod mmscope.ko` (built by `make`), then try again"
+            ),
+            Some(libc::EACCES) | Some(libc::EPERM) => format!(
+                "{shown} is not readable and writable for you; as root, give yourself access \
+                 (for example `chmod 666 {shown}`) or run mmscope as root"
+            ),
+            _ => format!("cannot open {shown}: {e}"),
+        })
+    })
+}
+
+/// The sentence for a process that cannot be read.
+fn access_failure(pid: i32, e: AccessError) -> Failure {
+    Failure(match e {
+        AccessError::NoProcess => format!(
+            "there is no process {pid} (or it has exited, or it is a kernel thread with no \
+             address space); `ps` lists the processes there are"
+        ),
+        AccessError::NotAllowed => format!(
+            "not allowed to read process {pid}: mmscope reads another process only from its \
+             tracer, and attaching to it as one was refused (another user's process, a setuid \
+             program, or Yama's ptrace_scope); run mmscope as root, or with CAP_SYS_PTRACE \
+             (/proc/{pid}/maps may still show its mappings)"
+        ),
+        AccessError::AlreadyTraced => format!(
+            "process {pid} is already being traced (by a debugger or strace), and mmscope reads \
+             another process only as its tracer; detach the other tracer, or run mmscope as root"
+        ),
+        AccessError::Other(e) => format!("cannot read process {pid}: {e}"),
+    })
+}
+
+fn maps_cmd(dev: &Device, target: Target, json: bool, style: &Style) -> Result<ExitCode, Failure> {
+    let (pid, snap) = match target {
+        Target::Myself => (std::process::id() as i32, Snapshot::take(dev, None)?),
+        Target::Pid(pid) => {
+            let own = pid == std::process::id() as i32;
+            let who = if own { None } else { Some(pid) };
+            let snap = read_process(pid, || Snapshot::take(dev, who))
+                .map_err(|e| access_failure(pid, e))?;
+            (pid, snap)
+        }
+    };
+    let who = (pid != std::process::id() as i32).then_some(pid);
+    let names = procfs::names(who);
+    let comm = procfs::comm(who);
+    let mut out = io::stdout().lock();
+    let res = if json {
+        let doc = MapsJson::new(pid, comm, &snap, &names);
+        writeln!(out, "{}", serde_json::to_string(&doc).unwrap_or_default())
+    } else {
+        write!(
+            out,
+            "{}\n{}\n{}",
+            maps::header(&snap, pid, comm.as_deref(), style),
+            maps::table(&snap, &names, style),
+            maps::picture(&snap, &names, style)
+        )
+    };
+    finish_output(res)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ends quietly when the reader went away (`mmscope maps | head`).
+fn finish_output(res: io::Result<()>) -> Result<(), Failure> {
+    match res {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| Failure(format!("cannot write the output: {e}"))),
+    }
+}
+
+fn trace_cmd(
+    dev: &Device,
+    output: Option<PathBuf>,
+    json: bool,
+    svg: Option<PathBuf>,
+    command: Vec<OsString>,
+    color: ColorChoice,
+) -> Result<ExitCode, Failure> {
+    let (mut sink, style): (Box<dyn Write>, Style) = match &output {
+        Some(path) => {
+            let file = File::create(path).map_err(|e| {
+                Failure(format!(
+                    "cannot create {}: {e}; choose a writable path for -o",
+                    path.display()
+                ))
+            })?;
+            let style = if color == ColorChoice::Always {
+                Style::for_stdout(color)
+            } else {
+                Style::plain()
+            };
+            (Box::new(io::BufWriter::new(file)), style)
+        }
+        None => {
+            let style = match color {
+                ColorChoice::Auto => {
+                    use std::io::IsTerminal;
+                    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+                    if io::stderr().is_terminal() && !no_color {
+                        Style::for_stdout(ColorChoice::Always)
+                    } else {
+                        Style::plain()
+                    }
+                }
+                other => Style::for_stdout(other),
+            };
+            (Box::new(io::stderr()), style)
+        }
+    };
+    let program = command
+        .first()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut report = TextReport::new(style);
+    let mut json_report = JsonReport::default();
+    let mut summary = Summary {
+        event: "summary",
+        ..Default::default()
+    };
+    let mut write_err = None;
+    let result = trace::run(dev, &command, |event| {
+        summary.observe(&event);
+        let text = if json {
+            json_report.event(&event) + "\n"
+        } else {
+            report.event(&event)
+        };
+        if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush()) {
+            write_err.get_or_insert(e);
+        }
+    });
+    let ending = result.map_err(|e| match e {
+        TraceError::Exec(e) => Failure(format!(
+            "cannot run `{program}`: {e}; check the name, your PATH and its permissions"
+        )),
+        TraceError::NulInArgument => {
+            Failure("an argument of the command contains a NUL byte; remove it".to_string())
+        }
+        TraceError::Snapshot(e) if e.raw_os_error() == Some(libc::EACCES) => Failure(format!(
+            "the loaded mmscope module does not let a tracer read its tracee ({e}); load the \
+             module built with this command (ABI version 4 or later), or run as root"
+        )),
+        other => Failure(format!("tracing `{program}` failed: {other}")),
+    })?;
+    summary.end(ending);
+    let tail = if json {
+        serde_json::to_string(&summary).unwrap_or_default() + "\n"
+    } else {
+        summary.text(&style)
+    };
+    if let Err(e) = sink.write_all(tail.as_bytes()).and_then(|()| sink.flush()) {
+        write_err.get_or_insert(e);
+    }
+    if let Some(path) = svg {
+        let title = format!("mmscope trace: {program}");
+        mmscope::plot::write_svg(&path, &title, &summary.points).map_err(|e| {
+            Failure(format!(
+                "cannot write the plot to {}: {e}; choose a writable path for --svg",
+                path.display()
+            ))
+        })?;
+    }
+    if let Some(e) = write_err {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return Err(Failure(format!("cannot write the trace: {e}")));
+        }
+    }
+    Ok(ExitCode::from(ending.shell_status().clamp(0, 255) as u8))
+}
+
+fn lazy_cmd(
+    dev: &Device,
+    size: u64,
+    pattern: Pattern,
+    rows: usize,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let stats = dev.mem_stats()?;
+    let limit = stats.obj_limit_pages * page_size();
+    let room = stats.max_pages.saturating_sub(stats.pages) * page_size();
+    if size > room {
+        return Err(Failure(format!(
+            "{} is more than the module can still allocate ({} of its cap, the module parameter \
+             max_mb, are free); give a smaller SIZE",
+            units::size(size),
+            units::size(room)
+        )));
+    }
+    if size > limit {
+        return Err(Failure(format!(
+            "{} is more than an object may hold ({}, the module parameter object_max_mb); give a \
+             smaller SIZE",
+            units::size(size),
+            units::size(limit)
+        )));
+    }
+    let pages = size / page_size();
+    let mut out = io::stdout().lock();
+    let mut res = Ok(());
+    if !json {
+        res = write!(
+            out,
+            "{} of /dev/mmscope (MAP_SHARED) and of anonymous memory (MAP_PRIVATE), {pages} pages \
+             each, touched {}:\n\n{:>8}  {:>10} {:>10} {:>13}   {:>10} {:>10}\n{:>8}  {:>10} {:>10} {:>13}   {:>10} {:>10}\n",
+            units::size(size),
+            match pattern {
+                Pattern::Seq => "page by page, in order".to_string(),
+                Pattern::Stride(n) => format!("every {n}th page"),
+                Pattern::Random(seed) => format!("page by page, in random order (seed {seed})"),
+            },
+            "", "mmscope", "", "", "anonymous", "",
+            "touched", "faults", "pages held", "fault-around", "faults", "RssAnon +"
+        );
+    }
+    let run = Lazy {
+        size,
+        pattern,
+        rows,
+    }
+    .run(dev, |row: &Row| {
+        if res.is_err() {
+            return;
+        }
+        res = if json {
+            writeln!(out, "{}", serde_json::to_string(row).unwrap_or_default())
+        } else if row.phase == "second_mapping" {
+            writeln!(
+                out,
+                "\nA second mapping of the same object, reading the {} touched pages back: {} \
+                 faults, {} pages mapped by fault-around, {} pages held (none new).",
+                row.touched, row.mmscope_faults, row.mmscope_faultaround, row.mmscope_pages
+            )
+        } else {
+            writeln!(
+                out,
+                "{:>8}  {:>10} {:>10} {:>13}   {:>10} {:>10}",
+                row.touched,
+                row.mmscope_faults,
+                row.mmscope_pages,
+                row.mmscope_faultaround,
+                row.anon_faults,
+                row.anon_pages
+            )
+        };
+    });
+    run.map_err(|e| match e.raw_os_error() {
+        Some(libc::EFBIG) => Failure(format!(
+            "{} does not fit in an object; give a smaller SIZE",
+            units::size(size)
+        )),
+        Some(libc::ENOMEM) => Failure(format!(
+            "there is not enough memory to map {} twice; give a smaller SIZE",
+            units::size(size)
+        )),
+        _ => Failure(format!("the experiment failed: {e}")),
+    })?;
+    finish_output(res)?;
+    Ok(ExitCode::SUCCESS)
+}

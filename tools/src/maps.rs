@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `mmscope maps`: an address space as a header, a `pmap -x`-like table and a picture.
+
+use crate::abi::{kind, MmSummary};
+use crate::snapshot::{self, page_size, Snapshot, VmaView};
+use crate::style::Style;
+use crate::units::size;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// The `mm_struct` summary for `--json`: the kernel's field names, addresses in bytes, the VM
+/// and RSS counters in pages of `page_size` bytes. These names do not change.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SummaryView {
+    pub page_size: u64,
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub mmap_base: u64,
+    pub task_size: u64,
+    pub map_count: u64,
+    pub total_vm: u64,
+    pub locked_vm: u64,
+    pub pinned_vm: u64,
+    pub data_vm: u64,
+    pub exec_vm: u64,
+    pub stack_vm: u64,
+    pub hiwater_rss: u64,
+    pub hiwater_vm: u64,
+    pub rss_anon: u64,
+    pub rss_file: u64,
+    pub rss_shmem: u64,
+}
+
+impl From<&MmSummary> for SummaryView {
+    fn from(s: &MmSummary) -> Self {
+        Self {
+            page_size: page_size(),
+            start_code: s.start_code,
+            end_code: s.end_code,
+            start_data: s.start_data,
+            end_data: s.end_data,
+            start_brk: s.start_brk,
+            brk: s.brk,
+            start_stack: s.start_stack,
+            arg_start: s.arg_start,
+            arg_end: s.arg_end,
+            env_start: s.env_start,
+            env_end: s.env_end,
+            mmap_base: s.mmap_base,
+            task_size: s.task_size,
+            map_count: s.map_count,
+            total_vm: s.total_vm,
+            locked_vm: s.locked_vm,
+            pinned_vm: s.pinned_vm,
+            data_vm: s.data_vm,
+            exec_vm: s.exec_vm,
+            stack_vm: s.stack_vm,
+            hiwater_rss: s.hiwater_rss,
+            hiwater_vm: s.hiwater_vm,
+            rss_anon: s.rss_anon,
+            rss_file: s.rss_file,
+            rss_shmem: s.rss_shmem,
+        }
+    }
+}
+
+/// `mmscope maps --json`: one object.
+#[derive(Clone, Debug, Serialize)]
+pub struct MapsJson {
+    /// The process, as given (`self` resolved to this process's pid).
+    pub pid: i32,
+    /// Its command name, if procfs shows it.
+    pub comm: Option<String>,
+    /// The `mm_struct` summary.
+    pub summary: SummaryView,
+    /// Every VMA, in address order.
+    pub vmas: Vec<VmaView>,
+}
+
+impl MapsJson {
+    /// Puts a snapshot and the names procfs gave into the `--json` shape.
+    pub fn new(
+        pid: i32,
+        comm: Option<String>,
+        snap: &Snapshot,
+        names: &HashMap<u64, String>,
+    ) -> Self {
+        Self {
+            pid,
+            comm,
+            summary: SummaryView::from(&snap.summary),
+            vmas: snap
+                .vmas
+                .iter()
+                .map(|v| VmaView::new(v, name_of(v, names)))
+                .collect(),
+        }
+    }
+}
+
+/// The file name of a VMA: what procfs calls it, or `/dev/mmscope` for ours.
+fn name_of<'a>(v: &crate::abi::Vma, names: &'a HashMap<u64, String>) -> Option<&'a str> {
+    names.get(&v.start).map(String::as_str).or(match v.kind {
+        kind::MMSCOPE => Some("/dev/mmscope"),
+        _ => None,
+    })
+}
+
+/// An address as the tables print it: 12 hex digits, as `/proc/<pid>/maps` does on x86-64.
+fn addr(a: u64) -> String {
+    format!("{a:012x}")
+}
+
+/// The header: the layout fields and counters of the `mm_struct`.
+pub fn header(snap: &Snapshot, pid: i32, comm: Option<&str>, style: &Style) -> String {
+    let s = &snap.summary;
+    let page = page_size();
+    let pages = |n: u64| size(n * page);
+    let mut out = String::new();
+    let who = match comm {
+        Some(c) => format!("process {pid} ({c})"),
+        None => format!("process {pid}"),
+    };
+    let _ = writeln!(out, "{}", style.bold(&who));
+    let range =
+        |a: u64, b: u64| format!("{}-{}  {:>10}", addr(a), addr(b), size(b.saturating_sub(a)));
+    let _ = writeln!(out, "  code       {}", range(s.start_code, s.end_code));
+    let _ = writeln!(out, "  data       {}", range(s.start_data, s.end_data));
+    let heap_vma_end = snap.vma_at(s.start_brk).map_or(s.brk, |v| v.end);
+    let _ = writeln!(
+        out,
+        "  heap       {}  {:>10}   start_brk {:#x}  brk {:#x}{}",
+        style.kind(
+            kind::HEAP,
+            &format!("{}-{}", addr(s.start_brk), addr(s.brk))
+        ),
+        size(s.brk - s.start_brk),
+        s.start_brk,
+        s.brk,
+        if s.brk % page != 0 {
+            format!(
+                "  (the heap VMA ends at the next page, {:#x})",
+                heap_vma_end
+            )
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(out, "  stack      start_stack {:#x}", s.start_stack);
+    let _ = writeln!(
+        out,
+        "  args, env  {}-{}, {}-{}",
+        addr(s.arg_start),
+        addr(s.arg_end),
+        addr(s.env_start),
+        addr(s.env_end)
+    );
+    let _ = writeln!(
+        out,
+        "  mmap_base  {:#x}   task_size {:#x}",
+        s.mmap_base, s.task_size
+    );
+    let _ = writeln!(out, "  map_count  {} VMAs", s.map_count);
+    let _ = writeln!(
+        out,
+        "  VM         total {}  data {}  stack {}  exec {}  locked {}  pinned {}  peak {}",
+        pages(s.total_vm),
+        pages(s.data_vm),
+        pages(s.stack_vm),
+        pages(s.exec_vm),
+        pages(s.locked_vm),
+        pages(s.pinned_vm),
+        pages(s.hiwater_vm.max(s.total_vm))
+    );
+    let rss = snap.rss();
+    let _ = writeln!(
+        out,
+        "  RSS        anon {}  file {}  shmem {}  total {}  peak {}",
+        size(rss.anon),
+        size(rss.file),
+        size(rss.shmem),
+        size(rss.total()),
+        size((s.hiwater_rss * page).max(rss.total()))
+    );
+    out
+}
+
+/// The table, in the columns of `pmap -x` where they say the same thing, plus the range, the
+/// kind, and the columns of `/proc/<pid>/maps`.
+pub fn table(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:<12} {:>10} {:<4} {:<7} {:>8} {:<5} {:>8} Mapping",
+        "Address", "End", "Kbytes", "Mode", "Kind", "Offset", "Dev", "Inode"
+    );
+    let mut total = 0;
+    for v in &snap.vmas {
+        let view = VmaView::new(v, name_of(v, names));
+        total += view.size;
+        let _ = writeln!(
+            out,
+            "{:<12} {:<12} {:>10} {:<4} {} {:>8x} {:<5} {:>8} {}",
+            addr(view.start),
+            addr(view.end),
+            view.size / 1024,
+            view.perms,
+            style.kind(v.kind, &format!("{:<7}", view.kind)),
+            view.offset,
+            view.dev,
+            view.inode,
+            view.name.as_deref().unwrap_or("")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<25} {:>10} {}",
+        "total kB",
+        total / 1024,
+        style.dim(&format!("in {} VMAs", snap.vmas.len()))
+    );
+    out
+}
+
+/// One row of the picture.
+enum Row {
+    /// A VMA.
+    Region(crate::abi::Vma),
+    /// Unmapped address space between `.0` and `.1`.
+    Gap(u64, u64),
+    /// A named address that is not a VMA boundary of its own.
+    Marker(u64, String),
+}
+
+/// Columns of the widest bar.
+const BAR_MAX: usize = 28;
+
+/// The bar for `bytes`: one column for a page, one more for each doubling, so that 4 KiB and
+/// 1 GiB both fit on a line and sizes still compare.
+fn bar_width(bytes: u64) -> usize {
+    let pages = (bytes / page_size()).max(1);
+    (1 + pages.ilog2() as usize).min(BAR_MAX)
+}
+
+/// The picture: one row per region, high addresses on top as in the textbook figure, gaps
+/// collapsed to one row with their size, and `start_brk`, `brk`, `mmap_base` and `task_size`
+/// where they are.
+pub fn picture(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> String {
+    let s = &snap.summary;
+    let mut markers = vec![
+        (
+            s.task_size,
+            "task_size: the top of user address space".to_string(),
+        ),
+        (
+            s.mmap_base,
+            "mmap_base: mmap() places new mappings below this, downwards".to_string(),
+        ),
+    ];
+    if snap.vma_at(s.start_brk).is_none() {
+        markers.push((
+            s.start_brk,
+            format!("start_brk = brk {:#x}: the heap is empty", s.brk),
+        ));
+    }
+    markers.sort_by_key(|m| std::cmp::Reverse(m.0));
+
+    // Everything from the top down: VMAs by their end, markers by their address.
+    let mut rows = Vec::new();
+    let mut cursor = s.task_size.max(snap.vmas.last().map_or(0, |v| v.end));
+    let mut vmas = snap.vmas.iter().rev().peekable();
+    let mut markers = markers.into_iter().peekable();
+    loop {
+        let next_vma = vmas.peek().map(|v| v.end);
+        let next_marker = markers.peek().map(|m| m.0);
+        let take_marker = match (next_vma, next_marker) {
+            (None, None) => break,
+            (Some(v), Some(m)) => m >= v,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+        };
+        if take_marker {
+            let Some((at, label)) = markers.next() else {
+                break;
+            };
+            if at < cursor {
+                rows.push(Row::Gap(at, cursor));
+                cursor = at;
+            }
+            rows.push(Row::Marker(at, label));
+        } else {
+            let Some(v) = vmas.next() else { break };
+            if v.end < cursor {
+                rows.push(Row::Gap(v.end, cursor));
+            }
+            rows.push(Row::Region(*v));
+            cursor = cursor.min(v.start);
+        }
+    }
+    if cursor > 0 {
+        rows.push(Row::Gap(0, cursor));
+    }
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        style.dim("high addresses on top; each row starts at the address on its left")
+    );
+    for row in rows {
+        match row {
+            Row::Region(v) => {
+                let view = VmaView::new(&v, name_of(&v, names));
+                let bar = "█".repeat(bar_width(view.size));
+                let mut note = String::new();
+                if v.kind == kind::HEAP {
+                    note = format!(
+                        "  start_brk {:#x} .. brk {:#x} ({} in use of the VMA's {})",
+                        s.start_brk,
+                        s.brk,
+                        size(s.brk - s.start_brk),
+                        size(view.size)
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "{} {} {:<7} {:>10} {} {}{}",
+                    addr(v.start),
+                    style.kind(v.kind, &format!("{bar:<BAR_MAX$}")),
+                    view.kind,
+                    size(view.size),
+                    view.perms,
+                    view.name.as_deref().unwrap_or(""),
+                    note
+                );
+            }
+            Row::Gap(lo, hi) => {
+                let line = format!("{:<BAR_MAX$} {} unmapped", "┆", size(hi - lo));
+                let _ = writeln!(out, "{:12} {}", "", style.dim(&line));
+            }
+            Row::Marker(at, label) => {
+                let line = format!("{} {}", "─".repeat(BAR_MAX), label);
+                let _ = writeln!(out, "{} {}", addr(at), style.dim(&line));
+            }
+        }
+    }
+    out
+}
+
+/// The share of each kind in the address space, for a one-line overview.
+pub fn kinds_line(snap: &Snapshot) -> String {
+    let mut by_kind: Vec<(u32, u64)> = Vec::new();
+    for v in &snap.vmas {
+        match by_kind.iter_mut().find(|(k, _)| *k == v.kind) {
+            Some((_, total)) => *total += snapshot::vma_size(v),
+            None => by_kind.push((v.kind, snapshot::vma_size(v))),
+        }
+    }
+    by_kind
+        .iter()
+        .map(|(k, b)| format!("{} {}", kind::name(*k), size(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

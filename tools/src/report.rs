@@ -1,0 +1,501 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What `mmscope trace` prints: one entry per step, as text for people or as one JSON object
+//! per line for scripts, and a summary at the end.
+
+use crate::abi::{kind, Vma};
+use crate::procfs::NameCache;
+use crate::snapshot::{page_size, perms, vma_size, Rss, Snapshot, VmaDiff, VmaView};
+use crate::style::Style;
+use crate::syscalls::{self, MemCall};
+use crate::trace::{Ending, Event, Step};
+use crate::units::{delta, size};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The numbers of one moment that the summary and the plot follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Point {
+    /// Where on the plot's axis: 0 at `exec`, `k - 0.5` at the entry of call `k` (what the
+    /// program did between the calls), `k` at its exit.
+    pub at: f64,
+    /// `brk - start_brk`.
+    pub heap_bytes: u64,
+    /// Private anonymous memory mapped with some access, outside the heap and stack.
+    pub anon_bytes: u64,
+    /// Private anonymous memory mapped `PROT_NONE`.
+    pub anon_reserved_bytes: u64,
+    /// The RSS counters.
+    pub rss: Rss,
+}
+
+impl Point {
+    fn of(at: f64, s: &Snapshot) -> Self {
+        Self {
+            at,
+            heap_bytes: s.heap_bytes(),
+            anon_bytes: s.anon_mapped_bytes(),
+            anon_reserved_bytes: s.anon_reserved_bytes(),
+            rss: s.rss(),
+        }
+    }
+}
+
+/// The totals of a trace.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Always `"summary"`.
+    pub event: &'static str,
+    /// Calls by name.
+    pub calls: BTreeMap<&'static str, u64>,
+    /// Calls that failed.
+    pub failed: u64,
+    /// Threads the program started.
+    pub threads: u64,
+    /// The largest `brk - start_brk` seen.
+    pub peak_heap_bytes: u64,
+    /// The most private anonymous memory mapped with access at one step.
+    pub peak_anon_bytes: u64,
+    /// The most private anonymous memory mapped `PROT_NONE` at one step.
+    pub peak_anon_reserved_bytes: u64,
+    /// The most resident anonymous memory seen.
+    pub peak_rss_anon_bytes: u64,
+    /// Peak RSS: the kernel's high-water mark or the most seen, whichever is larger.
+    pub peak_rss_bytes: u64,
+    /// The program's exit status, if it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// Every point, for the plot; not printed.
+    #[serde(skip)]
+    pub points: Vec<Point>,
+}
+
+impl Summary {
+    /// Takes one event into account.
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Exec { snap, .. } => self.point(0.0, snap),
+            Event::Thread { .. } => self.threads += 1,
+            Event::Call(step) => {
+                *self.calls.entry(step.call.name()).or_default() += 1;
+                if step.ret.and_then(syscalls::errno_name).is_some() {
+                    self.failed += 1;
+                }
+                self.point(step.index as f64 - 0.5, &step.before);
+                if let Some(after) = &step.after {
+                    self.point(step.index as f64, after);
+                }
+            }
+            Event::ThreadExit {
+                snap: Some(snap), ..
+            } => {
+                let at = self.points.last().map_or(0.0, |p| p.at.floor() + 0.5);
+                self.point(at, snap);
+            }
+            Event::ThreadExit { snap: None, .. } => {}
+        }
+    }
+
+    /// Records how the program ended.
+    pub fn end(&mut self, ending: Ending) {
+        match ending {
+            Ending::Exited(code) => self.exit_code = Some(code),
+            Ending::Signaled(sig) => self.signal = Some(sig),
+        }
+    }
+
+    fn point(&mut self, at: f64, s: &Snapshot) {
+        let p = Point::of(at, s);
+        self.peak_heap_bytes = self.peak_heap_bytes.max(p.heap_bytes);
+        self.peak_anon_bytes = self.peak_anon_bytes.max(p.anon_bytes);
+        self.peak_anon_reserved_bytes = self.peak_anon_reserved_bytes.max(p.anon_reserved_bytes);
+        self.peak_rss_anon_bytes = self.peak_rss_anon_bytes.max(p.rss.anon);
+        let hiwater = s.summary.hiwater_rss * page_size();
+        self.peak_rss_bytes = self.peak_rss_bytes.max(hiwater).max(p.rss.total());
+        self.points.push(p);
+    }
+
+    /// The summary as text.
+    pub fn text(&self, style: &Style) -> String {
+        let total: u64 = self.calls.values().sum();
+        let by_kind = syscalls::ALL
+            .iter()
+            .filter_map(|c| {
+                self.calls
+                    .get(c.name())
+                    .map(|n| format!("{} {n}", c.name()))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} {total} memory system calls ({}), {} failed{}",
+            style.bold("summary:"),
+            if by_kind.is_empty() { "none" } else { &by_kind },
+            self.failed,
+            if self.threads > 0 {
+                format!(", {} threads started", self.threads)
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  peak heap {} (brk - start_brk), peak anonymous mmap {}{}",
+            size(self.peak_heap_bytes),
+            size(self.peak_anon_bytes),
+            if self.peak_anon_reserved_bytes > 0 {
+                format!(
+                    " (+ {} reserved PROT_NONE)",
+                    size(self.peak_anon_reserved_bytes)
+                )
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  peak RSS {} (anonymous {})",
+            size(self.peak_rss_bytes),
+            size(self.peak_rss_anon_bytes)
+        );
+        match (self.exit_code, self.signal) {
+            (Some(code), _) => {
+                let _ = writeln!(out, "  the program exited with status {code}");
+            }
+            (_, Some(sig)) => {
+                let name = nix::sys::signal::Signal::try_from(sig)
+                    .map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
+                let _ = writeln!(out, "  the program was killed by {name}");
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Prints events as text, remembering what it needs for the changes it shows.
+pub struct TextReport {
+    style: Style,
+    names: NameCache,
+    last_rss: Option<Rss>,
+}
+
+impl TextReport {
+    /// A report in `style`.
+    pub fn new(style: Style) -> Self {
+        Self {
+            style,
+            names: NameCache::default(),
+            last_rss: None,
+        }
+    }
+
+    /// The text for one event.
+    pub fn event(&mut self, event: &Event) -> String {
+        let mut out = String::new();
+        match event {
+            Event::Exec { pid, snap } => {
+                self.names.reset(*pid);
+                let s = &snap.summary;
+                let _ = writeln!(
+                    out,
+                    "{} pid {pid}: start_brk {:#x}, brk {:#x}, mmap_base {:#x}, {} VMAs",
+                    self.style.bold("exec"),
+                    s.start_brk,
+                    s.brk,
+                    s.mmap_base,
+                    snap.vmas.len()
+                );
+                out += &self.rss_line("RSS", snap.rss());
+            }
+            Event::Thread { tid, parent } => {
+                let _ = writeln!(
+                    out,
+                    "{} {tid} started by {parent}",
+                    self.style.bold("thread")
+                );
+            }
+            Event::Call(step) => out += &self.step(step),
+            Event::ThreadExit { tid, snap } => {
+                if *tid == self.names.pid() {
+                    if let Some(snap) = snap {
+                        let _ = writeln!(
+                            out,
+                            "{} pid {tid}: brk {:#x}, {} VMAs",
+                            self.style.bold("exit"),
+                            snap.summary.brk,
+                            snap.vmas.len()
+                        );
+                        out += &self.rss_line("RSS", snap.rss());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn step(&mut self, step: &Step) -> String {
+        let mut out = String::new();
+        let before = step.before.rss();
+        if self.last_rss.is_some_and(|last| last != before) {
+            out += &self.rss_line("between the calls (pages touched or freed):", before);
+        }
+        self.last_rss = Some(before);
+        let result = match step.ret {
+            Some(ret) => step.call.format_result(ret),
+            None => "? (the thread was killed)".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{} [{}] {} = {}",
+            self.style.bold(&format!("#{}", step.index)),
+            step.tid,
+            step.call.format(&step.args),
+            result
+        );
+        let Some(after) = &step.after else {
+            return out;
+        };
+        let (b, a) = (&step.before.summary, &after.summary);
+        let brk_request = step.call == MemCall::Brk && step.args.first().is_some_and(|&a| a != 0);
+        if brk_request || b.brk != a.brk {
+            let _ = writeln!(
+                out,
+                "      brk   {:#x} -> {:#x} ({}), heap {}",
+                b.brk,
+                a.brk,
+                delta(b.brk, a.brk),
+                size(a.brk - a.start_brk)
+            );
+        }
+        let diff = VmaDiff::between(&step.before.vmas, &after.vmas);
+        self.names.cover(step.tid, &diff.added);
+        out += &self.diff_lines(&diff);
+        out += &self.rss_line("RSS", after.rss());
+        out
+    }
+
+    /// The VMA changes: `~` for a VMA that kept its start or end and changed, `-` and `+` for
+    /// the others.
+    fn diff_lines(&self, diff: &VmaDiff) -> String {
+        let mut out = String::new();
+        let mut added: Vec<Option<&Vma>> = diff.added.iter().map(Some).collect();
+        for r in &diff.removed {
+            let partner = added.iter_mut().find(|a| {
+                a.is_some_and(|a| (a.start == r.start || a.end == r.end) && a.kind == r.kind)
+            });
+            match partner.and_then(Option::take) {
+                Some(a) => {
+                    let _ = writeln!(
+                        out,
+                        "      {} {}-{} -> {}-{} {} {:<7} {} ({})",
+                        self.style.kind(a.kind, "~"),
+                        hex(r.start),
+                        hex(r.end),
+                        hex(a.start),
+                        hex(a.end),
+                        perms_change(r, a),
+                        kind::name(a.kind),
+                        size(vma_size(a)),
+                        delta(vma_size(r), vma_size(a))
+                    );
+                }
+                None => out += &self.vma_line("-", r),
+            }
+        }
+        for a in added.into_iter().flatten() {
+            out += &self.vma_line("+", a);
+        }
+        out
+    }
+
+    fn vma_line(&self, sign: &str, v: &Vma) -> String {
+        let view = VmaView::new(v, self.names.get(v.start));
+        format!(
+            "      {} {}-{} {} {:<7} {:>10} {}\n",
+            self.style.change(sign == "+", sign),
+            hex(v.start),
+            hex(v.end),
+            view.perms,
+            view.kind,
+            size(view.size),
+            view.name.unwrap_or_default()
+        )
+    }
+
+    /// The RSS counters, with their change since the last line that showed them.
+    fn rss_line(&mut self, label: &str, rss: Rss) -> String {
+        let change = |f: fn(&Rss) -> u64| match self.last_rss {
+            Some(last) if f(&last) != f(&rss) => format!(" ({})", delta(f(&last), f(&rss))),
+            _ => String::new(),
+        };
+        let line = format!(
+            "      {label} anon {}{}, file {}{}, shmem {}{}\n",
+            size(rss.anon),
+            change(|r| r.anon),
+            size(rss.file),
+            change(|r| r.file),
+            size(rss.shmem),
+            change(|r| r.shmem)
+        );
+        self.last_rss = Some(rss);
+        self.style.dim(&line)
+    }
+}
+
+fn hex(a: u64) -> String {
+    format!("{a:x}")
+}
+
+fn perms_change(before: &Vma, after: &Vma) -> String {
+    let (b, a) = (perms(before), perms(after));
+    if a == b {
+        a
+    } else {
+        format!("{b}->{a}")
+    }
+}
+
+/// One JSON line per event. The field names are stable.
+#[derive(Serialize)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and serialized at once, one at a time"
+)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum JsonEvent {
+    Exec {
+        pid: i32,
+        start_brk: u64,
+        brk: u64,
+        mmap_base: u64,
+        map_count: u64,
+        heap_bytes: u64,
+        anon_bytes: u64,
+        anon_reserved_bytes: u64,
+        rss: Rss,
+        vmas: Vec<VmaView>,
+    },
+    Thread {
+        tid: i32,
+        parent: i32,
+    },
+    Syscall {
+        step: usize,
+        tid: i32,
+        syscall: &'static str,
+        args: Vec<u64>,
+        call: String,
+        ret: Option<i64>,
+        errno: Option<String>,
+        start_brk: u64,
+        brk_before: u64,
+        brk_after: Option<u64>,
+        heap_bytes: Option<u64>,
+        anon_bytes: Option<u64>,
+        anon_reserved_bytes: Option<u64>,
+        map_count: Option<u64>,
+        rss_before: Rss,
+        rss: Option<Rss>,
+        removed: Vec<VmaView>,
+        added: Vec<VmaView>,
+    },
+    Exit {
+        tid: i32,
+        brk: Option<u64>,
+        heap_bytes: Option<u64>,
+        anon_bytes: Option<u64>,
+        rss: Option<Rss>,
+        hiwater_rss_bytes: Option<u64>,
+    },
+}
+
+/// Prints events as JSON lines, one object per event.
+#[derive(Default)]
+pub struct JsonReport {
+    names: NameCache,
+}
+
+impl JsonReport {
+    /// The JSON line for one event, without its newline.
+    pub fn event(&mut self, event: &Event) -> String {
+        match event {
+            Event::Exec { pid, .. } => self.names.reset(*pid),
+            Event::Call(step) => {
+                if let Some(after) = &step.after {
+                    self.names.cover(step.tid, &after.vmas);
+                }
+            }
+            _ => {}
+        }
+        json_event(event, &self.names)
+    }
+}
+
+/// The JSON line for one event, with the names in `names`.
+fn json_event(event: &Event, names: &NameCache) -> String {
+    let views = |vmas: &[Vma]| {
+        vmas.iter()
+            .map(|v| VmaView::new(v, names.get(v.start)))
+            .collect::<Vec<_>>()
+    };
+    let e = match event {
+        Event::Exec { pid, snap } => JsonEvent::Exec {
+            pid: *pid,
+            start_brk: snap.summary.start_brk,
+            brk: snap.summary.brk,
+            mmap_base: snap.summary.mmap_base,
+            map_count: snap.summary.map_count,
+            heap_bytes: snap.heap_bytes(),
+            anon_bytes: snap.anon_mapped_bytes(),
+            anon_reserved_bytes: snap.anon_reserved_bytes(),
+            rss: snap.rss(),
+            vmas: views(&snap.vmas),
+        },
+        Event::Thread { tid, parent } => JsonEvent::Thread {
+            tid: *tid,
+            parent: *parent,
+        },
+        Event::Call(step) => {
+            let diff = step
+                .after
+                .as_ref()
+                .map(|a| VmaDiff::between(&step.before.vmas, &a.vmas))
+                .unwrap_or_default();
+            let after = step.after.as_ref();
+            JsonEvent::Syscall {
+                step: step.index,
+                tid: step.tid,
+                syscall: step.call.name(),
+                args: step.args.clone(),
+                call: step.call.format(&step.args),
+                ret: step.ret,
+                errno: step.ret.and_then(syscalls::errno_name),
+                start_brk: step.before.summary.start_brk,
+                brk_before: step.before.summary.brk,
+                brk_after: after.map(|a| a.summary.brk),
+                heap_bytes: after.map(Snapshot::heap_bytes),
+                anon_bytes: after.map(Snapshot::anon_mapped_bytes),
+                anon_reserved_bytes: after.map(Snapshot::anon_reserved_bytes),
+                map_count: after.map(|a| a.summary.map_count),
+                rss_before: step.before.rss(),
+                rss: after.map(Snapshot::rss),
+                removed: views(&diff.removed),
+                added: views(&diff.added),
+            }
+        }
+        Event::ThreadExit { tid, snap } => JsonEvent::Exit {
+            tid: *tid,
+            brk: snap.as_ref().map(|s| s.summary.brk),
+            heap_bytes: snap.as_ref().map(Snapshot::heap_bytes),
+            anon_bytes: snap.as_ref().map(Snapshot::anon_mapped_bytes),
+            rss: snap.as_ref().map(Snapshot::rss),
+            hiwater_rss_bytes: snap.as_ref().map(|s| s.summary.hiwater_rss * page_size()),
+        },
+    };
+    serde_json::to_string(&e).unwrap_or_default()
+}

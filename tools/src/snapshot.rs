@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One moment of an address space, as the module reports it, and the difference between two.
+//!
+//! Every number here comes from the ioctls ([`Device::mm_summary`], [`Device::vmas_into`]);
+//! only file names come from procfs (see [`crate::procfs::names`]).
+
+use crate::abi::{self, kind, MmSummary, Vma};
+use crate::Device;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io;
+
+/// The page size of the machine the command runs on.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety requirements.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+/// The summary and the VMAs of one address space, taken one right after the other.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// `MMSCOPE_IOC_MM_SUMMARY`.
+    pub summary: MmSummary,
+    /// `MMSCOPE_IOC_VMA_LIST`, in address order.
+    pub vmas: Vec<Vma>,
+}
+
+impl Snapshot {
+    /// Reads the address space of this process (`None`) or of `pid`.
+    pub fn take(dev: &Device, pid: Option<i32>) -> io::Result<Self> {
+        let mut snap = Self::default();
+        snap.refresh(dev, pid)?;
+        Ok(snap)
+    }
+
+    /// Reads the address space again into the same buffers.
+    pub fn refresh(&mut self, dev: &Device, pid: Option<i32>) -> io::Result<()> {
+        self.summary = dev.mm_summary(pid)?;
+        dev.vmas_into(pid, &mut self.vmas)
+    }
+
+    /// The heap as `brk` leaves it: `brk - start_brk` bytes.
+    pub fn heap_bytes(&self) -> u64 {
+        self.summary.brk.saturating_sub(self.summary.start_brk)
+    }
+
+    /// Bytes of private anonymous memory mapped with some access (not the heap or the stack):
+    /// what `mmap(MAP_ANONYMOUS)` added, the mmap side of malloc.
+    pub fn anon_mapped_bytes(&self) -> u64 {
+        self.vmas
+            .iter()
+            .filter(|v| v.kind == kind::ANON && v.flags & ACCESS != 0)
+            .map(vma_size)
+            .sum()
+    }
+
+    /// Bytes of private anonymous memory mapped `PROT_NONE`: address space reserved, not
+    /// usable (guard pages, the unused part of a malloc thread arena).
+    pub fn anon_reserved_bytes(&self) -> u64 {
+        self.vmas
+            .iter()
+            .filter(|v| v.kind == kind::ANON && v.flags & ACCESS == 0)
+            .map(vma_size)
+            .sum()
+    }
+
+    /// The RSS counters in bytes.
+    pub fn rss(&self) -> Rss {
+        let page = page_size();
+        Rss {
+            anon: self.summary.rss_anon * page,
+            file: self.summary.rss_file * page,
+            shmem: self.summary.rss_shmem * page,
+        }
+    }
+
+    /// The VMA that holds `addr`, if any.
+    pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
+        let i = self.vmas.partition_point(|v| v.end <= addr);
+        self.vmas.get(i).filter(|v| v.start <= addr)
+    }
+}
+
+/// `MMSCOPE_VMA_READ | WRITE | EXEC`.
+const ACCESS: u64 = abi::MMSCOPE_VMA_READ | abi::MMSCOPE_VMA_WRITE | abi::MMSCOPE_VMA_EXEC;
+
+/// The RSS counters of an address space, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rss {
+    /// Resident anonymous memory (`RssAnon`).
+    pub anon: u64,
+    /// Resident file-backed memory (`RssFile`).
+    pub file: u64,
+    /// Resident shared memory (`RssShmem`).
+    pub shmem: u64,
+}
+
+impl Rss {
+    /// All three together (`VmRSS`).
+    pub fn total(&self) -> u64 {
+        self.anon + self.file + self.shmem
+    }
+}
+
+/// The size of a VMA in bytes.
+pub fn vma_size(v: &Vma) -> u64 {
+    v.end - v.start
+}
+
+/// The permissions as `/proc/<pid>/maps` prints them: `rwxp` or `rwxs`.
+pub fn perms(v: &Vma) -> String {
+    let bit = |flag, c| if v.flags & flag != 0 { c } else { '-' };
+    [
+        bit(abi::MMSCOPE_VMA_READ, 'r'),
+        bit(abi::MMSCOPE_VMA_WRITE, 'w'),
+        bit(abi::MMSCOPE_VMA_EXEC, 'x'),
+        if v.flags & abi::MMSCOPE_VMA_MAYSHARE != 0 {
+            's'
+        } else {
+            'p'
+        },
+    ]
+    .iter()
+    .collect()
+}
+
+/// The byte offset `/proc/<pid>/maps` shows: the file offset for files and shared memory, 0 for
+/// private anonymous memory.
+pub fn offset(v: &Vma) -> u64 {
+    match v.kind {
+        kind::FILE | kind::SHMEM | kind::MMSCOPE => v.pgoff * page_size(),
+        _ => 0,
+    }
+}
+
+/// The name the kernel gives a VMA without a file, as `/proc/<pid>/maps` prints it.
+pub fn kind_label(v: &Vma) -> Option<&'static str> {
+    match v.kind {
+        kind::HEAP => Some("[heap]"),
+        kind::STACK => Some("[stack]"),
+        kind::VDSO => Some("[vdso]"),
+        kind::VVAR => Some("[vvar]"),
+        _ => None,
+    }
+}
+
+/// A VMA for people and scripts: what `/proc/<pid>/maps` says about it, plus its kind and size.
+/// These field names are part of the `--json` output and do not change.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VmaView {
+    /// First address.
+    pub start: u64,
+    /// End address (exclusive).
+    pub end: u64,
+    /// `end - start`.
+    pub size: u64,
+    /// `rwxp` as in `/proc/<pid>/maps`.
+    pub perms: String,
+    /// heap, stack, vdso, vvar, anon, file, shmem, mmscope, special.
+    pub kind: &'static str,
+    /// Byte offset, as `/proc/<pid>/maps` shows it.
+    pub offset: u64,
+    /// The device as `major:minor` in hex, as `/proc/<pid>/maps` shows it.
+    pub dev: String,
+    /// The inode number, 0 if none.
+    pub inode: u64,
+    /// The smaps `VmFlags` mnemonics.
+    pub flags: Vec<&'static str>,
+    /// The name `/proc/<pid>/maps` shows, if any.
+    pub name: Option<String>,
+}
+
+impl VmaView {
+    /// Describes `v`; `name` is its file name, if known.
+    pub fn new(v: &Vma, name: Option<&str>) -> Self {
+        let flags = abi::VMA_FLAGS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| v.flags & (1 << i) != 0)
+            .map(|(_, f)| *f)
+            .collect();
+        Self {
+            start: v.start,
+            end: v.end,
+            size: vma_size(v),
+            perms: perms(v),
+            kind: kind::name(v.kind),
+            offset: offset(v),
+            dev: format!("{:02x}:{:02x}", v.dev_major, v.dev_minor),
+            inode: v.inode,
+            flags,
+            name: name
+                .map(str::to_owned)
+                .or_else(|| kind_label(v).map(str::to_owned)),
+        }
+    }
+}
+
+/// What changed between two VMA lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmaDiff {
+    /// VMAs of the first list that are not in the second, in address order.
+    pub removed: Vec<Vma>,
+    /// VMAs of the second list that are not in the first, in address order.
+    pub added: Vec<Vma>,
+}
+
+impl VmaDiff {
+    /// Compares `before` with `after`; a VMA counts as the same if its range, flags, offset,
+    /// file and kind are.
+    pub fn between(before: &[Vma], after: &[Vma]) -> Self {
+        let key = |v: &Vma| (v.start, v.end, v.flags, v.pgoff, v.inode, v.kind);
+        let mut seen: HashMap<_, usize> = HashMap::new();
+        for v in after {
+            *seen.entry(key(v)).or_default() += 1;
+        }
+        let mut removed = Vec::new();
+        for v in before {
+            match seen.get_mut(&key(v)) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => removed.push(*v),
+            }
+        }
+        let mut kept: HashMap<_, usize> = HashMap::new();
+        for v in before {
+            *kept.entry(key(v)).or_default() += 1;
+        }
+        let mut added = Vec::new();
+        for v in after {
+            match kept.get_mut(&key(v)) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => added.push(*v),
+            }
+        }
+        Self { removed, added }
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.added.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(start: u64, end: u64, flags: u64) -> Vma {
+        Vma {
+            start,
+            end,
+            flags,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn diff_finds_grown_added_and_removed() {
+        let before = [
+            vma(0x1000, 0x2000, 3),
+            vma(0x5000, 0x6000, 3),
+            vma(0x9000, 0xa000, 1),
+        ];
+        let after = [
+            vma(0x1000, 0x3000, 3),
+            vma(0x5000, 0x6000, 3),
+            vma(0xb000, 0xc000, 3),
+        ];
+        let d = VmaDiff::between(&before, &after);
+        assert_eq!(d.removed, vec![before[0], before[2]]);
+        assert_eq!(d.added, vec![after[0], after[2]]);
+        assert!(VmaDiff::between(&before, &before).is_empty());
+    }
+
+    #[test]
+    fn perms_like_procfs() {
+        let v = vma(0, 0x1000, abi::MMSCOPE_VMA_READ | abi::MMSCOPE_VMA_EXEC);
+        assert_eq!(perms(&v), "r-xp");
+        let s = vma(
+            0,
+            0x1000,
+            abi::MMSCOPE_VMA_MAYSHARE | abi::MMSCOPE_VMA_WRITE,
+        );
+        assert_eq!(perms(&s), "-w-s");
+    }
+
+    #[test]
+    fn vma_at_finds_the_covering_vma() {
+        let snap = Snapshot {
+            vmas: vec![vma(0x1000, 0x2000, 0), vma(0x4000, 0x6000, 0)],
+            ..Default::default()
+        };
+        assert_eq!(snap.vma_at(0x1fff).map(|v| v.start), Some(0x1000));
+        assert_eq!(snap.vma_at(0x2000), None);
+        assert_eq!(snap.vma_at(0x5000).map(|v| v.start), Some(0x4000));
+        assert_eq!(snap.vma_at(0x7000), None);
+    }
+}

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The memory system calls `mmscope trace` follows, and how they print: as `strace` prints
+//! them, with symbolic flags.
+
+use serde::Serialize;
+
+/// A system call that changes an address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemCall {
+    Brk,
+    Mmap,
+    Munmap,
+    Mremap,
+    Mprotect,
+    PkeyMprotect,
+    Madvise,
+    Shmat,
+    Shmdt,
+}
+
+/// Every call, in the order the summary lists them.
+pub const ALL: [MemCall; 9] = [
+    MemCall::Brk,
+    MemCall::Mmap,
+    MemCall::Munmap,
+    MemCall::Mremap,
+    MemCall::Mprotect,
+    MemCall::PkeyMprotect,
+    MemCall::Madvise,
+    MemCall::Shmat,
+    MemCall::Shmdt,
+];
+
+impl MemCall {
+    /// The call with x86-64 system call number `nr`, if it is one of ours.
+    pub fn from_x86_64(nr: u64) -> Option<Self> {
+        Some(match nr {
+            12 => Self::Brk,
+            9 => Self::Mmap,
+            11 => Self::Munmap,
+            25 => Self::Mremap,
+            10 => Self::Mprotect,
+            329 => Self::PkeyMprotect,
+            28 => Self::Madvise,
+            30 => Self::Shmat,
+            67 => Self::Shmdt,
+            _ => return None,
+        })
+    }
+
+    /// Its name, as in the C library and `strace`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Brk => "brk",
+            Self::Mmap => "mmap",
+            Self::Munmap => "munmap",
+            Self::Mremap => "mremap",
+            Self::Mprotect => "mprotect",
+            Self::PkeyMprotect => "pkey_mprotect",
+            Self::Madvise => "madvise",
+            Self::Shmat => "shmat",
+            Self::Shmdt => "shmdt",
+        }
+    }
+
+    /// How many arguments it takes.
+    pub fn arg_count(self) -> usize {
+        match self {
+            Self::Brk | Self::Shmdt => 1,
+            Self::Munmap => 2,
+            Self::Mprotect | Self::Madvise | Self::Shmat => 3,
+            Self::PkeyMprotect => 4,
+            Self::Mremap => 5,
+            Self::Mmap => 6,
+        }
+    }
+
+    /// Whether its result is an address (printed in hex) rather than 0 or -1.
+    pub fn returns_address(self) -> bool {
+        matches!(self, Self::Brk | Self::Mmap | Self::Mremap | Self::Shmat)
+    }
+
+    /// The call as `strace` prints it: `mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS,
+    /// -1, 0)`.
+    pub fn format(self, args: &[u64]) -> String {
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        let parts: Vec<String> = match self {
+            Self::Brk | Self::Shmdt => vec![ptr(a(0))],
+            Self::Mmap => vec![
+                ptr(a(0)),
+                a(1).to_string(),
+                flags(a(2), PROT, "PROT_NONE"),
+                flags(a(3), MAP, "0"),
+                (a(4) as i32).to_string(),
+                format!("{:#x}", a(5)),
+            ],
+            Self::Munmap => vec![ptr(a(0)), a(1).to_string()],
+            Self::Mremap => {
+                let mut v = vec![
+                    ptr(a(0)),
+                    a(1).to_string(),
+                    a(2).to_string(),
+                    flags(a(3), MREMAP, "0"),
+                ];
+                if a(3) & 2 != 0 {
+                    v.push(ptr(a(4)));
+                }
+                v
+            }
+            Self::Mprotect => vec![ptr(a(0)), a(1).to_string(), flags(a(2), PROT, "PROT_NONE")],
+            Self::PkeyMprotect => vec![
+                ptr(a(0)),
+                a(1).to_string(),
+                flags(a(2), PROT, "PROT_NONE"),
+                (a(3) as i32).to_string(),
+            ],
+            Self::Madvise => vec![ptr(a(0)), a(1).to_string(), advice(a(2))],
+            Self::Shmat => vec![(a(0) as i32).to_string(), ptr(a(1)), flags(a(2), SHM, "0")],
+        };
+        format!("{}({})", self.name(), parts.join(", "))
+    }
+
+    /// The result as `strace` prints it: an address, 0, or `-1 ENOMEM (Cannot allocate
+    /// memory)`.
+    pub fn format_result(self, ret: i64) -> String {
+        if (-4095..0).contains(&ret) {
+            let errno = nix::errno::Errno::from_raw(-ret as i32);
+            format!("-1 {errno:?} ({})", errno.desc())
+        } else if self.returns_address() {
+            format!("{ret:#x}")
+        } else {
+            ret.to_string()
+        }
+    }
+}
+
+/// The errno name of a failed result, `None` if it succeeded.
+pub fn errno_name(ret: i64) -> Option<String> {
+    (-4095..0)
+        .contains(&ret)
+        .then(|| format!("{:?}", nix::errno::Errno::from_raw(-ret as i32)))
+}
+
+/// A pointer argument: `NULL` or hex.
+fn ptr(v: u64) -> String {
+    if v == 0 {
+        "NULL".to_string()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// Symbolic flags, with what is left over in hex.
+fn flags(v: u64, names: &[(u64, &str)], zero: &str) -> String {
+    if v == 0 {
+        return zero.to_string();
+    }
+    let mut rest = v;
+    let mut out = Vec::new();
+    for &(bit, name) in names {
+        if bit != 0 && rest & bit == bit {
+            out.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        out.push(format!("{rest:#x}"));
+    }
+    out.join("|")
+}
+
+const PROT: &[(u64, &str)] = &[
+    (0x1, "PROT_READ"),
+    (0x2, "PROT_WRITE"),
+    (0x4, "PROT_EXEC"),
+    (0x0100_0000, "PROT_GROWSDOWN"),
+    (0x0200_0000, "PROT_GROWSUP"),
+];
+
+const MAP: &[(u64, &str)] = &[
+    (0x03, "MAP_SHARED_VALIDATE"),
+    (0x01, "MAP_SHARED"),
+    (0x02, "MAP_PRIVATE"),
+    (0x10, "MAP_FIXED"),
+    (0x20, "MAP_ANONYMOUS"),
+    (0x40, "MAP_32BIT"),
+    (0x100, "MAP_GROWSDOWN"),
+    (0x800, "MAP_DENYWRITE"),
+    (0x1000, "MAP_EXECUTABLE"),
+    (0x2000, "MAP_LOCKED"),
+    (0x4000, "MAP_NORESERVE"),
+    (0x8000, "MAP_POPULATE"),
+    (0x10000, "MAP_NONBLOCK"),
+    (0x20000, "MAP_STACK"),
+    (0x40000, "MAP_HUGETLB"),
+    (0x80000, "MAP_SYNC"),
+    (0x100000, "MAP_FIXED_NOREPLACE"),
+    (0x4000000, "MAP_UNINITIALIZED"),
+];
+
+const MREMAP: &[(u64, &str)] = &[
+    (1, "MREMAP_MAYMOVE"),
+    (2, "MREMAP_FIXED"),
+    (4, "MREMAP_DONTUNMAP"),
+];
+
+const SHM: &[(u64, &str)] = &[
+    (0o10000, "SHM_RDONLY"),
+    (0o20000, "SHM_RND"),
+    (0o40000, "SHM_REMAP"),
+    (0o100000, "SHM_EXEC"),
+];
+
+/// `madvise` advice by name.
+fn advice(v: u64) -> String {
+    let name = match v {
+        0 => "MADV_NORMAL",
+        1 => "MADV_RANDOM",
+        2 => "MADV_SEQUENTIAL",
+        3 => "MADV_WILLNEED",
+        4 => "MADV_DONTNEED",
+        8 => "MADV_FREE",
+        9 => "MADV_REMOVE",
+        10 => "MADV_DONTFORK",
+        11 => "MADV_DOFORK",
+        12 => "MADV_MERGEABLE",
+        13 => "MADV_UNMERGEABLE",
+        14 => "MADV_HUGEPAGE",
+        15 => "MADV_NOHUGEPAGE",
+        16 => "MADV_DONTDUMP",
+        17 => "MADV_DODUMP",
+        18 => "MADV_WIPEONFORK",
+        19 => "MADV_KEEPONFORK",
+        20 => "MADV_COLD",
+        21 => "MADV_PAGEOUT",
+        22 => "MADV_POPULATE_READ",
+        23 => "MADV_POPULATE_WRITE",
+        24 => "MADV_DONTNEED_LOCKED",
+        25 => "MADV_COLLAPSE",
+        100 => "MADV_HWPOISON",
+        _ => return v.to_string(),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_strace() {
+        let args = [0, 4096, 3, 0x22, u64::MAX, 0];
+        assert_eq!(
+            MemCall::Mmap.format(&args),
+            "mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0)"
+        );
+        assert_eq!(MemCall::Brk.format(&[0]), "brk(NULL)");
+        assert_eq!(
+            MemCall::Madvise.format(&[0x1000, 8192, 4]),
+            "madvise(0x1000, 8192, MADV_DONTNEED)"
+        );
+        assert_eq!(
+            MemCall::Mmap.format_result(0x7f00_0000_0000),
+            "0x7f0000000000"
+        );
+        assert_eq!(MemCall::Munmap.format_result(0), "0");
+        assert!(MemCall::Mmap.format_result(-12).starts_with("-1 ENOMEM"));
+        assert_eq!(errno_name(-12).as_deref(), Some("ENOMEM"));
+        assert_eq!(MemCall::from_x86_64(12), Some(MemCall::Brk));
+        assert_eq!(MemCall::from_x86_64(0), None);
+    }
+}

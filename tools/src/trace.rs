@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The tracer of `mmscope trace`: runs a program under `ptrace`, stops it at the entry and exit
+//! of each memory system call, in every thread it starts, and reads its address space through
+//! the module at both stops.
+//!
+//! The module lets a tracer read its tracee (`MMSCOPE_F_PID`, ABI version 4), so this works
+//! without privileges. Processes the program forks are not followed: they have address spaces
+//! of their own.
+
+use crate::snapshot::Snapshot;
+use crate::syscalls::MemCall;
+use crate::Device;
+use nix::errno::Errno;
+use nix::sys::ptrace::{self, Options};
+use nix::sys::signal::{raise, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{execvp, fork, pipe2, ForkResult, Pid};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+
+/// `AUDIT_ARCH_X86_64`: the system call table the numbers in [`MemCall`] belong to.
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+/// One memory system call and its effect.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// 1 for the first call after `exec`, and so on.
+    pub index: usize,
+    /// The thread that made it.
+    pub tid: i32,
+    /// Which call.
+    pub call: MemCall,
+    /// Its arguments (as many as it takes).
+    pub args: Vec<u64>,
+    /// Its result: an address, 0, or `-errno`; `None` if the thread was killed during it.
+    pub ret: Option<i64>,
+    /// The address space at the call's entry.
+    pub before: Snapshot,
+    /// The address space at its exit; `None` if it could not be read (the process died).
+    pub after: Option<Snapshot>,
+}
+
+/// How the traced program ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+}
+
+impl Ending {
+    /// The exit status a shell would report: the status, or 128 + the signal.
+    pub fn shell_status(self) -> i32 {
+        match self {
+            Self::Exited(code) => code,
+            Self::Signaled(sig) => 128 + sig,
+        }
+    }
+}
+
+/// What the tracer reports, in the order it happens.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The program was started: its address space right after `execve`.
+    Exec {
+        /// Its process id.
+        pid: i32,
+        /// The address space.
+        snap: Snapshot,
+    },
+    /// The program started a thread.
+    Thread {
+        /// The new thread.
+        tid: i32,
+        /// The thread that started it.
+        parent: i32,
+    },
+    /// A memory system call returned (or its thread was killed during it).
+    Call(Box<Step>),
+    /// A thread is exiting; the address space as it leaves, while it still exists.
+    ThreadExit {
+        /// The thread.
+        tid: i32,
+        /// The address space, if it could be read.
+        snap: Option<Snapshot>,
+    },
+}
+
+/// Why the program could not be traced.
+#[derive(Debug)]
+pub enum TraceError {
+    /// The program could not be started (`execvp` failed with this error).
+    Exec(io::Error),
+    /// An argument holds a NUL byte.
+    NulInArgument,
+    /// A `ptrace`, `fork` or `wait` call failed.
+    Ptrace(&'static str, io::Error),
+    /// The module refused to show the tracee's address space.
+    Snapshot(io::Error),
+}
+
+impl std::fmt::Display for TraceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exec(e) => write!(f, "{e}"),
+            Self::NulInArgument => write!(f, "an argument contains a NUL byte"),
+            Self::Ptrace(what, e) => write!(f, "{what}: {e}"),
+            Self::Snapshot(e) => write!(f, "reading the tracee's address space: {e}"),
+        }
+    }
+}
+
+/// The call a thread is in, between its entry and exit stops.
+struct Pending {
+    call: MemCall,
+    args: Vec<u64>,
+    before: Snapshot,
+}
+
+/// Runs `argv` under the tracer and reports each [`Event`] to `on_event` as it happens.
+/// Returns how the program ended.
+pub fn run(
+    dev: &Device,
+    argv: &[OsString],
+    mut on_event: impl FnMut(Event),
+) -> Result<Ending, TraceError> {
+    let c_argv = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| TraceError::NulInArgument)?;
+    let Some(program) = c_argv.first() else {
+        return Err(TraceError::Exec(io::Error::from_raw_os_error(libc::ENOENT)));
+    };
+    let (err_rd, err_wr) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Ptrace("pipe2", e.into()))?;
+
+    // SAFETY: This process is single-threaded when it traces; the child only calls ptrace,
+    // raise, execvp, write and _exit before it execs or exits.
+    let child = match unsafe { fork() } {
+        Err(e) => return Err(TraceError::Ptrace("fork", e.into())),
+        Ok(ForkResult::Child) => {
+            drop(err_rd);
+            let _ = ptrace::traceme();
+            let _ = raise(Signal::SIGSTOP);
+            let err = match execvp(program, &c_argv) {
+                Err(e) => e as i32,
+                Ok(never) => match never {},
+            };
+            let bytes = err.to_ne_bytes();
+            // SAFETY: Writes 4 bytes from a live buffer to the pipe, then exits without
+            // running this process's exit handlers.
+            unsafe {
+                libc::write(
+                    std::os::fd::AsRawFd::as_raw_fd(&err_wr),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                );
+                libc::_exit(127);
+            }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(err_wr);
+    let mut exec_error = File::from(err_rd);
+
+    let perr = |what: &'static str| move |e: Errno| TraceError::Ptrace(what, e.into());
+    match waitpid(child, Some(WaitPidFlag::__WALL)).map_err(perr("waitpid"))? {
+        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+        other => {
+            return Err(TraceError::Ptrace(
+                "PTRACE_TRACEME",
+                io::Error::other(format!("the child did not stop for tracing ({other:?})")),
+            ))
+        }
+    }
+    let options = Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACEEXIT
+        | Options::PTRACE_O_EXITKILL;
+    ptrace::setoptions(child, options).map_err(perr("PTRACE_SETOPTIONS"))?;
+    resume(child, None);
+
+    let mut started = false;
+    let mut index = 0;
+    let mut pending: HashMap<i32, Pending> = HashMap::new();
+    // Threads announced by PTRACE_EVENT_CLONE whose first stop has not been seen, and threads
+    // whose first stop came before the announcement.
+    let mut awaiting_stop: HashSet<i32> = HashSet::new();
+    let mut stopped_early: HashSet<i32> = HashSet::new();
+    let mut known: HashSet<i32> = HashSet::from([child.as_raw()]);
+    let mut ending = None;
+
+    let snapshot = |tid: i32| -> Result<Option<Snapshot>, TraceError> {
+        match Snapshot::take(dev, Some(tid)) {
+            Ok(s) => Ok(Some(s)),
+            // The thread or its address space is gone (killed, exiting).
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
+            Err(e) => Err(TraceError::Snapshot(e)),
+        }
+    };
+
+    loop {
+        let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+            Ok(s) => s,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => break,
+            Err(e) => return Err(TraceError::Ptrace("waitpid", e.into())),
+        };
+        match status {
+            WaitStatus::PtraceSyscall(pid) => {
+                let tid = pid.as_raw();
+                if let Ok(info) = ptrace::syscall_info(pid) {
+                    if info.op == libc::PTRACE_SYSCALL_INFO_ENTRY {
+                        // SAFETY: `op` says the entry member of the union is the valid one.
+                        let entry = unsafe { info.u.entry };
+                        let call = MemCall::from_x86_64(entry.nr);
+                        if let (true, AUDIT_ARCH_X86_64, Some(call)) = (started, info.arch, call) {
+                            if let Some(before) = snapshot(tid)? {
+                                let args = entry.args[..call.arg_count()].to_vec();
+                                pending.insert(tid, Pending { call, args, before });
+                            }
+                        }
+                    } else if info.op == libc::PTRACE_SYSCALL_INFO_EXIT {
+                        if let Some(p) = pending.remove(&tid) {
+                            // SAFETY: `op` says the exit member of the union is the valid one.
+                            let exit = unsafe { info.u.exit };
+                            index += 1;
+                            on_event(Event::Call(Box::new(Step {
+                                index,
+                                tid,
+                                call: p.call,
+                                args: p.args,
+                                ret: Some(exit.sval),
+                                before: p.before,
+                                after: snapshot(tid)?,
+                            })));
+                        }
+                    }
+                }
+                resume(pid, None);
+            }
+            WaitStatus::PtraceEvent(pid, _, event) => {
+                let tid = pid.as_raw();
+                match event {
+                    libc::PTRACE_EVENT_EXEC => {
+                        started = true;
+                        pending.clear();
+                        if let Some(snap) = snapshot(tid)? {
+                            on_event(Event::Exec { pid: tid, snap });
+                        }
+                    }
+                    libc::PTRACE_EVENT_CLONE => {
+                        if let Ok(new) = ptrace::getevent(pid) {
+                            let new = new as i32;
+                            known.insert(new);
+                            if !stopped_early.remove(&new) {
+                                awaiting_stop.insert(new);
+                            }
+                            on_event(Event::Thread {
+                                tid: new,
+                                parent: tid,
+                            });
+                        }
+                    }
+                    libc::PTRACE_EVENT_EXIT => {
+                        let snap = if started { snapshot(tid)? } else { None };
+                        if let Some(p) = pending.remove(&tid) {
+                            index += 1;
+                            on_event(Event::Call(Box::new(Step {
+                                index,
+                                tid,
+                                call: p.call,
+                                args: p.args,
+                                ret: None,
+                                before: p.before,
+                                after: snap.clone(),
+                            })));
+                        }
+                        if started {
+                            on_event(Event::ThreadExit { tid, snap });
+                        }
+                    }
+                    _ => {}
+                }
+                resume(pid, None);
+            }
+            WaitStatus::Stopped(pid, sig) => {
+                let tid = pid.as_raw();
+                if sig == Signal::SIGSTOP && awaiting_stop.remove(&tid) {
+                    // The first stop of a thread announced by PTRACE_EVENT_CLONE.
+                    resume(pid, None);
+                } else if sig == Signal::SIGSTOP && !known.contains(&tid) {
+                    // The first stop of a new thread, before its announcement.
+                    known.insert(tid);
+                    stopped_early.insert(tid);
+                    resume(pid, None);
+                } else if ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
+                    // A group-stop: without PTRACE_SEIZE it cannot be kept; go on.
+                    resume(pid, None);
+                } else {
+                    // A signal for the program: deliver it.
+                    resume(pid, Some(sig));
+                }
+            }
+            WaitStatus::Exited(pid, code) => {
+                let tid = pid.as_raw();
+                flush_killed(&mut pending, tid, &mut index, &mut on_event);
+                if tid == child.as_raw() {
+                    ending = Some(Ending::Exited(code));
+                }
+            }
+            WaitStatus::Signaled(pid, sig, _) => {
+                let tid = pid.as_raw();
+                flush_killed(&mut pending, tid, &mut index, &mut on_event);
+                if tid == child.as_raw() {
+                    ending = Some(Ending::Signaled(sig as i32));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut errno = [0u8; 4];
+    if !started && exec_error.read_exact(&mut errno).is_ok() {
+        return Err(TraceError::Exec(io::Error::from_raw_os_error(
+            i32::from_ne_bytes(errno),
+        )));
+    }
+    ending.ok_or_else(|| {
+        TraceError::Ptrace(
+            "waitpid",
+            io::Error::other("the program's end was not reported"),
+        )
+    })
+}
+
+/// Reports the call a thread was in when it died, with no result.
+fn flush_killed(
+    pending: &mut HashMap<i32, Pending>,
+    tid: i32,
+    index: &mut usize,
+    on_event: &mut impl FnMut(Event),
+) {
+    if let Some(p) = pending.remove(&tid) {
+        *index += 1;
+        on_event(Event::Call(Box::new(Step {
+            index: *index,
+            tid,
+            call: p.call,
+            args: p.args,
+            ret: None,
+            before: p.before,
+            after: None,
+        })));
+    }
+}
+
+/// Lets a stopped thread run to its next system call stop, delivering `sig`. A thread that
+/// died meanwhile (`ESRCH`) is reported by `waitpid`.
+fn resume(pid: Pid, sig: Option<Signal>) {
+    let _ = ptrace::syscall(pid, sig);
+}
