@@ -17,6 +17,8 @@ for f in "$ko" "$selftests" "$compat32" "$mmscope"; do [ -f "$f" ] || die "$f is
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
+# mktemp makes the directory 0700: the guest's / must let every user in.
+chmod 755 "$root"
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,mmscope/progs}
 cp "$busybox" "$root/bin/busybox"
 cp "$TOP/scripts/guest-init.sh" "$root/init"

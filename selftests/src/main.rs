@@ -5,10 +5,13 @@
 //! Runs inside the test guest with the module loaded and prints TAP 13; the last line is
 //! `N passed, N failed` (`, N skipped` may follow). Exits 0 only if nothing failed.
 //!
-//! Usage: `mmscope-selftests [FILTER]` runs the tests whose names contain `FILTER`.
+//! Usage: `mmscope-selftests [FILTER]` runs the tests whose names contain `FILTER`;
+//! `mmscope-selftests --helper NAME` is one of the programs the tests run (see [`helpers`]).
 
+mod cli;
 mod device;
 mod harness;
+mod helpers;
 mod lazy;
 mod mm;
 mod sys;
@@ -145,8 +148,57 @@ const TESTS: &[Test] = &[
         run: mm::target_pid_follows_ptrace_rules,
     },
     Test {
+        name: "tracer_reads_its_tracee",
+        run: mm::tracer_reads_its_tracee,
+    },
+    Test {
         name: "compat_32bit_userspace",
         run: mm::compat_32bit_userspace,
+    },
+    // The mmscope command.
+    Test {
+        name: "cli_maps_json_matches_procfs",
+        run: cli::cli_maps_json_matches_procfs,
+    },
+    Test {
+        name: "cli_maps_text_table_and_picture",
+        run: cli::cli_maps_text_table_and_picture,
+    },
+    Test {
+        name: "cli_maps_colour_rules",
+        run: cli::cli_maps_colour_rules,
+    },
+    Test {
+        name: "cli_maps_other_process_as_user",
+        run: cli::cli_maps_other_process_as_user,
+    },
+    Test {
+        name: "cli_trace_known_calls",
+        run: cli::cli_trace_known_calls,
+    },
+    Test {
+        name: "cli_trace_threads",
+        run: cli::cli_trace_threads,
+    },
+    Test {
+        name: "cli_trace_exit_and_kill",
+        run: cli::cli_trace_exit_and_kill,
+    },
+    Test {
+        name: "cli_trace_text_and_svg",
+        run: cli::cli_trace_text_and_svg,
+    },
+    Test {
+        name: "cli_lazy_counts_pages",
+        run: cli::cli_lazy_counts_pages,
+    },
+    Test {
+        name: "cli_bad_input",
+        run: cli::cli_bad_input,
+    },
+    Test {
+        name: "cli_missing_module_says_how_to_load",
+        run: cli::cli_missing_module_says_how_to_load,
     },
     // Last: nothing any test allocated may outlive it.
     Test {
@@ -156,7 +208,11 @@ const TESTS: &[Test] = &[
 ];
 
 fn main() {
-    let filter = std::env::args().nth(1);
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--helper") {
+        std::process::exit(helpers::run(args.get(2).map_or("", String::as_str)));
+    }
+    let filter = args.get(1).cloned();
     let totals = harness::run(TESTS, filter.as_deref());
     std::process::exit(if totals.failed == 0 { 0 } else { 1 });
 }

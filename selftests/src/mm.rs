@@ -96,7 +96,7 @@ fn snapshot_maps(dev: &Device, pid: Option<i32>, b: &mut Buffers) -> TestResult 
 }
 
 /// The kind the naming rules of `/proc/<pid>/maps` give a line's name.
-fn kind_of_name(name: &str) -> u32 {
+pub(crate) fn kind_of_name(name: &str) -> u32 {
     match name {
         "" => kind::ANON,
         "[heap]" => kind::HEAP,
@@ -209,14 +209,14 @@ fn compare_flags_with_smaps(vmas: &[Vma], smaps: &[u8]) -> TestResult {
 }
 
 /// Field `n` (1-based, as proc(5) numbers them) of `/proc/<pid>/stat` text.
-fn stat_field(stat: &str, n: usize) -> Option<u64> {
+pub(crate) fn stat_field(stat: &str, n: usize) -> Option<u64> {
     // Fields after the command name, which is in parentheses and may hold spaces.
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(n - 3)?.parse().ok()
 }
 
 /// A `Key:   N kB` value of `/proc/<pid>/status` text, in kB.
-fn status_kb(status: &str, key: &str) -> Option<u64> {
+pub(crate) fn status_kb(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|l| {
         let rest = l.strip_prefix(key)?.strip_prefix(':')?;
         rest.trim().trim_end_matches("kB").trim().parse().ok()
@@ -727,7 +727,7 @@ pub fn mm_ioctls_bad_input() -> TestResult {
 
 /// Switches the calling (child) process to `uid`, dumpable so that processes of the same user
 /// may inspect it, as after a normal login.
-fn become_user(uid: u32) -> bool {
+pub(crate) fn become_user(uid: u32) -> bool {
     // SAFETY: Plain credential syscalls on the calling process.
     unsafe {
         libc::setgroups(0, std::ptr::null()) == 0
@@ -739,8 +739,9 @@ fn become_user(uid: u32) -> bool {
 
 /// Another process's address space: root (CAP_SYS_PTRACE) reads it and it equals its procfs;
 /// an unprivileged user is refused another user's process with EACCES and may read its own.
-/// A process of the same user is refused too: mmscope cannot apply the same-user rule of
-/// `ptrace_may_access`, which is not exported to modules (see `include/uapi/mmscope.h`).
+/// A process of the same user that nobody traces is refused too: mmscope cannot apply the
+/// same-user rule of `ptrace_may_access`, which is not exported to modules (see
+/// `include/uapi/mmscope.h`); `tracer_reads_its_tracee` tests the tracer rule that stands in.
 pub fn target_pid_follows_ptrace_rules() -> TestResult {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
@@ -850,4 +851,124 @@ pub fn compat_32bit_userspace() -> TestResult {
         text.trim()
     );
     Ok(())
+}
+
+/// `PTRACE_SEIZE`s `pid` and returns 0, or the errno.
+fn seize(pid: i32) -> i32 {
+    // SAFETY: PTRACE_SEIZE takes no memory arguments.
+    if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0usize, 0usize) } == 0 {
+        0
+    } else {
+        io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
+/// Interrupts the seized `pid`, waits for it to stop and detaches: what a tool does to let go.
+fn let_go(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: ptrace and waitpid on our own tracee; `status` is a valid out-pointer.
+    unsafe {
+        libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0usize, 0usize) == 0
+            && libc::waitpid(pid, &mut status, libc::__WALL) == pid
+            && libc::ptrace(libc::PTRACE_DETACH, pid, 0usize, 0usize) == 0
+    }
+}
+
+/// The tracer rule (ABI version 4): an unprivileged tracer reads its tracee, from any thread of
+/// its thread group, exactly; before it attaches and after it detaches it is refused, and
+/// another user can neither attach nor read.
+pub fn tracer_reads_its_tracee() -> TestResult {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        skip!("needs root to create processes of other users");
+    }
+    let dev = Device::open().context("open /dev/mmscope")?;
+    // The target: uid 1000 after exec, so dumpable, and holding still until its stdin closes.
+    let exe = std::env::current_exe().context("current_exe")?;
+    let mut target = {
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["--helper", "hold"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        crate::cli::as_user(&mut cmd, 1000);
+        cmd.spawn().context("start the target")?
+    };
+    let result = (|| -> TestResult {
+        let mut line = String::new();
+        if let Some(out) = target.stdout.take() {
+            use std::io::BufRead;
+            io::BufReader::new(out)
+                .read_line(&mut line)
+                .context("read the target's line")?;
+        }
+        let brk: u64 = line
+            .split("\"brk\":")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Outcome::Fail(format!("target printed {line:?}")))?;
+        let pid = target.id() as i32;
+        let tracer = in_child(|| {
+            if !become_user(1000) {
+                return 2;
+            }
+            match dev.mm_summary(Some(pid)) {
+                Err(e) if e.raw_os_error() == Some(libc::EACCES) => {}
+                _ => return 10,
+            }
+            if seize(pid) != 0 {
+                return 11;
+            }
+            match dev.mm_summary(Some(pid)) {
+                Ok(s) if s.brk == brk => {}
+                _ => return 12,
+            }
+            let mut vmas = Vec::new();
+            if dev.vmas_into(Some(pid), &mut vmas).is_err() || vmas.is_empty() {
+                return 13;
+            }
+            let from_thread = std::thread::scope(|s| {
+                s.spawn(|| dev.vma_query(Some(pid), brk - 1, false).is_ok())
+                    .join()
+                    .unwrap_or(false)
+            });
+            if !from_thread {
+                return 14;
+            }
+            if !let_go(pid) {
+                return 15;
+            }
+            match dev.mm_summary(Some(pid)) {
+                Err(e) if e.raw_os_error() == Some(libc::EACCES) => 0,
+                _ => 16,
+            }
+        })?;
+        check_eq!(
+            tracer,
+            ChildEnd::Exited(0),
+            "a tracer reads its tracee (refused before seize: 10, seize: 11, brk: 12, list: \
+             13, from another thread: 14, detach: 15, refused after detach: 16)"
+        );
+        let other = in_child(|| {
+            if !become_user(1001) {
+                return 2;
+            }
+            if seize(pid) != libc::EPERM {
+                return 3;
+            }
+            match dev.mm_summary(Some(pid)) {
+                Err(e) if e.raw_os_error() == Some(libc::EACCES) => 0,
+                _ => 4,
+            }
+        })?;
+        check_eq!(
+            other,
+            ChildEnd::Exited(0),
+            "another user cannot attach (3) nor read (4)"
+        );
+        Ok(())
+    })();
+    drop(target.stdin.take());
+    let _ = target.wait();
+    result
 }

@@ -81,8 +81,8 @@ enum Command {
         #[arg(default_value = "1M", value_parser = parse_size)]
         size: u64,
         /// The order of the touches: seq, stride:N (every Nth page) or random.
-        #[arg(long, default_value = "seq", value_name = "PATTERN")]
-        pattern: String,
+        #[arg(long, default_value = "seq", value_name = "PATTERN", value_parser = parse_pattern)]
+        pattern: Pattern,
         /// The seed of the random order.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -119,6 +119,12 @@ fn parse_pid(s: &str) -> Result<Target, String> {
             "`{s}` is not a process id: give a positive number or `self`"
         )),
     }
+}
+
+fn parse_pattern(s: &str) -> Result<Pattern, String> {
+    Pattern::parse(s, 0).ok_or_else(|| {
+        format!("`{s}` is not a pattern: use seq, stride:N with N above 0, or random")
+    })
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -174,11 +180,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             rows,
             json,
         } => {
-            let pattern = Pattern::parse(&pattern, seed).ok_or_else(|| {
-                Failure(format!(
-                    "`{pattern}` is not a pattern: use seq, stride:N with N above 0, or random"
-                ))
-            })?;
+            let pattern = match pattern {
+                Pattern::Random(_) => Pattern::Random(seed),
+                other => other,
+            };
             let dev = open_device(&cli.device)?;
             lazy_cmd(&dev, size, pattern, rows as usize, json)
         }

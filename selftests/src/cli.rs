@@ -1,0 +1,994 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Tests of the `mmscope` command (`MMSCOPE_BIN`), each against ground truth it does not
+//! compute itself: `/proc/<pid>/maps`, `stat` and `status`, what a helper program says it did,
+//! and the arithmetic of demand paging.
+
+use crate::harness::{Context, Outcome, TestResult};
+use crate::mm::{kind_of_name, stat_field, status_kb};
+use crate::sys::{self, page_size, parse_maps_line};
+use crate::{check, check_eq, skip};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+
+/// The `mmscope` binary the guest carries.
+fn bin() -> Result<String, Outcome> {
+    match std::env::var("MMSCOPE_BIN") {
+        Ok(p) => Ok(p),
+        Err(_) => Err(Outcome::Skip("MMSCOPE_BIN is not set".into())),
+    }
+}
+
+/// `mmscope ARGS`, with stdin closed and NO_COLOR unset.
+fn mmscope(args: &[&str]) -> Result<Command, Outcome> {
+    let mut cmd = Command::new(bin()?);
+    cmd.args(args).stdin(Stdio::null()).env_remove("NO_COLOR");
+    Ok(cmd)
+}
+
+/// Makes `cmd` run as `uid` (and group `uid`), with no supplementary groups.
+pub(crate) fn as_user(cmd: &mut Command, uid: u32) {
+    // SAFETY: The closure only makes credential system calls, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if crate::mm::become_user(uid) {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    };
+}
+
+/// Runs a command to its end.
+fn output(mut cmd: Command) -> Result<Output, Outcome> {
+    cmd.output().context("run mmscope")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The exit status and one-sentence error of a run that must fail.
+fn expect_failure(out: &Output, code: i32, what: &str, needle: &str) -> TestResult {
+    let err = text(&out.stderr);
+    check_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: exit status (stderr: {err})"
+    );
+    check!(
+        err.contains(needle),
+        "{what}: stderr should say {needle:?}: {err:?}"
+    );
+    check!(
+        out.stdout.is_empty(),
+        "{what}: nothing on stdout: {:?}",
+        text(&out.stdout)
+    );
+    Ok(())
+}
+
+/// A helper process (`--helper NAME`) and what it printed on its first line.
+struct Helper {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    first: Value,
+}
+
+impl Helper {
+    /// Starts `--helper name`, as `uid` if given, and reads its first line.
+    fn start(name: &str, uid: Option<u32>) -> Result<Self, Outcome> {
+        let exe = std::env::current_exe().context("current_exe")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["--helper", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if let Some(uid) = uid {
+            as_user(&mut cmd, uid);
+        }
+        let mut child = cmd.spawn().context("start the helper")?;
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out)
+                .read_line(&mut line)
+                .context("read the helper's first line")?;
+        }
+        let first = serde_json::from_str(&line)
+            .map_err(|e| Outcome::Fail(format!("helper printed {line:?}: {e}")))?;
+        Ok(Self {
+            child,
+            stdin,
+            first,
+        })
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn field(&self, key: &str) -> Result<u64, Outcome> {
+        self.first[key]
+            .as_u64()
+            .ok_or_else(|| Outcome::Fail(format!("helper line has no {key}: {}", self.first)))
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn json(line: &str) -> Result<Value, Outcome> {
+    serde_json::from_str(line).map_err(|e| Outcome::Fail(format!("not JSON ({e}): {line:?}")))
+}
+
+fn u(v: &Value, key: &str) -> Result<u64, Outcome> {
+    v[key]
+        .as_u64()
+        .ok_or_else(|| Outcome::Fail(format!("no number {key} in {v}")))
+}
+
+/// The `mmscope maps --json` document for `pid`, checked against `/proc/<pid>/maps`, `stat`
+/// and `status`, all read while the process holds still.
+fn check_maps_json(doc: &Value, pid: i32) -> TestResult {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("read maps")?;
+    let lines: Vec<&str> = maps
+        .lines()
+        .filter(|l| !l.ends_with("[vsyscall]"))
+        .collect();
+    let vmas = doc["vmas"]
+        .as_array()
+        .ok_or_else(|| Outcome::Fail(format!("no vmas in {doc}")))?;
+    check_eq!(vmas.len(), lines.len(), "VMAs against maps lines");
+    for (v, line) in vmas.iter().zip(&lines) {
+        let m = parse_maps_line(line)
+            .ok_or_else(|| Outcome::Fail(format!("cannot parse maps line {line:?}")))?;
+        let dev = format!("{:02x}:{:02x}", m.dev.0, m.dev.1);
+        let name = if m.name.is_empty() {
+            None
+        } else {
+            Some(m.name)
+        };
+        let ours = (
+            u(v, "start")?,
+            u(v, "end")?,
+            v["perms"].as_str(),
+            u(v, "offset")?,
+            v["dev"].as_str(),
+            u(v, "inode")?,
+            v["kind"].as_str(),
+        );
+        let want_kind = mmscope::abi::kind::name(kind_of_name(m.name));
+        let theirs = (
+            m.start,
+            m.end,
+            Some(m.perms),
+            m.offset,
+            Some(dev.as_str()),
+            m.inode,
+            Some(want_kind),
+        );
+        check_eq!(ours, theirs, "maps --json VMA against {line:?}");
+        if let Some(name) = name.filter(|n| !n.starts_with("[vvar")) {
+            check_eq!(v["name"].as_str(), Some(name), "name of {line:?}");
+        }
+        check_eq!(u(v, "size")?, m.end - m.start, "size of {line:?}");
+    }
+    let s = &doc["summary"];
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("read stat")?;
+    for (name, n) in [
+        ("start_code", 26),
+        ("end_code", 27),
+        ("start_stack", 28),
+        ("start_data", 45),
+        ("end_data", 46),
+        ("start_brk", 47),
+        ("arg_start", 48),
+        ("env_end", 51),
+    ] {
+        check_eq!(
+            Some(u(s, name)?),
+            stat_field(&stat, n),
+            "{name} against stat field {n}"
+        );
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("read status")?;
+    let pk = page_size() as u64 / 1024;
+    for (name, key) in [
+        ("total_vm", "VmSize"),
+        ("data_vm", "VmData"),
+        ("rss_anon", "RssAnon"),
+        ("rss_file", "RssFile"),
+    ] {
+        check_eq!(
+            Some(u(s, name)? * pk),
+            status_kb(&status, key),
+            "{name} against {key}"
+        );
+    }
+    check_eq!(
+        u(s, "map_count")?,
+        lines.len() as u64,
+        "map_count against maps lines"
+    );
+    check_eq!(u(s, "page_size")?, page_size() as u64, "page_size");
+    Ok(())
+}
+
+/// `mmscope maps --json PID` equals procfs for a process that holds still, and its `brk` is
+/// the one the process itself reads with `brk(0)`.
+pub fn cli_maps_json_matches_procfs() -> TestResult {
+    let helper = Helper::start("hold", None)?;
+    let pid = helper.pid();
+    let out = output(mmscope(&["maps", "--json", &pid.to_string()])?)?;
+    check_eq!(
+        out.status.code(),
+        Some(0),
+        "maps --json: {}",
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    check_eq!(
+        stdout.lines().count(),
+        1,
+        "maps --json prints one line: {stdout:?}"
+    );
+    let doc = json(&stdout)?;
+    check_eq!(doc["pid"].as_i64(), Some(pid as i64), "pid");
+    check_eq!(
+        u(&doc["summary"], "brk")?,
+        helper.field("brk")?,
+        "brk against the process's brk(0)"
+    );
+    let mapped = helper.field("mmap")?;
+    check!(
+        doc["vmas"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["start"].as_u64() == Some(mapped))),
+        "the helper's mapping at {mapped:#x} is listed"
+    );
+    check_maps_json(&doc, pid)
+}
+
+/// The text of `mmscope maps PID`: the header's brk, a table row per maps line, and the
+/// picture from high addresses to low with gaps and the heap at brk.
+pub fn cli_maps_text_table_and_picture() -> TestResult {
+    let helper = Helper::start("hold", None)?;
+    let pid = helper.pid();
+    let out = output(mmscope(&["maps", &pid.to_string()])?)?;
+    check_eq!(out.status.code(), Some(0), "maps: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    check!(!stdout.contains('\x1b'), "no colour into a pipe");
+    let brk = helper.field("brk")?;
+    check!(
+        stdout.contains(&format!("brk {brk:#x}")),
+        "the header shows brk {brk:#x}:\n{stdout}"
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("read maps")?;
+    for line in maps.lines().filter(|l| !l.ends_with("[vsyscall]")) {
+        let m = parse_maps_line(line).ok_or_else(|| Outcome::Fail(format!("maps {line:?}")))?;
+        let row = format!("{:012x} {:012x}", m.start, m.end);
+        let found = stdout
+            .lines()
+            .find(|l| l.starts_with(&row))
+            .ok_or_else(|| Outcome::Fail(format!("no table row for {line:?}:\n{stdout}")))?;
+        check!(
+            found.contains(m.perms) && found.contains(&((m.end - m.start) / 1024).to_string()),
+            "table row {found:?} against {line:?}"
+        );
+    }
+    // The picture: rows that start with an address, from high to low.
+    let picture: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("high addresses on top"))
+        .collect();
+    let addrs: Vec<u64> = picture
+        .iter()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().next()?, 16).ok())
+        .collect();
+    check!(addrs.len() > 5, "the picture has rows:\n{stdout}");
+    check!(
+        addrs.windows(2).all(|w| w[0] >= w[1]),
+        "picture rows go from high to low addresses: {addrs:x?}"
+    );
+    check!(
+        picture.iter().filter(|l| l.contains("unmapped")).count() >= 2,
+        "gaps are collapsed into labelled rows:\n{stdout}"
+    );
+    check!(
+        picture
+            .iter()
+            .any(|l| l.contains("heap") && l.contains(&format!("brk {brk:#x}"))),
+        "the picture's heap row shows brk:\n{stdout}"
+    );
+    check!(
+        picture.iter().any(|l| l.contains("mmap_base")),
+        "the picture marks mmap_base"
+    );
+    Ok(())
+}
+
+/// Runs `cmd` with stdout on a pseudo-terminal and returns what it printed.
+fn on_terminal(mut cmd: Command) -> Result<String, Outcome> {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors; the name, termios and winsize are optional.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        skip!(
+            "no pseudo-terminals here: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: openpty made both descriptors, which we now own.
+    let (master, slave) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    cmd.stdout(Stdio::from(slave));
+    let status = cmd.status().context("run mmscope on a terminal")?;
+    drop(cmd);
+    check_eq!(status.code(), Some(0), "mmscope on a terminal");
+    let mut out = Vec::new();
+    let mut master = master;
+    // Reading the master after the slave closed ends with EIO.
+    let _ = master.read_to_end(&mut out);
+    Ok(text(&out))
+}
+
+/// Colour: on a terminal by default, never into a pipe, never with NO_COLOR, always with
+/// `--color always`.
+pub fn cli_maps_colour_rules() -> TestResult {
+    let tty = on_terminal(mmscope(&["maps"])?)?;
+    check!(tty.contains("\x1b["), "colour on a terminal");
+    let mut no_color = mmscope(&["maps"])?;
+    no_color.env("NO_COLOR", "1");
+    check!(
+        !on_terminal(no_color)?.contains('\x1b'),
+        "no colour with NO_COLOR"
+    );
+    let piped = output(mmscope(&["maps"])?)?;
+    check!(
+        !text(&piped.stdout).contains('\x1b'),
+        "no colour into a pipe"
+    );
+    let forced = output(mmscope(&["--color", "always", "maps"])?)?;
+    check!(
+        text(&forced.stdout).contains("\x1b["),
+        "colour with --color always"
+    );
+    Ok(())
+}
+
+/// Makes `/dev/mmscope` usable by everyone for the life of the guard.
+struct OpenDevice(u32);
+
+impl OpenDevice {
+    fn new() -> Result<Self, Outcome> {
+        let meta = std::fs::metadata(mmscope::DEVICE_PATH).context("stat the device")?;
+        let mode = meta.permissions().mode();
+        std::fs::set_permissions(mmscope::DEVICE_PATH, std::fs::Permissions::from_mode(0o666))
+            .context("chmod the device")?;
+        Ok(Self(mode))
+    }
+}
+
+impl Drop for OpenDevice {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions(
+            mmscope::DEVICE_PATH,
+            std::fs::Permissions::from_mode(self.0 & 0o7777),
+        );
+    }
+}
+
+/// An unprivileged user reads another process of theirs with `mmscope maps PID` (the command
+/// seizes it, reads, and lets go: afterwards the process is not traced and still running),
+/// and is refused another user's process with a sentence that says why.
+pub fn cli_maps_other_process_as_user() -> TestResult {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        skip!("needs root to create processes of other users");
+    }
+    let _open = OpenDevice::new()?;
+    let own = Helper::start("hold", Some(1000))?;
+    let pid = own.pid();
+    let mut cmd = mmscope(&["maps", "--json", &pid.to_string()])?;
+    as_user(&mut cmd, 1000);
+    let out = output(cmd)?;
+    check_eq!(
+        out.status.code(),
+        Some(0),
+        "maps of an own process: {}",
+        text(&out.stderr)
+    );
+    let doc = json(&text(&out.stdout))?;
+    check_eq!(u(&doc["summary"], "brk")?, own.field("brk")?, "brk");
+    check_maps_json(&doc, pid)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("status")?;
+    check!(
+        status.lines().any(|l| l == "TracerPid:\t0"),
+        "the process is let go afterwards: {status}"
+    );
+    check!(
+        status.lines().any(|l| l.starts_with("State:\tS")),
+        "the process runs on (sleeps in read) afterwards: {status}"
+    );
+
+    let mut cmd = mmscope(&["maps", &pid.to_string()])?;
+    as_user(&mut cmd, 1001);
+    let out = output(cmd)?;
+    expect_failure(
+        &out,
+        1,
+        "maps of another user's process",
+        "not allowed to read process",
+    )?;
+    check!(
+        text(&out.stderr).contains("CAP_SYS_PTRACE"),
+        "the refusal says what would allow it"
+    );
+    Ok(())
+}
+
+/// The lines of a `--json` trace written to `path`, each parsed.
+fn trace_lines(path: &str) -> Result<Vec<Value>, Outcome> {
+    let body = std::fs::read_to_string(path).context("read the trace")?;
+    body.lines().map(json).collect()
+}
+
+/// Traces `--helper calls`, which makes known memory system calls and prints them: each
+/// appears in the trace, in order, with its arguments and result, and its effect on `brk`,
+/// the VMAs and the summary is the one the call must have.
+pub fn cli_trace_known_calls() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let path = "/tmp/mmscope-trace-calls.json";
+    let out = output(mmscope(&[
+        "trace", "--json", "-o", path, "--", &exe, "--helper", "calls",
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    check!(
+        out.stderr.is_empty(),
+        "nothing on stderr with -o: {}",
+        text(&out.stderr)
+    );
+    let said: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(json)
+        .collect::<Result<_, _>>()?;
+    check!(said.len() >= 10, "the helper made its calls: {said:?}");
+    let events = trace_lines(path)?;
+    check_eq!(
+        events.first().and_then(|e| e["event"].as_str()),
+        Some("exec"),
+        "first event"
+    );
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(summary["event"].as_str(), Some("summary"), "last event");
+    check_eq!(
+        summary["exit_code"].as_i64(),
+        Some(0),
+        "exit code in the summary"
+    );
+
+    let steps: Vec<&Value> = events.iter().filter(|e| e["event"] == "syscall").collect();
+    let page = page_size() as u64;
+    let mut at = 0;
+    let mut per_kind = std::collections::HashMap::<String, u64>::new();
+    for s in &steps {
+        *per_kind
+            .entry(s["syscall"].as_str().unwrap_or("").into())
+            .or_default() += 1;
+    }
+    for want in &said {
+        let name = want["call"].as_str().unwrap_or("");
+        let ret = want["ret"].as_i64();
+        let found = steps[at..]
+            .iter()
+            .position(|s| {
+                s["syscall"].as_str() == Some(name)
+                    && s["args"] == want["args"]
+                    && s["ret"].as_i64() == ret
+            })
+            .ok_or_else(|| Outcome::Fail(format!("{want} is not in the trace after step {at}")))?;
+        let step = steps[at + found];
+        at += found + 1;
+        check_eq!(step["ret"].as_i64(), ret, "result of {want}");
+        let added = step["added"].as_array().cloned().unwrap_or_default();
+        let removed = step["removed"].as_array().cloned().unwrap_or_default();
+        let args: Vec<u64> = want["args"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        let ret = ret.unwrap_or(0);
+        match name {
+            "brk" => {
+                check_eq!(u(step, "brk_after")?, ret as u64, "brk after {want}");
+                if args[0] != 0 {
+                    check_eq!(
+                        u(step, "brk_after")?,
+                        args[0],
+                        "brk is exact, not page aligned"
+                    );
+                    check_eq!(
+                        u(step, "heap_bytes")?,
+                        args[0] - u(step, "start_brk")?,
+                        "heap bytes"
+                    );
+                }
+            }
+            "mmap" => {
+                // The new mapping may merge with a neighbour of the same kind.
+                let end = ret as u64 + args[1];
+                check!(
+                    added.iter().any(|v| v["start"].as_u64() <= Some(ret as u64)
+                        && v["end"].as_u64() >= Some(end)),
+                    "mmap {want} adds a VMA covering {ret:#x}..{end:#x}: {added:?}"
+                );
+            }
+            "mprotect" => {
+                check!(
+                    added.iter().any(|v| v["start"].as_u64() == Some(args[0])
+                        && v["end"].as_u64() == Some(args[0] + args[1])
+                        && v["perms"] == "---p"),
+                    "mprotect splits off a ---p VMA: {added:?}"
+                );
+            }
+            "madvise" => {
+                check!(
+                    added.is_empty() && removed.is_empty(),
+                    "madvise changes no VMA"
+                );
+                let before = u(&step["rss_before"], "anon")?;
+                let after = u(&step["rss"], "anon")?;
+                check_eq!(before - after, page, "MADV_DONTNEED drops the touched page");
+            }
+            "mremap" => {
+                check!(
+                    added.iter().any(|v| v["start"].as_u64() == Some(ret as u64)
+                        && v["size"].as_u64() == Some(8 * page)),
+                    "mremap adds the grown mapping: {added:?}"
+                );
+                check!(
+                    removed.iter().any(|v| v["start"].as_u64() == Some(args[0])),
+                    "and removes the old one: {removed:?}"
+                );
+            }
+            "munmap" if ret == 0 => {
+                check!(
+                    removed.iter().any(|v| v["start"].as_u64() <= Some(args[0])),
+                    "munmap removes a VMA: {removed:?}"
+                );
+            }
+            "munmap" => {
+                check_eq!(
+                    step["errno"].as_str(),
+                    Some("EINVAL"),
+                    "a failed munmap's errno"
+                );
+                check!(
+                    added.is_empty() && removed.is_empty(),
+                    "a failed call changes nothing"
+                );
+            }
+            "shmat" => {
+                check!(
+                    added.iter().any(|v| v["start"].as_u64() == Some(ret as u64)
+                        && v["kind"] == "shmem"
+                        && v["perms"] == "rw-s"),
+                    "shmat adds a shared VMA: {added:?}"
+                );
+            }
+            "shmdt" => {
+                check!(
+                    removed.iter().any(|v| v["start"].as_u64() == Some(args[0])),
+                    "shmdt removes it"
+                );
+            }
+            _ => {}
+        }
+    }
+    for (name, n) in &per_kind {
+        check_eq!(
+            summary["calls"][name.as_str()].as_u64(),
+            Some(*n),
+            "summary count of {name}"
+        );
+    }
+    check!(
+        summary["failed"].as_u64() >= Some(1),
+        "the failed munmap is counted"
+    );
+    Ok(())
+}
+
+/// Threads: every thread's calls are traced with its own tid, and each new thread is reported.
+pub fn cli_trace_threads() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let path = "/tmp/mmscope-trace-threads.json";
+    let out = output(mmscope(&[
+        "trace", "--json", "-o", path, "--", &exe, "--helper", "threads",
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    let said: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(json)
+        .collect::<Result<_, _>>()?;
+    check_eq!(said.len(), 2, "two threads reported");
+    let events = trace_lines(path)?;
+    let started: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "thread")
+        .filter_map(|e| e["tid"].as_u64())
+        .collect();
+    for t in &said {
+        let tid = u(t, "tid")?;
+        let addr = u(t, "mmap")?;
+        check!(
+            started.contains(&tid),
+            "thread {tid} reported as started: {started:?}"
+        );
+        for call in ["mmap", "munmap"] {
+            check!(
+                events.iter().any(|e| e["event"] == "syscall"
+                    && e["tid"].as_u64() == Some(tid)
+                    && e["syscall"] == call
+                    && (e["ret"].as_u64() == Some(addr) || e["args"][0].as_u64() == Some(addr))),
+                "{call} of {addr:#x} by thread {tid} is in the trace"
+            );
+        }
+    }
+    let summary = events.last().cloned().unwrap_or_default();
+    check!(
+        summary["threads"].as_u64() >= Some(2),
+        "summary counts the threads: {summary}"
+    );
+    Ok(())
+}
+
+/// A program that exits with a status, or is killed mid-trace: the trace ends cleanly, the
+/// summary says how, and `mmscope trace` exits as a shell would report the program.
+pub fn cli_trace_exit_and_kill() -> TestResult {
+    let path = "/tmp/mmscope-trace-end.json";
+    let out = output(mmscope(&[
+        "trace", "--json", "-o", path, "--", "sh", "-c", "exit 3",
+    ])?)?;
+    check_eq!(
+        out.status.code(),
+        Some(3),
+        "the program's status: {}",
+        text(&out.stderr)
+    );
+    let summary = trace_lines(path)?.last().cloned().unwrap_or_default();
+    check_eq!(summary["exit_code"].as_i64(), Some(3), "summary exit code");
+
+    let out = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        path,
+        "--",
+        "sh",
+        "-c",
+        "kill -9 $$",
+    ])?)?;
+    check_eq!(
+        out.status.code(),
+        Some(128 + 9),
+        "128 + SIGKILL: {}",
+        text(&out.stderr)
+    );
+    let events = trace_lines(path)?;
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(
+        summary["signal"].as_i64(),
+        Some(9),
+        "summary signal: {summary}"
+    );
+    check!(
+        events.iter().any(|e| e["event"] == "exec"),
+        "the program started"
+    );
+
+    // Killed from outside while it runs.
+    let mut cmd = mmscope(&[
+        "trace",
+        "-o",
+        "/tmp/mmscope-trace-killed.txt",
+        "--",
+        "sleep",
+        "30",
+    ])?;
+    let mut child = cmd.spawn().context("start the trace")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let sleeper = loop {
+        let found = std::fs::read_dir("/proc")
+            .context("list /proc")?
+            .find_map(|e| {
+                let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let ppid = stat_field(&stat, 4)?;
+                (ppid == child.id() as u64 && stat.contains("(sleep)")).then_some(pid)
+            });
+        if let Some(pid) = found {
+            break pid;
+        }
+        check!(
+            std::time::Instant::now() < deadline,
+            "the traced sleep never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // SAFETY: kill has no memory-safety requirements.
+    unsafe { libc::kill(sleeper, libc::SIGKILL) };
+    let status = child.wait().context("wait for the trace")?;
+    check_eq!(status.code(), Some(128 + 9), "killed from outside");
+    let body = std::fs::read_to_string("/tmp/mmscope-trace-killed.txt").context("read trace")?;
+    check!(
+        body.contains("killed by SIGKILL"),
+        "the text summary says so:\n{body}"
+    );
+    Ok(())
+}
+
+/// The text trace shows each call as strace would, brk before and after, the VMA diff and the
+/// RSS counters; the SVG parses and holds the three series, one point pair per snapshot.
+pub fn cli_trace_text_and_svg() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let svg = "/tmp/mmscope-trace.svg";
+    let out = output(mmscope(&[
+        "trace", "--svg", svg, "--", &exe, "--helper", "calls",
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    let err = text(&out.stderr);
+    check!(!err.contains('\x1b'), "no colour into a pipe");
+    for needle in [
+        "exec pid ",
+        "brk(NULL) = 0x",
+        "mmap(NULL, ",
+        "PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0) = 0x",
+        "munmap(",
+        "= -1 EINVAL (Invalid argument)",
+        "      brk   0x",
+        "      + ",
+        "      - ",
+        "RSS anon ",
+        "summary: ",
+        "peak heap ",
+        "the program exited with status 0",
+    ] {
+        check!(
+            err.contains(needle),
+            "the text trace shows {needle:?}:\n{err}"
+        );
+    }
+    // JSON stays out of the text, and the program's own output stays on its stdout.
+    check!(!err.contains("{\""), "no JSON in the text trace");
+    check!(
+        text(&out.stdout).contains("\"call\":\"brk\""),
+        "the program's stdout is its own"
+    );
+
+    let body = std::fs::read_to_string(svg).context("read the SVG")?;
+    let doc = roxmltree::Document::parse(&body)
+        .map_err(|e| Outcome::Fail(format!("the SVG does not parse: {e}")))?;
+    check_eq!(doc.root_element().tag_name().name(), "svg", "root element");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for series in mmscope::plot::SERIES {
+        check!(texts.contains(&series), "the legend names {series:?}");
+    }
+    let steps = text(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .count();
+    let lines: Vec<usize> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "polyline")
+        .map(|n| {
+            n.attribute("points")
+                .unwrap_or("")
+                .split_whitespace()
+                .count()
+        })
+        .collect();
+    check!(
+        lines.iter().filter(|&&n| n >= 2 * steps).count() >= 3,
+        "three series with a point per snapshot ({steps} steps): {lines:?}"
+    );
+    Ok(())
+}
+
+/// `mmscope lazy`: touching k pages takes k faults and k pages in the object and k resident
+/// anonymous pages; a second mapping reads them back with fault-around.
+pub fn cli_lazy_counts_pages() -> TestResult {
+    let pages = 64u64;
+    let size = format!("{}K", pages * page_size() as u64 / 1024);
+    for (pattern, touched) in [("seq", pages), ("stride:4", pages / 4), ("random", pages)] {
+        let out = output(mmscope(&["lazy", &size, "--pattern", pattern, "--json"])?)?;
+        check_eq!(
+            out.status.code(),
+            Some(0),
+            "lazy {pattern}: {}",
+            text(&out.stderr)
+        );
+        let rows: Vec<Value> = text(&out.stdout)
+            .lines()
+            .map(json)
+            .collect::<Result<_, _>>()?;
+        let first: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["phase"] == "first_touch")
+            .collect();
+        check!(first.len() >= 2, "rows while touching: {rows:?}");
+        check!(
+            first
+                .windows(2)
+                .all(|w| u(w[0], "touched").ok() < u(w[1], "touched").ok()
+                    && u(w[0], "mmscope_pages").ok() <= u(w[1], "mmscope_pages").ok()),
+            "{pattern}: touched and pages held rise"
+        );
+        for r in &first {
+            let t = u(r, "touched")?;
+            check_eq!(
+                (
+                    u(r, "mmscope_faults")?,
+                    u(r, "mmscope_pages")?,
+                    u(r, "anon_pages")?
+                ),
+                (t, t, t),
+                "{pattern}: after {t} first touches, faults, pages held and RssAnon pages"
+            );
+            check!(
+                u(r, "anon_faults")? >= t,
+                "{pattern}: anonymous faults for {t} touches"
+            );
+        }
+        check_eq!(
+            u(first[first.len() - 1], "touched")?,
+            touched,
+            "{pattern}: pages touched"
+        );
+        let again = rows
+            .iter()
+            .find(|r| r["phase"] == "second_mapping")
+            .ok_or_else(|| Outcome::Fail("no second_mapping row".into()))?;
+        let (faults, around) = (
+            u(again, "mmscope_faults")?,
+            u(again, "mmscope_faultaround")?,
+        );
+        check_eq!(
+            faults + around,
+            touched,
+            "{pattern}: every page mapped once on read-back"
+        );
+        check_eq!(
+            u(again, "mmscope_pages")?,
+            touched,
+            "{pattern}: no page allocated on read-back"
+        );
+        if pattern == "seq" {
+            // The 64 KiB fault-around window maps up to 16 pages per fault.
+            let window = 65536 / page_size() as u64;
+            check!(
+                faults <= touched / window + 1,
+                "seq read-back takes about one fault per 64 KiB: {faults}"
+            );
+        }
+    }
+    let text_out = output(mmscope(&["lazy", &size])?)?;
+    let body = text(&text_out.stdout);
+    check!(
+        body.contains("fault-around") && body.contains("A second mapping"),
+        "the text report:\n{body}"
+    );
+    Ok(())
+}
+
+/// Bad input gets one sentence on stderr, nothing on stdout, and the usual exit status: 2 for
+/// usage, 1 for the rest.
+pub fn cli_bad_input() -> TestResult {
+    let run = |args: &[&str]| -> Result<Output, Outcome> { output(mmscope(args)?) };
+    expect_failure(
+        &run(&["maps", "abc"])?,
+        2,
+        "a pid that is not a number",
+        "not a process id",
+    )?;
+    expect_failure(&run(&["maps", "0"])?, 2, "pid 0", "not a process id")?;
+    expect_failure(
+        &run(&["maps", "999999"])?,
+        1,
+        "an unknown pid",
+        "there is no process 999999",
+    )?;
+    expect_failure(&run(&["lazy", "12Q"])?, 2, "a bad SIZE", "is not a size")?;
+    expect_failure(&run(&["lazy", "0"])?, 2, "SIZE 0", "is not a size")?;
+    expect_failure(
+        &run(&["lazy", "64G"])?,
+        1,
+        "a SIZE past the limits",
+        "give a smaller SIZE",
+    )?;
+    expect_failure(
+        &run(&["lazy", "64K", "--pattern", "zigzag"])?,
+        2,
+        "a bad pattern",
+        "is not a pattern",
+    )?;
+    expect_failure(&run(&["trace"])?, 2, "trace without a command", "CMD")?;
+    expect_failure(
+        &run(&["trace", "--", "/no/such/program"])?,
+        1,
+        "a command that cannot run",
+        "cannot run `/no/such/program`",
+    )?;
+    expect_failure(
+        &run(&["trace", "-o", "/no/such/dir/t", "--", "true"])?,
+        1,
+        "an unwritable -o",
+        "cannot create /no/such/dir/t",
+    )?;
+    expect_failure(
+        &run(&["--device", "/dev/no-mmscope", "maps"])?,
+        1,
+        "a missing device",
+        "the mmscope module is not loaded",
+    )?;
+    expect_failure(
+        &run(&["frobnicate"])?,
+        2,
+        "an unknown subcommand",
+        "unrecognized",
+    )?;
+    let version = run(&["--version"])?;
+    check_eq!(version.status.code(), Some(0), "--version");
+    check!(
+        text(&version.stdout).starts_with("mmscope "),
+        "--version says what it is"
+    );
+    let completions = run(&["completions", "bash"])?;
+    check!(
+        completions.status.success() && text(&completions.stdout).contains("mmscope"),
+        "bash completions"
+    );
+    Ok(())
+}
+
+/// With the module unloaded, the command says how to load it; loading it back works.
+pub fn cli_missing_module_says_how_to_load() -> TestResult {
+    let Ok(ko) = std::env::var("MMSCOPE_KO") else {
+        skip!("MMSCOPE_KO is not set");
+    };
+    sys::delete_module("mmscope").context("rmmod mmscope")?;
+    let out = output(mmscope(&["maps"])?);
+    let reload = sys::load_module_with(&ko, "");
+    let out = out?;
+    reload.context("insmod mmscope again")?;
+    expect_failure(&out, 1, "maps without the module", "insmod mmscope.ko")?;
+    check_eq!(text(&out.stderr).lines().count(), 1, "one sentence");
+    Ok(())
+}

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Programs the tests run in processes of their own (`mmscope-selftests --helper NAME`): each
+//! does something known and prints what it did as JSON, so that the tests can hold the
+//! `mmscope` command's reports against it.
+
+use std::io::{Read, Write};
+
+/// Runs the helper `name`; returns the exit status.
+pub fn run(name: &str) -> i32 {
+    match name {
+        "hold" => hold(),
+        "calls" => calls(),
+        "threads" => threads(),
+        _ => {
+            eprintln!("mmscope-selftests: no helper {name:?} (hold, calls, threads)");
+            2
+        }
+    }
+}
+
+/// The current program break, as `brk(0)` reports it.
+fn brk0() -> i64 {
+    // SAFETY: brk(0) only queries the break.
+    unsafe { libc::syscall(libc::SYS_brk, 0) }
+}
+
+/// Makes a heap and a mapping, prints `{"pid", "brk", "mmap"}` and waits for stdin to close.
+fn hold() -> i32 {
+    let heap: Vec<u8> = vec![1; 1000];
+    let page = crate::sys::page_size();
+    // SAFETY: A new anonymous mapping that this process keeps until it exits.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            3 * page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    println!(
+        "{{\"pid\":{},\"brk\":{},\"mmap\":{}}}",
+        std::process::id(),
+        brk0(),
+        map as u64
+    );
+    let _ = std::io::stdout().flush();
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    drop(heap);
+    0
+}
+
+/// One system call of [`calls`]: its name, arguments and result (`-errno` on failure).
+fn record(out: &mut String, call: &str, args: &[u64], ret: i64) {
+    use std::fmt::Write;
+    let ret = if ret == -1 {
+        -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64)
+    } else {
+        ret
+    };
+    let _ = writeln!(
+        out,
+        "{{\"call\":\"{call}\",\"args\":{args:?},\"ret\":{ret}}}"
+    );
+}
+
+/// Makes known memory system calls, directly, and prints one JSON line per call at the end
+/// (nothing allocates in between: the output buffer is made first).
+fn calls() -> i32 {
+    let mut out = String::with_capacity(1 << 16);
+    let page = crate::sys::page_size() as u64;
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    let sys = |nr: libc::c_long, a: &[u64]| -> i64 {
+        let arg = |i: usize| a.get(i).copied().unwrap_or(0);
+        // SAFETY: Memory system calls on this process's own address space, on ranges this
+        // function made for the purpose; none touches memory Rust knows about.
+        unsafe { libc::syscall(nr, arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)) }
+    };
+    let b0 = sys(libc::SYS_brk, &[0]);
+    record(&mut out, "brk", &[0], b0);
+    let grow = [b0 as u64 + 65536 + 123];
+    record(&mut out, "brk", &grow, sys(libc::SYS_brk, &grow));
+
+    let mmap = [0, 3 * page, rw, anon, u64::MAX, 0];
+    let a = sys(libc::SYS_mmap, &mmap);
+    record(&mut out, "mmap", &mmap, a);
+    let a = a as u64;
+    // SAFETY: The first page of the mapping just made is writable.
+    unsafe { (a as *mut u8).write_volatile(1) };
+    let prot = [a + page, page, libc::PROT_NONE as u64];
+    record(&mut out, "mprotect", &prot, sys(libc::SYS_mprotect, &prot));
+    let advise = [a, page, libc::MADV_DONTNEED as u64];
+    record(
+        &mut out,
+        "madvise",
+        &advise,
+        sys(libc::SYS_madvise, &advise),
+    );
+
+    let mmap2 = [0, 2 * page, rw, anon, u64::MAX, 0];
+    let b = sys(libc::SYS_mmap, &mmap2);
+    record(&mut out, "mmap", &mmap2, b);
+    let remap = [b as u64, 2 * page, 8 * page, libc::MREMAP_MAYMOVE as u64];
+    let c = sys(libc::SYS_mremap, &remap);
+    record(&mut out, "mremap", &remap, c);
+    let unmap = [c as u64, 8 * page];
+    record(&mut out, "munmap", &unmap, sys(libc::SYS_munmap, &unmap));
+    let bad = [a + 1, page];
+    record(&mut out, "munmap", &bad, sys(libc::SYS_munmap, &bad));
+
+    let shmget = [
+        libc::IPC_PRIVATE as u64,
+        2 * page,
+        (libc::IPC_CREAT | 0o600) as u64,
+    ];
+    let id = sys(libc::SYS_shmget, &shmget);
+    if id >= 0 {
+        let at = [id as u64, 0, 0];
+        let s = sys(libc::SYS_shmat, &at);
+        record(&mut out, "shmat", &at, s);
+        let dt = [s as u64];
+        record(&mut out, "shmdt", &dt, sys(libc::SYS_shmdt, &dt));
+        sys(libc::SYS_shmctl, &[id as u64, libc::IPC_RMID as u64, 0]);
+    }
+    let shrink = [b0 as u64];
+    record(&mut out, "brk", &shrink, sys(libc::SYS_brk, &shrink));
+    let unmap_a = [a, 3 * page];
+    record(
+        &mut out,
+        "munmap",
+        &unmap_a,
+        sys(libc::SYS_munmap, &unmap_a),
+    );
+    print!("{out}");
+    0
+}
+
+/// Starts two threads that each map, touch and unmap 1 MiB; prints
+/// `{"tid", "mmap"}` for each.
+fn threads() -> i32 {
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(|| {
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                let len = 1 << 20;
+                // SAFETY: A new anonymous mapping, unmapped below.
+                let p = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+                if p != libc::MAP_FAILED {
+                    // SAFETY: The mapping is writable; then it is unmapped once.
+                    unsafe {
+                        p.cast::<u8>().write_volatile(1);
+                        libc::munmap(p, len);
+                    }
+                }
+                (tid, p as u64)
+            })
+        })
+        .collect();
+    for h in handles {
+        match h.join() {
+            Ok((tid, addr)) => println!("{{\"tid\":{tid},\"mmap\":{addr}}}"),
+            Err(_) => return 1,
+        }
+    }
+    0
+}
