@@ -104,7 +104,7 @@ fn calls() -> i32 {
     let mmap2 = [0, 2 * page, rw, anon, u64::MAX, 0];
     let b = sys(libc::SYS_mmap, &mmap2);
     record(&mut out, "mmap", &mmap2, b);
-    let remap = [b as u64, 2 * page, 8 * page, libc::MREMAP_MAYMOVE as u64];
+    let remap = [b as u64, 2 * page, 8 * page, libc::MREMAP_MAYMOVE as u64, 0];
     let c = sys(libc::SYS_mremap, &remap);
     record(&mut out, "mremap", &remap, c);
     let unmap = [c as u64, 8 * page];

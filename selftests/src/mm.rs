@@ -885,14 +885,9 @@ pub fn tracer_reads_its_tracee() -> TestResult {
     let dev = Device::open().context("open /dev/mmscope")?;
     // The target: uid 1000 after exec, so dumpable, and holding still until its stdin closes.
     let exe = std::env::current_exe().context("current_exe")?;
-    let mut target = {
-        let mut cmd = std::process::Command::new(exe);
-        cmd.args(["--helper", "hold"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped());
-        crate::cli::as_user(&mut cmd, 1000);
-        cmd.spawn().context("start the target")?
-    };
+    let exe = exe.to_string_lossy().into_owned();
+    let mut target =
+        crate::cli::spawn_as(1000, &[&exe, "--helper", "hold"]).context("start the target")?;
     let result = (|| -> TestResult {
         let mut line = String::new();
         if let Some(out) = target.stdout.take() {
@@ -901,13 +896,13 @@ pub fn tracer_reads_its_tracee() -> TestResult {
                 .read_line(&mut line)
                 .context("read the target's line")?;
         }
+        let pid = target.pid;
         let brk: u64 = line
             .split("\"brk\":")
             .nth(1)
             .and_then(|r| r.split(',').next())
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| Outcome::Fail(format!("target printed {line:?}")))?;
-        let pid = target.id() as i32;
         let tracer = in_child(|| {
             if !become_user(1000) {
                 return 2;
@@ -968,7 +963,6 @@ pub fn tracer_reads_its_tracee() -> TestResult {
         );
         Ok(())
     })();
-    drop(target.stdin.take());
-    let _ = target.wait();
+    drop(target);
     result
 }
