@@ -42,12 +42,12 @@ def main():
         shown = f"$ {command}\n{body}" if command else body
         block = f"```text\n{shown}\n```"
         pattern = re.compile(
-            rf"(<!-- generated:{re.escape(name)} [^>]*-->\n).*?(\n<!-- /generated:{re.escape(name)} -->)",
+            rf"(<!-- generated:{re.escape(name)} [^>]*-->\n)(?:.*?\n)?(<!-- /generated:{re.escape(name)} -->)",
             re.S,
         )
         if not pattern.search(text):
             fail(f"README.md has no generated:{name} section")
-        text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
     README.write_text(text)
     for file, dest in PLOTS.items():
         (TOP / dest).parent.mkdir(parents=True, exist_ok=True)

@@ -209,8 +209,7 @@ pub fn table(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> St
     for v in &snap.vmas {
         let view = VmaView::new(v, name_of(v, names));
         total += view.size;
-        let _ = writeln!(
-            out,
+        let row = format!(
             "{:<12} {:<12} {:>10} {:<4} {} {:>8x} {:<5} {:>8} {}",
             addr(view.start),
             addr(view.end),
@@ -222,6 +221,7 @@ pub fn table(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> St
             view.inode,
             view.name.as_deref().unwrap_or("")
         );
+        let _ = writeln!(out, "{}", row.trim_end());
     }
     let _ = writeln!(
         out,
@@ -333,8 +333,7 @@ pub fn picture(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> 
                         size(view.size)
                     );
                 }
-                let _ = writeln!(
-                    out,
+                let row = format!(
                     "{} {} {:<7} {:>10} {} {}{}",
                     addr(v.start),
                     style.kind(v.kind, &format!("{bar:<BAR_MAX$}")),
@@ -344,6 +343,7 @@ pub fn picture(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> 
                     view.name.as_deref().unwrap_or(""),
                     note
                 );
+                let _ = writeln!(out, "{}", row.trim_end());
             }
             Row::Gap(lo, hi) => {
                 let line = format!("{:<BAR_MAX$} {} unmapped", "┆", size(hi - lo));

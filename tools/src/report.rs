@@ -315,8 +315,8 @@ impl TextReport {
 
     fn vma_line(&self, sign: &str, v: &Vma) -> String {
         let view = VmaView::new(v, self.names.get(v.start));
-        format!(
-            "      {} {}-{} {} {:<7} {:>10} {}\n",
+        let line = format!(
+            "      {} {}-{} {} {:<7} {:>10} {}",
             self.style.change(sign == "+", sign),
             hex(v.start),
             hex(v.end),
@@ -324,7 +324,8 @@ impl TextReport {
             view.kind,
             size(view.size),
             view.name.unwrap_or_default()
-        )
+        );
+        format!("{}\n", line.trim_end())
     }
 
     /// The RSS counters, with their change since the last line that showed them.
