@@ -3,7 +3,7 @@
 //! `mmscope maps`: an address space as a header, a `pmap -x`-like table and a picture.
 
 use crate::abi::{kind, MmSummary};
-use crate::snapshot::{self, page_size, Snapshot, VmaView};
+use crate::snapshot::{page_size, Snapshot, VmaView};
 use crate::style::Style;
 use crate::units::size;
 use serde::Serialize;
@@ -356,20 +356,4 @@ pub fn picture(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> 
         }
     }
     out
-}
-
-/// The share of each kind in the address space, for a one-line overview.
-pub fn kinds_line(snap: &Snapshot) -> String {
-    let mut by_kind: Vec<(u32, u64)> = Vec::new();
-    for v in &snap.vmas {
-        match by_kind.iter_mut().find(|(k, _)| *k == v.kind) {
-            Some((_, total)) => *total += snapshot::vma_size(v),
-            None => by_kind.push((v.kind, snapshot::vma_size(v))),
-        }
-    }
-    by_kind
-        .iter()
-        .map(|(k, b)| format!("{} {}", kind::name(*k), size(*b)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
