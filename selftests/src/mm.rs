@@ -727,7 +727,7 @@ pub fn mm_ioctls_bad_input() -> TestResult {
 
 /// Switches the calling (child) process to `uid`, dumpable so that processes of the same user
 /// may inspect it, as after a normal login.
-pub(crate) fn become_user(uid: u32) -> bool {
+fn become_user(uid: u32) -> bool {
     // SAFETY: Plain credential syscalls on the calling process.
     unsafe {
         libc::setgroups(0, std::ptr::null()) == 0
@@ -897,11 +897,9 @@ pub fn tracer_reads_its_tracee() -> TestResult {
                 .context("read the target's line")?;
         }
         let pid = target.pid;
-        let brk: u64 = line
-            .split("\"brk\":")
-            .nth(1)
-            .and_then(|r| r.split(',').next())
-            .and_then(|n| n.parse().ok())
+        let brk = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["brk"].as_u64())
             .ok_or_else(|| Outcome::Fail(format!("target printed {line:?}")))?;
         let tracer = in_child(|| {
             if !become_user(1000) {

@@ -77,13 +77,18 @@ pub const MMSCOPE_F_PID: u32 = 1 << 0;
 /// `MMSCOPE_QUERY_COVERING_OR_NEXT`.
 pub const MMSCOPE_QUERY_COVERING_OR_NEXT: u32 = 1 << 1;
 
-/// `struct mmscope_mm_summary`.
+/// `struct mmscope_mm_summary`. Serializes as the header names its fields, without the
+/// request header (`size`, `flags`, `pid`, `reserved`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MmSummary {
+    #[serde(skip)]
     pub size: u32,
+    #[serde(skip)]
     pub flags: u32,
+    #[serde(skip)]
     pub pid: i32,
+    #[serde(skip)]
     pub reserved: u32,
     pub start_code: u64,
     pub end_code: u64,

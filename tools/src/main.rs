@@ -288,26 +288,11 @@ fn trace_cmd(
                     path.display()
                 ))
             })?;
-            let style = if color == ColorChoice::Always {
-                Style::for_stdout(color)
-            } else {
-                Style::plain()
-            };
+            let style = Style::new(color, false);
             (Box::new(io::BufWriter::new(file)), style)
         }
         None => {
-            let style = match color {
-                ColorChoice::Auto => {
-                    use std::io::IsTerminal;
-                    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-                    if io::stderr().is_terminal() && !no_color {
-                        Style::for_stdout(ColorChoice::Always)
-                    } else {
-                        Style::plain()
-                    }
-                }
-                other => Style::for_stdout(other),
-            };
+            let style = Style::new(color, std::io::IsTerminal::is_terminal(&io::stderr()));
             (Box::new(io::stderr()), style)
         }
     };

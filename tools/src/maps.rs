@@ -14,63 +14,18 @@ use std::fmt::Write;
 /// and RSS counters in pages of `page_size` bytes. These names do not change.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct SummaryView {
+    /// The page size the counters count in.
     pub page_size: u64,
-    pub start_code: u64,
-    pub end_code: u64,
-    pub start_data: u64,
-    pub end_data: u64,
-    pub start_brk: u64,
-    pub brk: u64,
-    pub start_stack: u64,
-    pub arg_start: u64,
-    pub arg_end: u64,
-    pub env_start: u64,
-    pub env_end: u64,
-    pub mmap_base: u64,
-    pub task_size: u64,
-    pub map_count: u64,
-    pub total_vm: u64,
-    pub locked_vm: u64,
-    pub pinned_vm: u64,
-    pub data_vm: u64,
-    pub exec_vm: u64,
-    pub stack_vm: u64,
-    pub hiwater_rss: u64,
-    pub hiwater_vm: u64,
-    pub rss_anon: u64,
-    pub rss_file: u64,
-    pub rss_shmem: u64,
+    /// The summary's fields, under their names in `struct mmscope_mm_summary`.
+    #[serde(flatten)]
+    pub fields: MmSummary,
 }
 
 impl From<&MmSummary> for SummaryView {
     fn from(s: &MmSummary) -> Self {
         Self {
             page_size: page_size(),
-            start_code: s.start_code,
-            end_code: s.end_code,
-            start_data: s.start_data,
-            end_data: s.end_data,
-            start_brk: s.start_brk,
-            brk: s.brk,
-            start_stack: s.start_stack,
-            arg_start: s.arg_start,
-            arg_end: s.arg_end,
-            env_start: s.env_start,
-            env_end: s.env_end,
-            mmap_base: s.mmap_base,
-            task_size: s.task_size,
-            map_count: s.map_count,
-            total_vm: s.total_vm,
-            locked_vm: s.locked_vm,
-            pinned_vm: s.pinned_vm,
-            data_vm: s.data_vm,
-            exec_vm: s.exec_vm,
-            stack_vm: s.stack_vm,
-            hiwater_rss: s.hiwater_rss,
-            hiwater_vm: s.hiwater_vm,
-            rss_anon: s.rss_anon,
-            rss_file: s.rss_file,
-            rss_shmem: s.rss_shmem,
+            fields: *s,
         }
     }
 }
@@ -356,4 +311,51 @@ pub fn picture(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_json_names_are_stable() {
+        let view = SummaryView::from(&MmSummary::default());
+        let json = serde_json::to_value(&view).unwrap_or_default();
+        let keys: Vec<&str> = json
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let mut want = vec![
+            "page_size",
+            "start_code",
+            "end_code",
+            "start_data",
+            "end_data",
+            "start_brk",
+            "brk",
+            "start_stack",
+            "arg_start",
+            "arg_end",
+            "env_start",
+            "env_end",
+            "mmap_base",
+            "task_size",
+            "map_count",
+            "total_vm",
+            "locked_vm",
+            "pinned_vm",
+            "data_vm",
+            "exec_vm",
+            "stack_vm",
+            "hiwater_rss",
+            "hiwater_vm",
+            "rss_anon",
+            "rss_file",
+            "rss_shmem",
+        ];
+        let mut keys = keys;
+        keys.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(keys, want);
+    }
 }

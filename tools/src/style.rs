@@ -27,11 +27,17 @@ pub struct Style {
 impl Style {
     /// Decides for stdout.
     pub fn for_stdout(choice: ColorChoice) -> Self {
+        Self::new(choice, std::io::stdout().is_terminal())
+    }
+
+    /// Decides for a stream that is a terminal or not: `auto` colours a terminal unless
+    /// `NO_COLOR` is set and not empty.
+    pub fn new(choice: ColorChoice, terminal: bool) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let enabled = match choice {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => !no_color && std::io::stdout().is_terminal(),
+            ColorChoice::Auto => !no_color && terminal,
         };
         Self { enabled }
     }

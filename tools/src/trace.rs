@@ -122,6 +122,28 @@ struct Pending {
     before: Snapshot,
 }
 
+impl Pending {
+    /// The event for this call, the `index`th, made by `tid`: it returned `ret` (`None`: the
+    /// thread was killed during it), leaving the address space `after`.
+    fn into_event(
+        self,
+        index: usize,
+        tid: i32,
+        ret: Option<i64>,
+        after: Option<Snapshot>,
+    ) -> Event {
+        Event::Call(Box::new(Step {
+            index,
+            tid,
+            call: self.call,
+            args: self.args,
+            ret,
+            before: self.before,
+            after,
+        }))
+    }
+}
+
 /// Runs `argv` under the tracer and reports each [`Event`] to `on_event` as it happens.
 /// Returns how the program ended.
 pub fn run(
@@ -232,15 +254,7 @@ pub fn run(
                             // SAFETY: `op` says the exit member of the union is the valid one.
                             let exit = unsafe { info.u.exit };
                             index += 1;
-                            on_event(Event::Call(Box::new(Step {
-                                index,
-                                tid,
-                                call: p.call,
-                                args: p.args,
-                                ret: Some(exit.sval),
-                                before: p.before,
-                                after: snapshot(tid)?,
-                            })));
+                            on_event(p.into_event(index, tid, Some(exit.sval), snapshot(tid)?));
                         }
                     }
                 }
@@ -273,15 +287,7 @@ pub fn run(
                         let snap = if started { snapshot(tid)? } else { None };
                         if let Some(p) = pending.remove(&tid) {
                             index += 1;
-                            on_event(Event::Call(Box::new(Step {
-                                index,
-                                tid,
-                                call: p.call,
-                                args: p.args,
-                                ret: None,
-                                before: p.before,
-                                after: snap.clone(),
-                            })));
+                            on_event(p.into_event(index, tid, None, snap.clone()));
                         }
                         if started {
                             on_event(Event::ThreadExit { tid, snap });
@@ -350,15 +356,7 @@ fn flush_killed(
 ) {
     if let Some(p) = pending.remove(&tid) {
         *index += 1;
-        on_event(Event::Call(Box::new(Step {
-            index: *index,
-            tid,
-            call: p.call,
-            args: p.args,
-            ret: None,
-            before: p.before,
-            after: None,
-        })));
+        on_event(p.into_event(*index, tid, None, None));
     }
 }
 
