@@ -6,6 +6,8 @@
 #   make                     build rust/mmscope.ko (against the cached kernel,
 #                            built on first use)
 #   make KDIR=/path/to/build build against your own Rust-enabled kernel build
+#   make demo                boot the guest and show what malloc really does, step by
+#                            step, with plots (build/demo/) and the claims table
 #   make test                check, build, boot the guest and run the selftests
 #   make shell               boot the guest with the module loaded and a shell
 #   make docs                regenerate the README's example output in the guest
@@ -38,11 +40,16 @@ COMPAT32 := $(OUT)/compat32
 # Example programs (demo/*.c), static, for the guest.
 PROGS_DIR := $(OUT)/progs
 PROGS := $(patsubst demo/%.c,$(PROGS_DIR)/%,$(wildcard demo/*.c))
+# The heap scenarios (demo/heap/*.c), built once per allocator.
+HEAP_DIR := $(OUT)/heap
+HEAP_STAMP := $(HEAP_DIR)/.built
+# A real program from the host, traced by the demo: GNU sort.
+HOST_PROGRAMS := /usr/bin/sort
 INITRAMFS := $(OUT)/initramfs.cpio.gz
 GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS)
 
-.PHONY: all modules deps kernel check userspace selftests compat32 progs initramfs test shell \
-	docs clean rust-analyzer
+.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test demo \
+	shell docs clean rust-analyzer
 
 all: modules
 
@@ -77,16 +84,30 @@ $(PROGS_DIR)/%: demo/%.c
 	@mkdir -p $(PROGS_DIR)
 	gcc -static -O2 -Wall -Werror -o $@ $<
 
+heap: $(HEAP_STAMP)
+
+$(HEAP_STAMP): $(wildcard demo/heap/*) include/uapi/mmscope.h scripts/build-heap.sh | $(DEPS)
+	scripts/build-heap.sh $(HEAP_DIR)
+	@touch $@
+
 # A 32-bit C user of the UAPI header, for the compat ioctl path.
 compat32: $(DEPS)
 	@mkdir -p $(OUT)
 	gcc -m32 -static -O2 -Wall -Werror -I include/uapi -o $(COMPAT32) selftests/compat/compat32.c
 
-initramfs: modules userspace compat32 progs
-	scripts/initramfs.sh $(INITRAMFS) rust/mmscope.ko $(SELFTESTS_BIN) $(COMPAT32) $(MMSCOPE_BIN) $(PROGS_DIR)
+initramfs: modules userspace compat32 progs heap
+	scripts/initramfs.sh $(INITRAMFS) rust/mmscope.ko $(SELFTESTS_BIN) $(COMPAT32) $(MMSCOPE_BIN) \
+		$(PROGS_DIR) $(HEAP_DIR) $(HOST_PROGRAMS)
 
+# The selftests; the claims table they measure must be the one the README holds.
 test: check initramfs
-	$(GUEST) $(OUT)/guest-test.log test
+	$(GUEST) $(OUT)/guest-test.log test $(OUT)/test-out
+	scripts/update-readme.py --check $(OUT)/test-out claims
+
+# The heap scenarios under the tracer, a real program, the claims table.
+demo: initramfs
+	$(GUEST) $(OUT)/guest-demo.log demo $(OUT)/demo
+	@echo "mmscope: the plots and the claims table are in $(OUT)/demo/"
 
 # An interactive guest: the module loaded, mmscope on the PATH; `exit` powers it off.
 shell: initramfs

@@ -9,3 +9,14 @@ mmscope maps self >"$out/maps.txt"
 mmscope trace -o "$out/trace.txt" --svg "$out/trace.svg" -- malloc-touch >"$out/trace-stdout.txt"
 mmscope lazy 256K --rows 8 >"$out/lazy.txt"
 mmscope lazy 256K --rows 4 --pattern random >"$out/lazy-random.txt"
+# The claims table: every heap scenario, every allocator (the selftests write claims.md).
+MMSCOPE_OUT=$out /mmscope/selftests heap_ >"$out/heap.tap" || { grep -v '^# ' "$out/heap.tap"; exit 1; }
+rm "$out/heap.tap"
+# A heap scenario as `make demo` shows it (the first calls are the dynamic
+# loader's), and its plot; then a real program's heap story.
+heap=/mmscope/heap/glibc
+mmscope trace --picture -- "$heap/large" >"$out/heap-large.txt" 2>&1
+mmscope trace --svg "$out/heap-trim.svg" -o /dev/null -- "$heap/trim" >/dev/null
+awk 'BEGIN { srand(1); for (i = 0; i < 200000; i++) printf "%d\n", int(rand() * 1000000000) }' >/tmp/numbers
+mmscope trace -o /tmp/sort-trace.txt -- /usr/bin/sort -n -o /tmp/sorted /tmp/numbers
+grep -v -e '^      RSS' -e 'between the calls' /tmp/sort-trace.txt >"$out/sort.txt"

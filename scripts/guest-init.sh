@@ -6,6 +6,7 @@
 #   mmscope.run=test   the selftests
 #   mmscope.run=shell  an interactive shell on the console
 #   mmscope.run=docs   generate the README's example output into /out
+#   mmscope.run=demo   the heap scenarios, a real program and the claims table
 #   mmscope.run=probe  nothing: only show that the guest boots (KVM probe)
 /bin/busybox --install -s /bin
 export PATH=/bin:/mmscope/progs
@@ -51,7 +52,8 @@ status=0
 case "$mode" in
 test)
 	MMSCOPE_KO=/mmscope/mmscope.ko MMSCOPE_COMPAT32=/mmscope/compat32 \
-		MMSCOPE_BIN=/bin/mmscope MMSCOPE_PROGS=/mmscope/progs /mmscope/selftests
+		MMSCOPE_BIN=/bin/mmscope MMSCOPE_PROGS=/mmscope/progs MMSCOPE_HEAP=/mmscope/heap \
+		MMSCOPE_OUT=/out /mmscope/selftests
 	status=$?
 	;;
 shell)
@@ -68,12 +70,16 @@ Ctrl-D: the guest powers off.
 BANNER
 	ln -s /mmscope/selftests /bin/mmscope-selftests
 	export MMSCOPE_KO=/mmscope/mmscope.ko MMSCOPE_COMPAT32=/mmscope/compat32
-	export MMSCOPE_BIN=/bin/mmscope MMSCOPE_PROGS=/mmscope/progs
+	export MMSCOPE_BIN=/bin/mmscope MMSCOPE_PROGS=/mmscope/progs MMSCOPE_HEAP=/mmscope/heap
 	cd /tmp
 	setsid cttyhack sh -l
 	;;
 docs)
-	sh /mmscope/docs.sh /out
+	MMSCOPE_HEAP=/mmscope/heap MMSCOPE_BIN=/bin/mmscope sh /mmscope/docs.sh /out
+	status=$?
+	;;
+demo)
+	MMSCOPE_HEAP=/mmscope/heap MMSCOPE_BIN=/bin/mmscope sh /mmscope/demo.sh /out
 	status=$?
 	;;
 *)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install every host tool mmscope needs: the LLVM toolchain the kernel is built
-# with, the kernel build dependencies, QEMU and busybox for the guest, rust-src
+# with, the kernel build dependencies, QEMU and busybox for the guest, the
+# allocators the heap scenarios compare (musl, jemalloc, mimalloc), rust-src
 # and bindgen for Rust-for-Linux. Idempotent and non-interactive; run as root.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -10,6 +11,7 @@ APT_PACKAGES=(
 	bc flex bison libelf-dev libssl-dev cpio xz-utils make
 	qemu-system-x86 busybox-static
 	gcc-multilib
+	musl-tools libjemalloc-dev libmimalloc-dev coreutils
 )
 
 step "install Debian packages"

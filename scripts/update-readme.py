@@ -4,6 +4,10 @@
 #   <!-- generated:NAME (by `make docs`, do not edit) -->  ...  <!-- /generated:NAME -->
 # and copy the plots next to it into docs/.
 #   scripts/update-readme.py DIR
+# With --check, change nothing: fail unless the README's blocks NAME... already
+# hold what DIR has (`make test` checks the claims table this way).
+#   scripts/update-readme.py --check DIR NAME...
+import difflib
 import pathlib
 import re
 import shutil
@@ -12,15 +16,19 @@ import sys
 TOP = pathlib.Path(__file__).resolve().parent.parent
 README = TOP / "README.md"
 
-# NAME -> (file in DIR, the command that made it, as the README shows it)
+# NAME -> (file in DIR, the command that made it, as the README shows it;
+# None: Markdown, shown as it is)
 BLOCKS = {
+    "claims": ("claims.md", None),
+    "heap-large": ("heap-large.txt", "mmscope trace --picture -- heap/glibc/large"),
+    "sort": ("sort.txt", "mmscope trace -- sort -n -o sorted numbers    # RSS lines left out"),
     "maps": ("maps.txt", "mmscope maps"),
     "trace": ("trace.txt", "mmscope trace --svg trace.svg -- malloc-touch"),
-    "trace-stdout": ("trace-stdout.txt", None),
+    "trace-stdout": ("trace-stdout.txt", ""),
     "lazy": ("lazy.txt", "mmscope lazy 256K --rows 8"),
     "lazy-random": ("lazy-random.txt", "mmscope lazy 256K --rows 4 --pattern random"),
 }
-PLOTS = {"trace.svg": "docs/trace-malloc-touch.svg"}
+PLOTS = {"trace.svg": "docs/trace-malloc-touch.svg", "heap-trim.svg": "docs/heap-trim.svg"}
 
 
 def fail(msg):
@@ -28,26 +36,68 @@ def fail(msg):
     sys.exit(1)
 
 
+def pattern(name):
+    return re.compile(
+        rf"(<!-- generated:{re.escape(name)} [^>]*-->\n)(?:.*?\n)?(<!-- /generated:{re.escape(name)} -->)",
+        re.S,
+    )
+
+
+def block(src, name):
+    """The README text of block NAME, from the file in SRC."""
+    file, command = BLOCKS[name]
+    path = src / file
+    if not path.is_file():
+        fail(f"{path} is missing: the guest run did not produce it (see its log in build/)")
+    body = path.read_text().rstrip("\n")
+    if command is None:
+        return body
+    shown = f"$ {command}\n{body}" if command else body
+    return f"```text\n{shown}\n```"
+
+
+def check(src, names):
+    text = README.read_text()
+    stale = False
+    for name in names:
+        m = pattern(name).search(text)
+        if not m:
+            fail(f"README.md has no generated:{name} section")
+        have = text[m.end(1):m.start(2)].rstrip("\n")
+        want = block(src, name)
+        if have != want:
+            stale = True
+            sys.stderr.writelines(
+                difflib.unified_diff(
+                    (have + "\n").splitlines(True),
+                    (want + "\n").splitlines(True),
+                    f"README.md ({name})",
+                    f"{src / BLOCKS[name][0]} (this run)",
+                )
+            )
+    if stale:
+        fail("README.md is out of date with what this run measured (diff above): "
+             "run `make docs` and commit the README")
+    print(f"update-readme: README.md agrees with {src} ({', '.join(names)})", file=sys.stderr)
+
+
 def main():
+    if len(sys.argv) >= 3 and sys.argv[1] == "--check":
+        names = sys.argv[3:] or list(BLOCKS)
+        unknown = [n for n in names if n not in BLOCKS]
+        if unknown:
+            fail(f"no README block named {', '.join(unknown)}")
+        check(pathlib.Path(sys.argv[2]), names)
+        return
     if len(sys.argv) != 2:
-        print("usage: update-readme.py DIR", file=sys.stderr)
+        print("usage: update-readme.py DIR | update-readme.py --check DIR [NAME...]", file=sys.stderr)
         sys.exit(2)
     src = pathlib.Path(sys.argv[1])
     text = README.read_text()
-    for name, (file, command) in BLOCKS.items():
-        path = src / file
-        if not path.is_file():
-            fail(f"{path} is missing: the guest run did not produce it (see build/guest-docs.log)")
-        body = path.read_text().rstrip("\n")
-        shown = f"$ {command}\n{body}" if command else body
-        block = f"```text\n{shown}\n```"
-        pattern = re.compile(
-            rf"(<!-- generated:{re.escape(name)} [^>]*-->\n)(?:.*?\n)?(<!-- /generated:{re.escape(name)} -->)",
-            re.S,
-        )
-        if not pattern.search(text):
+    for name in BLOCKS:
+        if not pattern(name).search(text):
             fail(f"README.md has no generated:{name} section")
-        text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
+        text = pattern(name).sub(lambda m: m.group(1) + block(src, name) + "\n" + m.group(2), text)
     README.write_text(text)
     for file, dest in PLOTS.items():
         (TOP / dest).parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@
 mod cli;
 mod device;
 mod harness;
+mod heap;
 mod helpers;
 mod lazy;
 mod mm;
@@ -204,6 +205,59 @@ const TESTS: &[Test] = &[
     Test {
         name: "nothing_left_allocated",
         run: lazy::nothing_left_allocated,
+    },
+    // What malloc really does: the heap scenarios, every allocator, and the claims table.
+    Test {
+        name: "cli_trace_real_program",
+        run: cli::cli_trace_real_program,
+    },
+    Test {
+        name: "heap_small",
+        run: heap::heap_small,
+    },
+    Test {
+        name: "heap_large",
+        run: heap::heap_large,
+    },
+    Test {
+        name: "heap_threshold",
+        run: heap::heap_threshold,
+    },
+    Test {
+        name: "heap_dynamic",
+        run: heap::heap_dynamic,
+    },
+    Test {
+        name: "heap_trim",
+        run: heap::heap_trim,
+    },
+    Test {
+        name: "heap_lazy",
+        run: heap::heap_lazy,
+    },
+    Test {
+        name: "heap_brk_unaligned",
+        run: heap::heap_brk_unaligned,
+    },
+    Test {
+        name: "heap_brk_blocked",
+        run: heap::heap_brk_blocked,
+    },
+    Test {
+        name: "heap_rlimit_data",
+        run: heap::heap_rlimit_data,
+    },
+    Test {
+        name: "heap_thread",
+        run: heap::heap_thread,
+    },
+    Test {
+        name: "heap_aslr",
+        run: heap::heap_aslr,
+    },
+    Test {
+        name: "heap_claims_table",
+        run: heap::claims_table,
     },
 ];
 

@@ -13,7 +13,7 @@ use mmscope::maps::{self, MapsJson};
 use mmscope::report::{JsonReport, Summary, TextReport};
 use mmscope::snapshot::{page_size, Snapshot};
 use mmscope::style::{ColorChoice, Style};
-use mmscope::trace::{self, TraceError};
+use mmscope::trace::{self, Event, TraceError};
 use mmscope::{procfs, units, Device};
 use std::ffi::OsString;
 use std::fs::File;
@@ -69,6 +69,10 @@ enum Command {
         /// steps, as SVG, to FILE.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+        /// At the end, draw the address space as the program left it (as its last thread
+        /// exited), as `mmscope maps` does. Not with --json.
+        #[arg(long, conflicts_with = "json")]
+        picture: bool,
         /// The program and its arguments.
         #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -168,10 +172,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             output,
             json,
             svg,
+            picture,
             command,
         } => {
             let dev = open_device(&cli.device)?;
-            trace_cmd(&dev, output, json, svg, command, cli.color)
+            let shape = TraceOutput { json, svg, picture };
+            trace_cmd(&dev, output, shape, command, cli.color)
         }
         Command::Lazy {
             size,
@@ -272,14 +278,24 @@ fn finish_output(res: io::Result<()>) -> Result<(), Failure> {
     }
 }
 
+/// What `mmscope trace` writes besides the trace itself.
+struct TraceOutput {
+    /// JSON lines instead of text.
+    json: bool,
+    /// The plot, to this file.
+    svg: Option<PathBuf>,
+    /// The address-space picture at the end.
+    picture: bool,
+}
+
 fn trace_cmd(
     dev: &Device,
     output: Option<PathBuf>,
-    json: bool,
-    svg: Option<PathBuf>,
+    shape: TraceOutput,
     command: Vec<OsString>,
     color: ColorChoice,
 ) -> Result<ExitCode, Failure> {
+    let TraceOutput { json, svg, picture } = shape;
     let (mut sink, style): (Box<dyn Write>, Style) = match &output {
         Some(path) => {
             let file = File::create(path).map_err(|e| {
@@ -307,7 +323,20 @@ fn trace_cmd(
         ..Default::default()
     };
     let mut write_err = None;
+    // The address space as the last thread left it, and its VMAs' names, read while the
+    // thread is stopped at its exit and the process still exists.
+    let mut last = None;
     let result = trace::run(dev, &command, |event| {
+        if let (
+            true,
+            Event::ThreadExit {
+                tid,
+                snap: Some(snap),
+            },
+        ) = (picture, &event)
+        {
+            last = Some((snap.clone(), procfs::names(Some(*tid))));
+        }
         summary.observe(&event);
         let text = if json {
             json_report.event(&event) + "\n"
@@ -332,11 +361,14 @@ fn trace_cmd(
         other => Failure(format!("tracing `{program}` failed: {other}")),
     })?;
     summary.end(ending);
-    let tail = if json {
+    let mut tail = if json {
         serde_json::to_string(&summary).unwrap_or_default() + "\n"
     } else {
         summary.text(&style)
     };
+    if let Some((snap, names)) = &last {
+        tail += &format!("\n{}", maps::picture(snap, names, &style));
+    }
     if let Err(e) = sink.write_all(tail.as_bytes()).and_then(|()| sink.flush()) {
         write_err.get_or_insert(e);
     }

@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The heap scenarios (`demo/heap/*.c`): what malloc really does, measured.
+//!
+//! Each scenario is a small C program built once per allocator (glibc, musl, jemalloc,
+//! mimalloc; `MMSCOPE_HEAP/ALLOCATOR/SCENARIO`). It drives the allocator, watches its own
+//! address space through the module's ioctls (checking every snapshot against
+//! `/proc/self/maps` and `/proc/self/stat` as it goes), and prints one verdict per claim. The
+//! tests here run every build in a fresh process, hold glibc to its documented behaviour and
+//! the kernel's claims to every allocator, run the glibc builds again under `mmscope trace`
+//! (which must change nothing), and write the claims table (`claims.md` in `MMSCOPE_OUT`)
+//! that the README carries.
+
+use crate::harness::{Context, Outcome, TestResult};
+use crate::{check, check_eq, skip};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The allocators, in the table's column order.
+const ALLOCATORS: &[&str] = &["glibc", "musl", "jemalloc", "mimalloc"];
+
+/// Where the tests leave each scenario's verdicts for [`claims_table`].
+const RESULTS_DIR: &str = "/tmp/mmscope-heap";
+
+/// A claim's verdict, as a scenario prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Holds,
+    HoldsIf,
+    DoesNotHold,
+    NotApplicable,
+}
+
+impl Verdict {
+    fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "holds" => Self::Holds,
+            "holds-if" => Self::HoldsIf,
+            "does-not-hold" => Self::DoesNotHold,
+            "n/a" => Self::NotApplicable,
+            _ => return None,
+        })
+    }
+
+    /// How the table shows it.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Holds => "**holds**",
+            Self::HoldsIf => "**holds with a condition**",
+            Self::DoesNotHold => "**does not hold**",
+            Self::NotApplicable => "n/a",
+        }
+    }
+}
+
+/// Who a claim is about, and so what the tests require of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum About {
+    /// The kernel: it must hold whatever the allocator.
+    Kernel,
+    /// glibc's malloc, whose documented behaviour is the verdict given; other allocators'
+    /// verdicts are measurements, not requirements.
+    Glibc(Verdict),
+}
+
+/// One claim of the common explanation of process memory.
+struct Claim {
+    /// The id the scenario prints.
+    id: &'static str,
+    /// The scenario program that measures it.
+    scenario: &'static str,
+    /// The claim, as the table states it.
+    text: &'static str,
+    about: About,
+}
+
+use About::{Glibc, Kernel};
+use Verdict::{DoesNotHold, Holds, HoldsIf};
+
+/// Every claim, in the table's row order.
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "small-from-brk",
+        scenario: "small",
+        text: "`malloc` up to 128 KiB moves `brk`: the block is in `[heap]`, no other VMA appears",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "large-from-mmap",
+        scenario: "large",
+        text: "`malloc(128 KiB)` gets a mapping of its own (page-rounded, with the header) \
+               between the heap and `mmap_base`; `free` unmaps it",
+        about: Glibc(HoldsIf),
+    },
+    Claim {
+        id: "mallopt-threshold",
+        scenario: "threshold",
+        text: "`mallopt(M_MMAP_THRESHOLD)` moves that boundary both ways",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "dynamic-threshold",
+        scenario: "dynamic",
+        text: "After an mmapped block is freed the threshold rises: the same size then comes \
+               from `brk`",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "free-shrinks-brk",
+        scenario: "trim",
+        text: "`free` shrinks the heap: `brk` goes down",
+        about: Glibc(HoldsIf),
+    },
+    Claim {
+        id: "malloc-trim",
+        scenario: "trim",
+        text: "`malloc_trim(0)` gives free heap memory back to the kernel",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "lazy-malloc",
+        scenario: "lazy",
+        text: "`malloc` reserves only address space: RSS does not move",
+        about: Glibc(HoldsIf),
+    },
+    Claim {
+        id: "lazy-memset",
+        scenario: "lazy",
+        text: "Writing k pages of a fresh block makes exactly k pages resident",
+        about: Kernel,
+    },
+    Claim {
+        id: "lazy-calloc",
+        scenario: "lazy",
+        text: "`calloc` of a large block touches none of it (fresh memory is already zero)",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "brk-exact",
+        scenario: "brk-unaligned",
+        text: "The kernel keeps `mm->brk` to the byte; the `[heap]` VMA ends page-aligned",
+        about: Kernel,
+    },
+    Claim {
+        id: "brk-blocked",
+        scenario: "brk-blocked",
+        text: "`brk` cannot grow into an existing mapping",
+        about: Kernel,
+    },
+    Claim {
+        id: "brk-blocked-fallback",
+        scenario: "brk-blocked",
+        text: "…and `malloc` carries on with `mmap` (a non-contiguous heap)",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "rlimit-data-brk",
+        scenario: "rlimit-data",
+        text: "`RLIMIT_DATA` below the current data size stops `brk`",
+        about: Kernel,
+    },
+    Claim {
+        id: "rlimit-data-mmap",
+        scenario: "rlimit-data",
+        text: "…and `malloc` still succeeds through `mmap`",
+        about: Glibc(DoesNotHold),
+    },
+    Claim {
+        id: "thread-arena",
+        scenario: "thread",
+        text: "A second thread's `malloc` uses an arena of its own: a 64 MiB-aligned \
+               reservation, mostly `PROT_NONE`, not `brk`",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "arena-max",
+        scenario: "thread",
+        text: "`MALLOC_ARENA_MAX=1` keeps it on the main heap",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "aslr-on",
+        scenario: "aslr",
+        text: "`start_brk` is a random distance (up to 1 GiB) above the end of the data segment",
+        about: Kernel,
+    },
+    Claim {
+        id: "aslr-off",
+        scenario: "aslr",
+        text: "With randomization off (`setarch -R`) it is right after it",
+        about: Kernel,
+    },
+];
+
+/// One verdict as a scenario printed it.
+#[derive(Clone, Debug)]
+struct Found {
+    verdict: Verdict,
+    numbers: String,
+}
+
+/// The directory of the scenario builds.
+fn heap_dir() -> Result<PathBuf, Outcome> {
+    match std::env::var("MMSCOPE_HEAP") {
+        Ok(p) => Ok(PathBuf::from(p)),
+        Err(_) => Err(Outcome::Skip("MMSCOPE_HEAP is not set".into())),
+    }
+}
+
+/// The verdicts in a scenario's output: `claim: ID: VERDICT: NUMBERS` lines.
+fn parse_claims(out: &str) -> Result<BTreeMap<String, Found>, Outcome> {
+    let mut found = BTreeMap::new();
+    for line in out.lines() {
+        let Some(rest) = line.strip_prefix("claim: ") else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ": ");
+        let (Some(id), Some(word), Some(numbers)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Outcome::Fail(format!("malformed claim line {line:?}")));
+        };
+        let verdict = Verdict::parse(word)
+            .ok_or_else(|| Outcome::Fail(format!("unknown verdict in {line:?}")))?;
+        check!(
+            CLAIMS.iter().any(|c| c.id == id),
+            "unknown claim id in {line:?}"
+        );
+        let f = Found {
+            verdict,
+            numbers: numbers.to_string(),
+        };
+        check!(
+            found.insert(id.to_string(), f).is_none(),
+            "claim {id} printed twice"
+        );
+    }
+    Ok(found)
+}
+
+/// Runs one build of a scenario (under `mmscope trace` if `traced`); returns its output.
+fn run_scenario(prog: &PathBuf, traced: bool) -> Result<String, Outcome> {
+    let mut cmd = if traced {
+        let bin = std::env::var("MMSCOPE_BIN")
+            .map_err(|_| Outcome::Skip("MMSCOPE_BIN is not set".into()))?;
+        let mut c = Command::new(bin);
+        c.args(["trace", "-o", "/dev/null", "--"]).arg(prog);
+        c
+    } else {
+        Command::new(prog)
+    };
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context(format!("running {}", prog.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in stdout.lines() {
+        println!("# {line}");
+    }
+    check!(
+        out.status.success(),
+        "{}{} failed ({}): {}{}",
+        if traced { "mmscope trace -- " } else { "" },
+        prog.display(),
+        out.status,
+        stdout.lines().last().unwrap_or(""),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout)
+}
+
+/// Runs `scenario` for every allocator, checks its verdicts and keeps them for the table.
+fn scenario(name: &str) -> TestResult {
+    let dir = heap_dir()?;
+    if !dir.join("glibc").join(name).exists() {
+        skip!("{} has no build of {name}", dir.display());
+    }
+    let ours: Vec<&Claim> = CLAIMS.iter().filter(|c| c.scenario == name).collect();
+    let mut saved = String::new();
+    for alloc in ALLOCATORS {
+        let prog = dir.join(alloc).join(name);
+        let found = parse_claims(&run_scenario(&prog, false)?)?;
+        for claim in &ours {
+            let Some(f) = found.get(claim.id) else {
+                return Err(Outcome::Fail(format!(
+                    "{alloc}/{name} gave no verdict on {}",
+                    claim.id
+                )));
+            };
+            match claim.about {
+                Kernel => check_eq!(
+                    f.verdict,
+                    Holds,
+                    "{}, a claim about the kernel, with {alloc}: {}",
+                    claim.id,
+                    f.numbers
+                ),
+                Glibc(want) if *alloc == "glibc" => {
+                    check_eq!(f.verdict, want, "{} with glibc: {}", claim.id, f.numbers)
+                }
+                Glibc(_) => {}
+            }
+            writeln!(
+                saved,
+                "{alloc}\t{}\t{}\t{}",
+                claim.id,
+                f.verdict.label(),
+                f.numbers
+            )
+            .map_err(|e| Outcome::Fail(e.to_string()))?;
+        }
+        check_eq!(
+            found.len(),
+            ours.len(),
+            "{alloc}/{name} printed verdicts on other scenarios' claims"
+        );
+        if *alloc == "glibc" {
+            // The demo shows the scenarios under the tracer: it must not change a verdict.
+            let traced = parse_claims(&run_scenario(&prog, true)?)?;
+            for claim in &ours {
+                check_eq!(
+                    traced.get(claim.id).map(|f| f.verdict),
+                    found.get(claim.id).map(|f| f.verdict),
+                    "{} under mmscope trace",
+                    claim.id
+                );
+            }
+        }
+    }
+    std::fs::create_dir_all(RESULTS_DIR).context(RESULTS_DIR)?;
+    let path = format!("{RESULTS_DIR}/{name}");
+    std::fs::write(&path, saved).context(&path)?;
+    Ok(())
+}
+
+/// The Markdown claims table from the verdicts the scenario tests left.
+fn table(dir: &std::path::Path) -> Result<String, Outcome> {
+    let mut results: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for claim in CLAIMS {
+        let path = format!("{RESULTS_DIR}/{}", claim.scenario);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Outcome::Fail(format!("{path}: {e} (did heap_{} pass?)", claim.scenario))
+        })?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.splitn(4, '\t').collect();
+            if let [alloc, id, verdict, numbers] = f[..] {
+                results.insert(
+                    (alloc.to_string(), id.to_string()),
+                    (verdict.to_string(), numbers.to_string()),
+                );
+            }
+        }
+    }
+    let mut md = String::from("| Claim |");
+    let mut rule = String::from("|---|");
+    for alloc in ALLOCATORS {
+        let version_file = dir.join(alloc).join("VERSION");
+        let version = std::fs::read_to_string(&version_file).context(version_file.display())?;
+        md += &format!(" {alloc} {} |", version.trim());
+        rule += "---|";
+    }
+    md += "\n";
+    md += &rule;
+    md += "\n";
+    for claim in CLAIMS {
+        md += &format!("| {} |", claim.text);
+        for alloc in ALLOCATORS {
+            let Some((verdict, numbers)) = results.get(&(alloc.to_string(), claim.id.to_string()))
+            else {
+                return Err(Outcome::Fail(format!(
+                    "no verdict on {} for {alloc}",
+                    claim.id
+                )));
+            };
+            md += &format!(" {verdict}: {} |", numbers.replace('|', "\\|"));
+        }
+        md += "\n";
+    }
+    Ok(md)
+}
+
+/// Writes the claims table to `MMSCOPE_OUT/claims.md` (and into the TAP log).
+pub fn claims_table() -> TestResult {
+    let dir = heap_dir()?;
+    let md = table(&dir)?;
+    for line in md.lines() {
+        println!("# {line}");
+    }
+    if let Ok(out) = std::env::var("MMSCOPE_OUT") {
+        let path = format!("{out}/claims.md");
+        std::fs::write(&path, &md).context(&path)?;
+    }
+    Ok(())
+}
+
+pub fn heap_small() -> TestResult {
+    scenario("small")
+}
+pub fn heap_large() -> TestResult {
+    scenario("large")
+}
+pub fn heap_threshold() -> TestResult {
+    scenario("threshold")
+}
+pub fn heap_dynamic() -> TestResult {
+    scenario("dynamic")
+}
+pub fn heap_trim() -> TestResult {
+    scenario("trim")
+}
+pub fn heap_lazy() -> TestResult {
+    scenario("lazy")
+}
+pub fn heap_brk_unaligned() -> TestResult {
+    scenario("brk-unaligned")
+}
+pub fn heap_brk_blocked() -> TestResult {
+    scenario("brk-blocked")
+}
+pub fn heap_rlimit_data() -> TestResult {
+    scenario("rlimit-data")
+}
+pub fn heap_thread() -> TestResult {
+    scenario("thread")
+}
+pub fn heap_aslr() -> TestResult {
+    scenario("aslr")
+}
