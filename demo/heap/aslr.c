@@ -9,8 +9,6 @@
  * each way and compares.
  */
 #include "observe.h"
-#include <sys/personality.h>
-#include <sys/wait.h>
 
 #define RUNS 6
 
@@ -26,39 +24,11 @@ static int child(void)
 	return 0;
 }
 
-/* Runs this program again, with or without randomization; returns the child's distance. */
+/* The child's distance, with or without randomization. */
 static long long distance(int randomize)
 {
-	char *const argv[] = { "aslr", "--child", NULL };
-	char *const envp[] = { NULL };
-	char answer[64];
-	int fds[2], status;
-	ssize_t n;
-	size_t len = 0;
-	pid_t pid;
-
-	if (pipe(fds) != 0)
-		die("pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		dup2(fds[1], 1);
-		close(fds[0]);
-		close(fds[1]);
-		if (!randomize && personality(ADDR_NO_RANDOMIZE) == -1)
-			_exit(126);
-		execve("/proc/self/exe", argv, envp);
-		_exit(127);
-	}
-	close(fds[1]);
-	while ((n = read(fds[0], answer + len, sizeof(answer) - 1 - len)) > 0)
-		len += (size_t)n;
-	close(fds[0]);
-	answer[len] = '\0';
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		die("the child run failed: %s", answer);
-	return strtoll(answer, NULL, 10);
+	return strtoll(run_child("aslr", (char *[]){ NULL }, randomize ? 0 : ADDR_NO_RANDOMIZE),
+		       NULL, 10);
 }
 
 int main(int argc, char **argv)

@@ -34,7 +34,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mmscope.h"
@@ -421,6 +423,46 @@ static inline unsigned long resident_pages(const void *addr, size_t len)
 	for (i = 0; i < pages; i++)
 		n += vec[i] & 1;
 	return n;
+}
+
+/*
+ * Runs this program again in a fresh process, as `NAME --child`, with the
+ * environment envp and, if persona is not 0, that personality(2); returns
+ * the first line the child printed, in a static buffer. A failed child stops
+ * the scenario.
+ */
+static inline const char *run_child(const char *name, char *const envp[], unsigned long persona)
+{
+	static char answer[256];
+	char *const argv[] = { (char *)name, "--child", NULL };
+	int fds[2], status;
+	ssize_t n;
+	size_t len = 0;
+	pid_t pid;
+
+	if (pipe(fds) != 0)
+		die("pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		if (persona && personality(persona) == -1)
+			_exit(126);
+		execve("/proc/self/exe", argv, envp);
+		_exit(127);
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], answer + len, sizeof(answer) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fds[0]);
+	answer[len] = '\0';
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("the child run of %s failed: %s", name, answer);
+	answer[strcspn(answer, "\n")] = '\0';
+	return answer;
 }
 
 /* brk(2) itself, bypassing the C library's sbrk(): returns the new brk. */

@@ -9,7 +9,6 @@
  */
 #include "observe.h"
 #include <pthread.h>
-#include <sys/wait.h>
 
 #define ARENA (64 * MiB)
 
@@ -73,40 +72,6 @@ static int child(void)
 	return 0;
 }
 
-/* Runs this program again with MALLOC_ARENA_MAX=1; returns the child's answer. */
-static const char *with_arena_max_1(void)
-{
-	static char answer[64];
-	char *const argv[] = { "thread", "--child", NULL };
-	char *const envp[] = { "MALLOC_ARENA_MAX=1", NULL };
-	int fds[2], status;
-	ssize_t n;
-	size_t len = 0;
-	pid_t pid;
-
-	if (pipe(fds) != 0)
-		die("pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		dup2(fds[1], 1);
-		close(fds[0]);
-		close(fds[1]);
-		execve("/proc/self/exe", argv, envp);
-		_exit(127);
-	}
-	close(fds[1]);
-	while ((n = read(fds[0], answer + len, sizeof(answer) - 1 - len)) > 0)
-		len += (size_t)n;
-	close(fds[0]);
-	answer[len] = '\0';
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		die("the MALLOC_ARENA_MAX=1 run failed: %s", answer);
-	answer[strcspn(answer, "\n")] = '\0';
-	return answer;
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long long rw, none;
@@ -138,13 +103,12 @@ int main(int argc, char **argv)
 		      source(&s1, p));
 
 #ifdef GLIBC_MALLOC
-	single = with_arena_max_1();
+	single = run_child("thread", (char *[]){ "MALLOC_ARENA_MAX=1", NULL }, 0);
 	say("  with MALLOC_ARENA_MAX=1 the thread's block is from %s\n", single);
 	claim("arena-max", strcmp(single, "brk") == 0 ? HOLDS : DOES_NOT_HOLD,
 	      "with MALLOC_ARENA_MAX=1 the thread's malloc(1 KiB) is from %s", single);
 #else
 	(void)single;
-	(void)with_arena_max_1;
 	claim("arena-max", NOT_APPLICABLE, "no MALLOC_ARENA_MAX");
 #endif
 	return 0;

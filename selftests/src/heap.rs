@@ -271,7 +271,7 @@ fn run_scenario(prog: &PathBuf, traced: bool) -> Result<String, Outcome> {
 }
 
 /// Runs `scenario` for every allocator, checks its verdicts and keeps them for the table.
-fn scenario(name: &str) -> TestResult {
+pub fn scenario(name: &str) -> TestResult {
     let dir = heap_dir()?;
     if !dir.join("glibc").join(name).exists() {
         skip!("{} has no build of {name}", dir.display());
@@ -392,38 +392,4 @@ pub fn claims_table() -> TestResult {
         std::fs::write(&path, &md).context(&path)?;
     }
     Ok(())
-}
-
-pub fn heap_small() -> TestResult {
-    scenario("small")
-}
-pub fn heap_large() -> TestResult {
-    scenario("large")
-}
-pub fn heap_threshold() -> TestResult {
-    scenario("threshold")
-}
-pub fn heap_dynamic() -> TestResult {
-    scenario("dynamic")
-}
-pub fn heap_trim() -> TestResult {
-    scenario("trim")
-}
-pub fn heap_lazy() -> TestResult {
-    scenario("lazy")
-}
-pub fn heap_brk_unaligned() -> TestResult {
-    scenario("brk-unaligned")
-}
-pub fn heap_brk_blocked() -> TestResult {
-    scenario("brk-blocked")
-}
-pub fn heap_rlimit_data() -> TestResult {
-    scenario("rlimit-data")
-}
-pub fn heap_thread() -> TestResult {
-    scenario("thread")
-}
-pub fn heap_aslr() -> TestResult {
-    scenario("aslr")
 }

@@ -213,47 +213,47 @@ const TESTS: &[Test] = &[
     },
     Test {
         name: "heap_small",
-        run: heap::heap_small,
+        run: || heap::scenario("small"),
     },
     Test {
         name: "heap_large",
-        run: heap::heap_large,
+        run: || heap::scenario("large"),
     },
     Test {
         name: "heap_threshold",
-        run: heap::heap_threshold,
+        run: || heap::scenario("threshold"),
     },
     Test {
         name: "heap_dynamic",
-        run: heap::heap_dynamic,
+        run: || heap::scenario("dynamic"),
     },
     Test {
         name: "heap_trim",
-        run: heap::heap_trim,
+        run: || heap::scenario("trim"),
     },
     Test {
         name: "heap_lazy",
-        run: heap::heap_lazy,
+        run: || heap::scenario("lazy"),
     },
     Test {
         name: "heap_brk_unaligned",
-        run: heap::heap_brk_unaligned,
+        run: || heap::scenario("brk-unaligned"),
     },
     Test {
         name: "heap_brk_blocked",
-        run: heap::heap_brk_blocked,
+        run: || heap::scenario("brk-blocked"),
     },
     Test {
         name: "heap_rlimit_data",
-        run: heap::heap_rlimit_data,
+        run: || heap::scenario("rlimit-data"),
     },
     Test {
         name: "heap_thread",
-        run: heap::heap_thread,
+        run: || heap::scenario("thread"),
     },
     Test {
         name: "heap_aslr",
-        run: heap::heap_aslr,
+        run: || heap::scenario("aslr"),
     },
     Test {
         name: "heap_claims_table",
