@@ -217,8 +217,11 @@ fn vma_list(arg: usize, file: &File) -> Result {
     let record_size = req.fields.read::<u32>()? as usize;
     let capacity = req.fields.read::<u32>()? as usize;
     let ours = size_of::<uapi::MmscopeVma>();
-    if record_size < ours || record_size > kernel::page::PAGE_SIZE {
+    if record_size < ours {
         return Err(EINVAL);
+    }
+    if record_size > uapi::MAX_STRUCT_SIZE {
+        return Err(E2BIG);
     }
     let start = usize::try_from(start).map_err(|_| EINVAL)?;
     let records = usize::try_from(records).map_err(|_| EINVAL)?;

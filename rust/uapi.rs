@@ -25,7 +25,7 @@ use zerocopy_derive::Immutable;
 pub(crate) const MMSCOPE_IOC_MAGIC: u32 = 0xB9;
 
 /// The ABI version this module implements (`MMSCOPE_ABI_VERSION`).
-pub(crate) const MMSCOPE_ABI_VERSION: u32 = 4;
+pub(crate) const MMSCOPE_ABI_VERSION: u32 = 5;
 
 /// Writes [`MMSCOPE_ABI_VERSION`] to the `u32` that the argument points to.
 pub(crate) const MMSCOPE_IOC_VERSION: u32 = _IOR::<u32>(MMSCOPE_IOC_MAGIC, 0x00);
@@ -208,15 +208,43 @@ pub(crate) struct MmscopeMemStats {
 /// Reads the size of an extensible struct at `arg`, whose first version is `T`.
 ///
 /// Every extensible struct starts with its `u32` size. Returns the size to use: the smaller of
-/// the caller's and ours. The caller's must be at least the first version's size and at most a
-/// page (`EINVAL` otherwise).
+/// the caller's and ours. The caller's must be at least the first version's size (`EINVAL`
+/// otherwise) and at most [`MAX_STRUCT_SIZE`] (`E2BIG`); bytes of it past ours must be zero
+/// (`E2BIG`), the kernel's rule for extensible structs.
 pub(crate) fn read_ext_header<T>(arg: usize) -> Result<usize> {
+    let ours = size_of::<T>();
     let mut reader = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>()).reader();
     let size = reader.read::<u32>()? as usize;
-    if size < size_of::<T>() || size > kernel::page::PAGE_SIZE {
+    if size < ours {
         return Err(EINVAL);
     }
-    Ok(size.min(size_of::<T>()))
+    if size > MAX_STRUCT_SIZE {
+        return Err(E2BIG);
+    }
+    if size > ours {
+        check_zeroed(arg.checked_add(ours).ok_or(EFAULT)?, size - ours)?;
+    }
+    Ok(ours)
+}
+
+/// The largest struct or record size a caller may pass (`E2BIG` above it), as `clone3()` and
+/// `perf_event_open()` bound theirs.
+pub(crate) const MAX_STRUCT_SIZE: usize = 4096;
+
+/// Fails with `E2BIG` unless the `len` bytes at `addr` are all zero, as
+/// `check_zeroed_user()` does for `copy_struct_from_user()`: the part of a newer caller's
+/// struct that this module does not know must not ask for anything.
+fn check_zeroed(addr: usize, len: usize) -> Result {
+    let mut reader = UserSlice::new(UserPtr::from_addr(addr), len).reader();
+    let mut buf = [0u8; 64];
+    while !reader.is_empty() {
+        let part = buf.get_mut(..reader.len().min(64)).ok_or(EINVAL)?;
+        reader.read_slice(part)?;
+        if part.iter().any(|&b| b != 0) {
+            return Err(E2BIG);
+        }
+    }
+    Ok(())
 }
 
 /// Reads the size and flags of an extensible struct whose first version is `T` and that takes

@@ -21,8 +21,10 @@
  * a rule is relaxed; a version never changes the meaning of an existing ioctl.
  *   3: the address-space ioctls
  *   4: a tracer may read its tracee's address space (MMSCOPE_F_PID)
+ *   5: the extensible-struct rule in full: sizes above 4096 bytes are E2BIG
+ *      (EINVAL before), and so are nonzero bytes past the kernel's struct
  */
-#define MMSCOPE_ABI_VERSION	4
+#define MMSCOPE_ABI_VERSION	5
 
 /*
  * MMSCOPE_IOC_VERSION: write the module's ABI version to *arg.
@@ -31,11 +33,17 @@
 #define MMSCOPE_IOC_VERSION	_IOR(MMSCOPE_IOC_MAGIC, 0x00, __u32)
 
 /*
- * Extensible structs start with __u32 size, then __u32 flags. The caller sets
- * size to sizeof() of the struct it was built with; it must be at least the
- * size of the struct's first version (EINVAL otherwise). The kernel reads and
- * writes no more than the smaller of the caller's size and its own, and
- * reports that in size. Flags the kernel does not know give EINVAL.
+ * Extensible structs start with __u32 size, then __u32 flags, and follow the
+ * kernel's rule for them (copy_struct_from_user(), PROCMAP_QUERY). The caller
+ * sets size to sizeof() of the struct it was built with:
+ *   - below the size of the struct's first version: EINVAL;
+ *   - above 4096 bytes: E2BIG (as clone3() and perf_event_open());
+ *   - larger than the kernel's struct: the bytes the kernel does not know must
+ *     be zero, E2BIG otherwise, so that a request a newer program makes is
+ *     never silently half-understood (ABI version 5).
+ * The kernel reads and writes no more than the smaller of the caller's size
+ * and its own, and reports that in size. Flags the kernel does not know give
+ * EINVAL.
  */
 
 /*
@@ -258,7 +266,9 @@ struct mmscope_vma {
  * struct mmscope_vma_list - a page of the VMA list
  * @start_addr:  in: report VMAs from the first one ending above it
  * @records:     in: user pointer to an array of records
- * @record_size: in: the array's stride, at least sizeof(struct mmscope_vma);
+ * @record_size: in: the array's stride, at least sizeof(struct mmscope_vma)
+ *               (EINVAL) and at most 4096 (E2BIG); the kernel writes its
+ *               own record at the start of each and leaves the rest alone;
  *               out: the bytes of each record the kernel wrote
  * @capacity:    in: how many records the array holds (0: only count them)
  * @count:       out: records written

@@ -158,6 +158,10 @@ const TESTS: &[Test] = &[
     },
     // The mmscope command.
     Test {
+        name: "extensible_struct_rule",
+        run: mm::extensible_struct_rule,
+    },
+    Test {
         name: "cli_maps_json_matches_procfs",
         run: cli::cli_maps_json_matches_procfs,
     },

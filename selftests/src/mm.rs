@@ -611,8 +611,8 @@ pub fn mm_ioctls_bad_input() -> TestResult {
     )?;
     expect_errno(
         summary(&|s| s.size = 1 << 20),
-        libc::EINVAL,
-        "summary: size above a page",
+        libc::E2BIG,
+        "summary: size above 4096",
     )?;
     expect_errno(
         summary(&|s| s.flags = 1 << 7),
@@ -963,4 +963,152 @@ pub fn tracer_reads_its_tracee() -> TestResult {
     })();
     drop(target);
     result
+}
+
+/// A request `req` at the start of a zeroed 4104-byte buffer: room for what a newer program,
+/// built with a larger struct, passes.
+fn in_big_buffer<T: Copy>(req: &T) -> Vec<u64> {
+    let mut buf = vec![0u64; 4104 / 8];
+    // SAFETY: `T` is a plain `repr(C)` ABI struct of fewer than 4104 bytes, copied into the
+    // buffer's start; the buffer is `u64`-aligned, as `T` needs.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            req as *const T as *const u8,
+            buf.as_mut_ptr() as *mut u8,
+            size_of::<T>(),
+        )
+    };
+    buf
+}
+
+/// The kernel's rule for extensible structs, on every ioctl that takes one: a larger struct is
+/// accepted when the bytes the module does not know are zero (and the size written back is the
+/// module's), refused with `E2BIG` when one of them is not, or when the size is above 4096;
+/// `record_size` of the VMA list likewise.
+pub fn extensible_struct_rule() -> TestResult {
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let mut records = vec![Vma::default(); 64];
+    let here = records.as_ptr() as u64;
+    let list = abi::VmaList {
+        size: size_of::<abi::VmaList>() as u32,
+        records: records.as_mut_ptr() as u64,
+        record_size: size_of::<Vma>() as u32,
+        capacity: 0,
+        ..Default::default()
+    };
+    let query = abi::VmaQuery {
+        size: size_of::<abi::VmaQuery>() as u32,
+        addr: here,
+        ..Default::default()
+    };
+    let stats = abi::MemStats {
+        size: size_of::<abi::MemStats>() as u32,
+        ..Default::default()
+    };
+    let summary = abi::MmSummary {
+        size: size_of::<abi::MmSummary>() as u32,
+        ..Default::default()
+    };
+    let cases = [
+        (
+            "mem_stats",
+            abi::MMSCOPE_IOC_MEM_STATS,
+            size_of::<abi::MemStats>(),
+            in_big_buffer(&stats),
+        ),
+        (
+            "mm_summary",
+            abi::MMSCOPE_IOC_MM_SUMMARY,
+            size_of::<abi::MmSummary>(),
+            in_big_buffer(&summary),
+        ),
+        (
+            "vma_list",
+            abi::MMSCOPE_IOC_VMA_LIST,
+            size_of::<abi::VmaList>(),
+            in_big_buffer(&list),
+        ),
+        (
+            "vma_query",
+            abi::MMSCOPE_IOC_VMA_QUERY,
+            size_of::<abi::VmaQuery>(),
+            in_big_buffer(&query),
+        ),
+    ];
+    for (name, cmd, ours, template) in &cases {
+        let call = |mut buf: Vec<u64>| {
+            // SAFETY: `buf` holds 4104 writable bytes, more than any size used here.
+            unsafe { dev.ioctl(*cmd, buf.as_mut_ptr() as usize) }.map(|_| buf)
+        };
+        let with = |size: usize, tail: Option<usize>| {
+            let mut b = template.clone();
+            b[0] = (b[0] & !0xffff_ffff) | size as u64;
+            if let Some(at) = tail {
+                // SAFETY: `at` is below 4104, inside the buffer.
+                unsafe { *(b.as_mut_ptr() as *mut u8).add(at) = 1 };
+            }
+            b
+        };
+        for size in [ours + 8, 4096] {
+            let out = call(with(size, None)).context(format!("{name}: size {size}, zero tail"))?;
+            check_eq!(
+                (out[0] & 0xffff_ffff) as usize,
+                *ours,
+                "{name}: size written back for a {size}-byte struct"
+            );
+            check!(
+                // SAFETY: the buffer has 4104 bytes; the module may write only its own.
+                (*ours..4104).all(|i| unsafe { *(out.as_ptr() as *const u8).add(i) } == 0),
+                "{name}: wrote past its own struct"
+            );
+            expect_errno(
+                call(with(size, Some(size - 1))),
+                libc::E2BIG,
+                &format!("{name}: size {size}, last byte nonzero"),
+            )?;
+        }
+        expect_errno(
+            call(with(*ours + 8, Some(*ours))),
+            libc::E2BIG,
+            &format!("{name}: first unknown byte nonzero"),
+        )?;
+        expect_errno(
+            call(with(4097, None)),
+            libc::E2BIG,
+            &format!("{name}: size 4097"),
+        )?;
+        expect_errno(
+            call(with(ours - 1, None)),
+            libc::EINVAL,
+            &format!("{name}: size one short"),
+        )?;
+    }
+
+    // record_size: up to 4096 accepted (the module writes its record at the start of each),
+    // above it E2BIG.
+    let mut big = vec![0u64; 2 * 4096 / 8];
+    for (record_size, want) in [(4096u32, None), (4097, Some(libc::E2BIG))] {
+        let mut l = abi::VmaList {
+            records: big.as_mut_ptr() as u64,
+            record_size,
+            capacity: 2,
+            ..list
+        };
+        // SAFETY: `l` is a VmaList; its array holds two records of 4096 bytes.
+        let res = unsafe { dev.ioctl(abi::MMSCOPE_IOC_VMA_LIST, &mut l as *mut _ as usize) };
+        match want {
+            None => {
+                res.context("vma_list with record_size 4096")?;
+                check_eq!(
+                    l.record_size as usize,
+                    size_of::<Vma>(),
+                    "record_size written back"
+                );
+                check!(l.count == 2, "two records of 4096 bytes: {}", l.count);
+                check!(big[4096 / 8] != 0, "the second record starts 4096 bytes in");
+            }
+            Some(errno) => expect_errno(res, errno, "vma_list with record_size 4097")?,
+        }
+    }
+    Ok(())
 }
