@@ -3,12 +3,14 @@
 # mmscope: build the out-of-tree Rust module against a Rust-enabled kernel and
 # test it in QEMU.
 #
-#   make                     build rust/mmscope.ko (against the cached kernel,
-#                            built on first use)
+#   make                     build build/module/rust/mmscope.ko (against the
+#                            cached kernel, built on first use)
 #   make KDIR=/path/to/build build against your own Rust-enabled kernel build
 #   make demo                boot the guest and show what malloc really does, step by
 #                            step, with plots (build/demo/) and the claims table
 #   make test                check, build, boot the guest and run the selftests
+#   make test-debug          the same on the debug kernel (KASAN, lockdep, kmemleak,
+#                            fault injection)
 #   make shell               boot the guest with the module loaded and a shell
 #   make docs                regenerate the README's example output in the guest
 #   make clean               remove the build outputs
@@ -17,15 +19,26 @@
 LLVM ?= -19
 OUT := $(CURDIR)/build
 
-# The kernel build directory. Unless given, the project's cached kernel: it is
-# fetched and built on first use (scripts/kernel.sh) and evaluated only once.
+# The kernel flavour: config fragments merged over tinyconfig. `make test-debug`
+# chooses the debug flavour (configs/debug.config) and keeps its module,
+# initramfs and logs apart, in build/debug/ (RUN_OUT, MODULE_OUT).
+KERNEL_FRAGMENTS ?= configs/base.config
+RUN_OUT ?= $(OUT)
+# The module's objects go out of the source tree (kbuild's MO=), one directory
+# per flavour: rust/mmscope.ko in it.
+MODULE_OUT ?= $(OUT)/module
+KO = $(MODULE_OUT)/rust/mmscope.ko
+
+# The kernel build directory. Unless given, the project's cached kernel of that
+# flavour: fetched and built on first use (scripts/kernel.sh), evaluated once.
 ifeq ($(origin KDIR),undefined)
 KDIR_DEFAULT := 1
-KDIR = $(eval KDIR := $(shell $(CURDIR)/scripts/kernel.sh))$(KDIR)
+KDIR = $(eval KDIR := $(shell MMSCOPE_KERNEL_FRAGMENTS="$(KERNEL_FRAGMENTS)" \
+	$(CURDIR)/scripts/kernel.sh))$(KDIR)
 DEPS := deps
 endif
 
-KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM)
+KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) MO=$(MODULE_OUT) LLVM=$(LLVM)
 CHECK_KDIR = @test -n "$(KDIR)" || { echo "mmscope: no kernel build directory (see the error above)" >&2; exit 1; }
 
 # The userspace workspace (tools/: the library and the mmscope command; selftests/), built
@@ -45,10 +58,10 @@ HEAP_DIR := $(OUT)/heap
 HEAP_STAMP := $(HEAP_DIR)/.built
 # A real program from the host, traced by the demo: GNU sort.
 HOST_PROGRAMS := /usr/bin/sort
-INITRAMFS := $(OUT)/initramfs.cpio.gz
+INITRAMFS := $(RUN_OUT)/initramfs.cpio.gz
 GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS)
 
-.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test demo \
+.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test test-debug demo \
 	shell docs clean rust-analyzer
 
 all: modules
@@ -96,13 +109,19 @@ compat32: $(DEPS)
 	gcc -m32 -static -O2 -Wall -Werror -I include/uapi -o $(COMPAT32) selftests/compat/compat32.c
 
 initramfs: modules userspace compat32 progs heap
-	scripts/initramfs.sh $(INITRAMFS) rust/mmscope.ko $(SELFTESTS_BIN) $(COMPAT32) $(MMSCOPE_BIN) \
+	scripts/initramfs.sh $(INITRAMFS) $(KO) $(SELFTESTS_BIN) $(COMPAT32) $(MMSCOPE_BIN) \
 		$(PROGS_DIR) $(HEAP_DIR) $(HOST_PROGRAMS)
 
 # The selftests; the claims table they measure must be the one the README holds.
 test: check initramfs
-	$(GUEST) $(OUT)/guest-test.log test $(OUT)/test-out
-	scripts/update-readme.py --check $(OUT)/test-out claims
+	$(GUEST) $(RUN_OUT)/guest-test.log test $(RUN_OUT)/test-out
+	scripts/update-readme.py --check $(RUN_OUT)/test-out claims
+
+# The same on the debug kernel: KASAN, lockdep, DEBUG_VM, kmemleak (a leak fails
+# the run), Rust's assertions and overflow checks, and the fault-injection tests.
+test-debug:
+	$(MAKE) test KERNEL_FRAGMENTS="configs/base.config configs/debug.config" \
+		RUN_OUT=$(OUT)/debug MODULE_OUT=$(OUT)/debug/module
 
 # The heap scenarios under the tracer, a real program, the claims table.
 demo: initramfs

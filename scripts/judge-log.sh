@@ -13,8 +13,14 @@ step "judge the guest log"
 
 failed=0
 splat='BUG:|WARNING:|Oops|Kernel panic|general protection fault|Call Trace:|KASAN|UBSAN|'
-splat+='possible circular locking|possible recursive locking|inconsistent lock state|lockdep|'
-splat+='refcount_t:|rust_panic|panicked at|INFO: task .* blocked|RCU stall|kernel BUG'
+# lockdep and the atomic-sleep check (their reports; not the word, which the
+# debug kernel's boot banner uses)
+splat+='possible circular locking|possible recursive locking|inconsistent lock state|'
+splat+='suspicious RCU usage|DEBUG_LOCKS_WARN_ON|bad unlock balance|lock held when returning|'
+splat+='possible irq lock inversion|non-static key|sleeping function called from invalid context|'
+splat+='refcount_t:|rust_panic|panicked at|INFO: task .* blocked|RCU stall|kernel BUG|'
+# kmemleak's report (the debug kernel; scripts/guest-init.sh prints it)
+splat+='unreferenced object 0x|suspected memory leak'
 if grep -naE "$splat" "$log" >&2; then
 	echo "mmscope: kernel splat in the guest log (lines above)" >&2
 	failed=1
