@@ -72,6 +72,8 @@ insmod /mmscope/mmscope.ko || finish insmod=failed
 status=0
 case "$mode" in
 test)
+	# The debug kernel (KASAN, lockdep) under TCG is several times slower.
+	[ -e $KMEMLEAK ] && export MMSCOPE_TEST_TIMEOUT=600
 	MMSCOPE_KO=/mmscope/mmscope.ko MMSCOPE_COMPAT32=/mmscope/compat32 \
 		MMSCOPE_BIN=/bin/mmscope MMSCOPE_PROGS=/mmscope/progs MMSCOPE_HEAP=/mmscope/heap \
 		MMSCOPE_OUT=/out /mmscope/selftests

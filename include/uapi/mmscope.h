@@ -70,8 +70,10 @@
  *
  * An access at or past the size limit (after mremap() grew a mapping, or the
  * limit was lowered), or one that would take the module past its cap on all
- * objects' memory (module parameter max_mb), raises SIGBUS. A failed page
- * allocation is VM_FAULT_OOM.
+ * objects' memory (module parameter max_mb), raises SIGBUS. A failed
+ * allocation in the fault handler (the page, or the page store's own memory)
+ * is VM_FAULT_OOM: the memory cgroup's OOM handling when a cgroup limit caused
+ * it, otherwise the kernel retries the fault. Nothing is left half-allocated.
  *
  * On a fault, pages the object already holds within the aligned 64 KiB
  * window around the faulting page are mapped as well (fault-around).

@@ -9,8 +9,18 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::{fmt, fs, io};
 
-/// How long one test may run before it is killed and reported as failed.
+/// How long one test may run before it is killed and reported as failed, unless
+/// `MMSCOPE_TEST_TIMEOUT` (seconds) says otherwise: the debug kernel is several times slower.
 pub const TEST_TIMEOUT_SECS: u32 = 120;
+
+/// The timeout in force: `MMSCOPE_TEST_TIMEOUT` or [`TEST_TIMEOUT_SECS`].
+fn test_timeout() -> u32 {
+    std::env::var("MMSCOPE_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(TEST_TIMEOUT_SECS)
+}
 
 /// Why a test did not pass.
 #[derive(Debug)]
@@ -162,6 +172,7 @@ const CHILD_SKIP: i32 = 4;
 /// Runs one test in a forked child; its failure or skip message comes back through a pipe.
 fn run_isolated(test: &Test) -> TestResult {
     let _ = io::stdout().flush();
+    let timeout = test_timeout();
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -183,7 +194,7 @@ fn run_isolated(test: &Test) -> TestResult {
     if pid == 0 {
         drop(rd);
         // SAFETY: alarm only arms a timer; SIGALRM's default action ends the child.
-        unsafe { libc::alarm(TEST_TIMEOUT_SECS) };
+        unsafe { libc::alarm(timeout) };
         let (code, msg) = match (test.run)() {
             Ok(()) => (CHILD_PASS, String::new()),
             Err(Outcome::Fail(m)) => (CHILD_FAIL, m),
@@ -209,7 +220,7 @@ fn run_isolated(test: &Test) -> TestResult {
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
         let why = if sig == libc::SIGALRM {
-            format!("timed out after {TEST_TIMEOUT_SECS}s")
+            format!("timed out after {timeout}s")
         } else {
             format!("killed by signal {sig}")
         };

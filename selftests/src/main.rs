@@ -13,6 +13,7 @@ mod device;
 mod harness;
 mod heap;
 mod helpers;
+mod inject;
 mod lazy;
 mod mm;
 mod sys;
@@ -206,6 +207,15 @@ const TESTS: &[Test] = &[
         run: cli::cli_missing_module_says_how_to_load,
     },
     // Last: nothing any test allocated may outlive it.
+    // Allocation failures injected into every path (the debug kernel).
+    Test {
+        name: "syscalls_survive_allocation_failures",
+        run: inject::syscalls_survive_allocation_failures,
+    },
+    Test {
+        name: "faults_survive_allocation_failures",
+        run: inject::faults_survive_allocation_failures,
+    },
     Test {
         name: "nothing_left_allocated",
         run: lazy::nothing_left_allocated,
