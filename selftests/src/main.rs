@@ -10,6 +10,7 @@
 
 mod cli;
 mod device;
+mod fuzz;
 mod harness;
 mod heap;
 mod helpers;
@@ -207,6 +208,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_missing_module_says_how_to_load,
     },
     // Last: nothing any test allocated may outlive it.
+    Test {
+        name: "ioctl_fuzz",
+        run: fuzz::ioctl_fuzz,
+    },
     // Allocation failures injected into every path (the debug kernel).
     Test {
         name: "syscalls_survive_allocation_failures",
