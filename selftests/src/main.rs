@@ -16,6 +16,7 @@ mod heap;
 mod helpers;
 mod inject;
 mod lazy;
+mod lifecycle;
 mod mm;
 mod sys;
 
@@ -208,6 +209,19 @@ const TESTS: &[Test] = &[
         run: cli::cli_missing_module_says_how_to_load,
     },
     // Last: nothing any test allocated may outlive it.
+    // The module's life, and the system's limits.
+    Test {
+        name: "rmmod_refused_while_mapped",
+        run: lifecycle::rmmod_refused_while_mapped,
+    },
+    Test {
+        name: "reload_with_users",
+        run: lifecycle::reload_with_users,
+    },
+    Test {
+        name: "memcg_limit_kills_only_the_offender",
+        run: lifecycle::memcg_limit_kills_only_the_offender,
+    },
     Test {
         name: "ioctl_fuzz",
         run: fuzz::ioctl_fuzz,
