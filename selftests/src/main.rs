@@ -18,6 +18,7 @@ mod inject;
 mod lazy;
 mod lifecycle;
 mod mm;
+mod stress;
 mod sys;
 
 use harness::Test;
@@ -221,6 +222,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "memcg_limit_kills_only_the_offender",
         run: lifecycle::memcg_limit_kills_only_the_offender,
+    },
+    Test {
+        name: "stress_against_model",
+        run: stress::stress_against_model,
     },
     Test {
         name: "ioctl_fuzz",

@@ -1112,3 +1112,11 @@ pub fn extensible_struct_rule() -> TestResult {
     }
     Ok(())
 }
+
+/// The VMA list of this process (or of `pid`), taken at a quiet point, against
+/// `/proc/<pid>/maps`, line for line.
+pub(crate) fn listing_matches_procfs(dev: &Device, pid: Option<i32>) -> TestResult {
+    let mut b = Buffers::new(4096);
+    snapshot_maps(dev, pid, &mut b)?;
+    compare_with_maps(&b.vmas, &b.text)
+}
