@@ -104,7 +104,7 @@ fn thread_main(
     };
     for _ in 0..OPS {
         model.ops.fetch_add(1, Relaxed);
-        match rng.below(10) {
+        match rng.below(11) {
             0 | 1 => {
                 let k = rng.below(OWN as u64) as usize;
                 seq += 1;
@@ -194,6 +194,35 @@ fn thread_main(
                         "an address space walked mid-change is not in order: {:?}",
                         &recs[..n]
                     ));
+                }
+            }
+            9 => {
+                // A child forked from this many-threaded process sees the thread's pages
+                // through the inherited window; it only reads and leaves with _exit.
+                let expect: [u64; OWN] =
+                    std::array::from_fn(|k| match model.last[first + k].load(Relaxed) {
+                        0 => 0,
+                        s => tag(first + k, s),
+                    });
+                for k in 0..OWN {
+                    model.touched[first + k].store(1, Relaxed);
+                }
+                let w = window.addr();
+                // SAFETY: The child only reads memory and calls _exit, which is
+                // async-signal-safe in a child of a many-threaded process.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    let same = (0..OWN).all(|k| get(w, k) == expect[k]);
+                    // SAFETY: _exit ends the child at once.
+                    unsafe { libc::_exit(i32::from(!same)) };
+                }
+                let mut status = 0;
+                // SAFETY: `pid` is our child.
+                if pid < 0 || unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+                    return Err("fork or waitpid failed".into());
+                }
+                if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                    return Err("a forked child saw other values than the model".into());
                 }
             }
             _ => {
