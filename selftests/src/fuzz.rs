@@ -11,7 +11,7 @@
 //! kernel writes cannot disturb the fuzzer itself. The module's counters must balance after.
 
 use crate::harness::{Context, Outcome, TestResult};
-use crate::sys::{in_child, page_size, ChildEnd};
+use crate::sys::{in_child, page_size, ChildEnd, Rng};
 use crate::{check, check_eq};
 use mmscope::{abi, Device, Mapping};
 
@@ -19,26 +19,6 @@ use mmscope::{abi, Device, Mapping};
 const CALLS: u32 = 20_000;
 /// The seed, printed with the results.
 const SEED: u64 = 0x6d6d_7363_6f70_6531;
-
-/// xorshift64*: small, fixed, replayable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// The memory the fuzzer points the kernel at.
 struct Arena {

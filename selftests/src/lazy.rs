@@ -733,15 +733,7 @@ pub fn pages_charged_to_callers_memcg() -> TestResult {
     const BATCH: usize = 64;
     let ps = page_size();
     let root = Path::new("/sys/fs/cgroup");
-    let Ok(controllers) = fs::read_to_string(root.join("cgroup.controllers")) else {
-        skip!("cgroup2 is not mounted at /sys/fs/cgroup");
-    };
-    if !controllers.split_whitespace().any(|c| c == "memory") {
-        skip!("the memory controller is not available (CONFIG_MEMCG=n)");
-    }
-    fs::write(root.join("cgroup.subtree_control"), "+memory").context("enable +memory")?;
-    let cg = root.join(format!("mmscope-test-{}", std::process::id()));
-    fs::create_dir(&cg).context("create a cgroup")?;
+    let cg = sys::new_memcg("mmscope-test")?;
     let result = (|| -> TestResult {
         fs::write(cg.join("cgroup.procs"), std::process::id().to_string())
             .context("move into the cgroup")?;

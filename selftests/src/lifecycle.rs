@@ -6,7 +6,7 @@
 
 use crate::harness::{expect_errno, Context, Outcome, TestResult};
 use crate::sys::{self, in_child, page_size, ChildEnd};
-use crate::{check, check_eq, skip};
+use crate::{check, check_eq};
 use mmscope::Device;
 use std::fs;
 use std::path::Path;
@@ -92,16 +92,7 @@ pub fn rmmod_refused_while_mapped() -> TestResult {
 /// OOM killer, alone: it is killed, the cgroup records it, its pages are all freed, and a
 /// process outside goes on using the module.
 pub fn memcg_limit_kills_only_the_offender() -> TestResult {
-    let root = Path::new("/sys/fs/cgroup");
-    let Ok(controllers) = fs::read_to_string(root.join("cgroup.controllers")) else {
-        skip!("cgroup2 is not mounted at /sys/fs/cgroup");
-    };
-    if !controllers.split_whitespace().any(|c| c == "memory") {
-        skip!("the memory controller is not available (CONFIG_MEMCG=n)");
-    }
-    fs::write(root.join("cgroup.subtree_control"), "+memory").context("enable +memory")?;
-    let cg = root.join(format!("mmscope-oom-{}", std::process::id()));
-    fs::create_dir(&cg).context("create a cgroup")?;
+    let cg = sys::new_memcg("mmscope-oom")?;
     let result = (|| -> TestResult {
         fs::write(cg.join("memory.max"), "8M").context("memory.max")?;
         fs::write(cg.join("memory.swap.max"), "0").ok();

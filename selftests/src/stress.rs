@@ -15,7 +15,7 @@
 
 use crate::harness::{Context, Outcome, TestResult};
 use crate::mm::listing_matches_procfs;
-use crate::sys::page_size;
+use crate::sys::{page_size, Rng};
 use crate::{check, check_eq};
 use mmscope::{Device, Mapping};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -45,17 +45,6 @@ struct Model {
 
 fn tag(page: usize, seq: u64) -> u64 {
     ((page as u64 + 1) << 40) | seq
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
 }
 
 /// Reads the u64 at the start of page `i` of `m`.

@@ -173,3 +173,49 @@ pub fn fdinfo(fd: i32) -> io::Result<Vec<(String, String)>> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect())
 }
+
+/// xorshift64*: a small pseudo-random generator with a fixed seed, so that a failing run of
+/// the fuzzer or the stress test can be replayed exactly.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (0 if `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// One of `items`, which must not be empty.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// A new memory cgroup under `/sys/fs/cgroup` named `prefix-PID`, with the memory controller
+/// enabled for it; skips the test where cgroup2 or its memory controller is missing. The
+/// caller removes it (after moving its processes out).
+pub fn new_memcg(prefix: &str) -> Result<std::path::PathBuf, crate::harness::Outcome> {
+    use crate::harness::{Context, Outcome};
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let Ok(controllers) = fs::read_to_string(root.join("cgroup.controllers")) else {
+        return Err(Outcome::Skip(
+            "cgroup2 is not mounted at /sys/fs/cgroup".into(),
+        ));
+    };
+    if !controllers.split_whitespace().any(|c| c == "memory") {
+        return Err(Outcome::Skip(
+            "the memory controller is not available (CONFIG_MEMCG=n)".into(),
+        ));
+    }
+    fs::write(root.join("cgroup.subtree_control"), "+memory").context("enable +memory")?;
+    let cg = root.join(format!("{prefix}-{}", std::process::id()));
+    fs::create_dir(&cg).context("create a cgroup")?;
+    Ok(cg)
+}
