@@ -9,6 +9,7 @@
 #   make demo                boot the guest and show what malloc really does, step by
 #                            step, with plots (build/demo/) and the claims table
 #   make test                check, build, boot the guest and run the selftests
+#   make bench               the fault path and walks against the kernel's own paths
 #   make test-debug          the same on the debug kernel (KASAN, lockdep, kmemleak,
 #                            fault injection)
 #   make shell               boot the guest with the module loaded and a shell
@@ -61,7 +62,7 @@ HOST_PROGRAMS := /usr/bin/sort
 INITRAMFS := $(RUN_OUT)/initramfs.cpio.gz
 GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS)
 
-.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test test-debug demo \
+.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test test-debug demo bench \
 	shell docs clean rust-analyzer
 
 all: modules
@@ -122,6 +123,15 @@ test: check initramfs
 test-debug:
 	$(MAKE) test KERNEL_FRAGMENTS="configs/base.config configs/debug.config" \
 		RUN_OUT=$(OUT)/debug MODULE_OUT=$(OUT)/debug/module
+
+# The module's fault path and walks side by side with the kernel's own, in one guest
+# boot: the table goes to build/bench.md and the README. Benchmarks, not tests:
+# nothing asserts a time.
+bench: initramfs
+	$(GUEST) $(OUT)/guest-bench.log bench $(OUT)/bench-out
+	cp $(OUT)/bench-out/bench.md $(OUT)/bench.md
+	@cat $(OUT)/bench.md
+	scripts/update-readme.py --only $(OUT)/bench-out bench
 
 # The heap scenarios under the tracer, a real program, the claims table.
 demo: initramfs

@@ -7,6 +7,7 @@
 #   mmscope.run=shell  an interactive shell on the console
 #   mmscope.run=docs   generate the README's example output into /out
 #   mmscope.run=demo   the heap scenarios, a real program and the claims table
+#   mmscope.run=bench  the benchmarks (mmscope-selftests --bench) into /out
 #   mmscope.run=probe  nothing: only show that the guest boots (KVM probe)
 /bin/busybox --install -s /bin
 export PATH=/bin:/mmscope/progs
@@ -26,6 +27,7 @@ mode=test
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	mmscope.run=*) mode=${arg#mmscope.run=} ;;
+	mmscope.accel=*) export MMSCOPE_ACCEL=${arg#mmscope.accel=} ;;
 	esac
 done
 
@@ -99,6 +101,10 @@ BANNER
 	;;
 docs)
 	MMSCOPE_HEAP=/mmscope/heap MMSCOPE_BIN=/bin/mmscope sh /mmscope/docs.sh /out
+	status=$?
+	;;
+bench)
+	/mmscope/selftests --bench /out/bench.md
 	status=$?
 	;;
 demo)

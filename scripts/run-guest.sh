@@ -4,7 +4,7 @@
 # /out, and judge the log: exit 0 only if the guest reported success and the
 # log holds no kernel splat.
 #   scripts/run-guest.sh BZIMAGE INITRD LOG [MODE [OUTDIR]]
-# MODE is test (default), docs or shell (interactive: the console is this
+# MODE is test (default), docs, demo, bench or shell (interactive: the console is this
 # terminal, no timeout). The guest's /out is unpacked into OUTDIR (default:
 # guest-out beside LOG).
 # MMSCOPE_TIMEOUT (seconds, default 600), MMSCOPE_SMP (default 2),
@@ -68,7 +68,7 @@ fi
 
 step "boot the guest ($accel, ${MMSCOPE_SMP:-2} CPUs, timeout ${timeout_s}s), log in $log"
 set +e
-timeout -k 5 "$timeout_s" "${QEMU[@]}" -accel "$accel" -append "$APPEND mmscope.run=$mode" </dev/null 2>&1 |
+timeout -k 5 "$timeout_s" "${QEMU[@]}" -accel "$accel" -append "$APPEND mmscope.run=$mode mmscope.accel=$accel" </dev/null 2>&1 |
 	tr -d '\r' | tee "$log"
 qemu_status=${PIPESTATUS[0]}
 set -e

@@ -7,6 +7,8 @@
 # With --check, change nothing: fail unless the README's blocks NAME... already
 # hold what DIR has (`make test` checks the claims table this way).
 #   scripts/update-readme.py --check DIR NAME...
+# With --only, update the blocks NAME... only (`make bench` keeps its table so).
+#   scripts/update-readme.py --only DIR NAME...
 import difflib
 import pathlib
 import re
@@ -20,6 +22,7 @@ README = TOP / "README.md"
 # None: Markdown, shown as it is)
 BLOCKS = {
     "claims": ("claims.md", None),
+    "bench": ("bench.md", None),
     "heap-large": ("heap-large.txt", "mmscope trace --picture -- heap/glibc/large"),
     "sort": ("sort.txt", "mmscope trace -- sort -n -o sorted numbers    # RSS lines left out"),
     "maps": ("maps.txt", "mmscope maps"),
@@ -89,16 +92,26 @@ def main():
             fail(f"no README block named {', '.join(unknown)}")
         check(pathlib.Path(sys.argv[2]), names)
         return
+    only = None
+    if len(sys.argv) >= 4 and sys.argv[1] == "--only":
+        only = sys.argv[3:]
+        unknown = [n for n in only if n not in BLOCKS]
+        if unknown:
+            fail(f"no README block named {', '.join(unknown)}")
+        sys.argv = [sys.argv[0], sys.argv[2]]
     if len(sys.argv) != 2:
-        print("usage: update-readme.py DIR | update-readme.py --check DIR [NAME...]", file=sys.stderr)
+        print("usage: update-readme.py DIR | update-readme.py --check|--only DIR [NAME...]", file=sys.stderr)
         sys.exit(2)
     src = pathlib.Path(sys.argv[1])
     text = README.read_text()
-    for name in BLOCKS:
+    for name in only or [n for n in BLOCKS if n != "bench"]:
         if not pattern(name).search(text):
             fail(f"README.md has no generated:{name} section")
         text = pattern(name).sub(lambda m: m.group(1) + block(src, name) + "\n" + m.group(2), text)
     README.write_text(text)
+    if only:
+        print(f"update-readme: README.md ({', '.join(only)}) updated from {src}", file=sys.stderr)
+        return
     for file, dest in PLOTS.items():
         (TOP / dest).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / file, TOP / dest)

@@ -8,6 +8,7 @@
 //! Usage: `mmscope-selftests [FILTER]` runs the tests whose names contain `FILTER`;
 //! `mmscope-selftests --helper NAME` is one of the programs the tests run (see [`helpers`]).
 
+mod bench;
 mod cli;
 mod device;
 mod fuzz;
@@ -301,6 +302,17 @@ const TESTS: &[Test] = &[
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--bench") {
+        let table = bench::run();
+        print!("{table}");
+        if let Some(path) = args.get(2) {
+            if let Err(e) = std::fs::write(path, &table) {
+                eprintln!("mmscope-selftests: cannot write {path}: {e}");
+                std::process::exit(1);
+            }
+        }
+        std::process::exit(0);
+    }
     if args.get(1).map(String::as_str) == Some("--helper") {
         std::process::exit(helpers::run(args.get(2).map_or("", String::as_str)));
     }
