@@ -50,8 +50,10 @@ use kernel::{
     },
 };
 
-/// Fault-around window, in pages: on a fault, pages the object already holds within the aligned
-/// window around the faulting page are mapped too (64 KiB, the kernel's `fault_around_bytes`).
+/// Fault-around window, in pages: on a fault on a page the object already held, the other pages
+/// it holds within the aligned window around it are mapped too (64 KiB, the kernel's
+/// `fault_around_bytes`). A first touch maps only its own page: its neighbours are then either
+/// mapped already or not held yet, and looking them up would cost the fault more than it saves.
 const FAULT_AROUND_PAGES: usize = 16;
 
 /// A counter that only grows or shrinks by whole events.
@@ -240,15 +242,16 @@ impl LazyMem {
         self.pages.lock().get(pgoff).map(Arc::from)
     }
 
-    /// The page at `pgoff`, allocated and zeroed if the object does not hold one yet.
-    fn get_or_alloc(&self, pgoff: usize) -> Result<Arc<Page>, PageError> {
+    /// The page at `pgoff`, allocated and zeroed if the object does not hold one yet, and
+    /// whether it was allocated now.
+    fn get_or_alloc(&self, pgoff: usize) -> Result<(Arc<Page>, bool), PageError> {
         if let Some(page) = self.lookup(pgoff) {
-            return Ok(page);
+            return Ok((page, false));
         }
         let mut state = self.alloc_lock.lock();
         // Another task may have added it while we waited for the lock.
         if let Some(page) = self.lookup(pgoff) {
-            return Ok(page);
+            return Ok((page, false));
         }
         if pgoff >= state.limit_pages {
             return Err(PageError::Limit);
@@ -275,7 +278,7 @@ impl LazyMem {
         state.populated_end = state.populated_end.max(pgoff + 1);
         self.nr_pages.add(1, Relaxed);
         raise_peak(&GLOBAL.peak_pages, total);
-        Ok(page)
+        Ok((page, true))
     }
 
     /// Allocates a zeroed page charged to the current task's memory cgroup.
@@ -322,8 +325,8 @@ impl VmOperations for LazyMem {
         let Some(vma) = vmf.vma().as_mixedmap_vma() else {
             return VmFaultReason::SIGBUS;
         };
-        let page = match mem.get_or_alloc(vmf.pgoff()) {
-            Ok(page) => page,
+        let (page, fresh) = match mem.get_or_alloc(vmf.pgoff()) {
+            Ok(found) => found,
             Err(PageError::Limit) => return VmFaultReason::SIGBUS,
             Err(PageError::NoMemory) => return VmFaultReason::OOM,
         };
@@ -335,8 +338,10 @@ impl VmOperations for LazyMem {
         }
         mem.faults.add(1, Relaxed);
         GLOBAL.faults.add(1, Relaxed);
-        let around = mem.fault_around(vma, vmf);
-        mem.faultaround_pages.add(around, Relaxed);
+        if !fresh {
+            let around = mem.fault_around(vma, vmf);
+            mem.faultaround_pages.add(around, Relaxed);
+        }
         VmFaultReason::NOPAGE
     }
 }

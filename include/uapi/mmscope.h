@@ -75,8 +75,9 @@
  * is VM_FAULT_OOM: the memory cgroup's OOM handling when a cgroup limit caused
  * it, otherwise the kernel retries the fault. Nothing is left half-allocated.
  *
- * On a fault, pages the object already holds within the aligned 64 KiB
- * window around the faulting page are mapped as well (fault-around).
+ * On a fault on a page the object already held, the other pages it holds
+ * within the aligned 64 KiB window around it are mapped as well
+ * (fault-around); the first touch of a page maps only that page.
  */
 
 /*

@@ -692,6 +692,60 @@ pub fn fault_around_maps_resident_pages() -> TestResult {
     Ok(())
 }
 
+/// Fault-around applies to pages the object held before the fault: the first touch of a page
+/// maps that page alone, even among held neighbours; a fault on a held page maps its held
+/// neighbours in the 64 KiB window.
+pub fn fault_around_only_on_held_pages() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    // Pages 0..16 held, but for page 5.
+    let a = map(&dev, 16, RW, SHARED, 0)?;
+    for p in (0..16).filter(|&p| p != 5) {
+        a.write(p * ps, 1);
+    }
+    drop(a);
+    let b = map(&dev, 16, RW, SHARED, 0)?;
+    let before = stats(&dev)?;
+    b.write(5 * ps, 2);
+    let first = stats(&dev)?;
+    check_eq!(
+        first.obj_faults - before.obj_faults,
+        1,
+        "faults for the first touch of page 5"
+    );
+    check_eq!(
+        first.obj_faultaround_pages - before.obj_faultaround_pages,
+        0,
+        "pages mapped around a first touch"
+    );
+    check_eq!(b.read(4 * ps), 1, "page 4 through the new mapping");
+    let held = stats(&dev)?;
+    check_eq!(held.obj_faults - first.obj_faults, 1, "faults for page 4");
+    // The window is the aligned 64 KiB of virtual addresses around the fault, within the VMA.
+    let start = b.addr() as usize;
+    let at = start + 4 * ps;
+    let lo = (at & !0xffff).max(start);
+    let hi = ((at & !0xffff) + 0x10000).min(start + 16 * ps);
+    let window: Vec<usize> = (lo..hi).step_by(ps).map(|a| (a - start) / ps).collect();
+    let expected = window.iter().filter(|&&p| p != 4 && p != 5).count() as u64;
+    check_eq!(
+        held.obj_faultaround_pages - first.obj_faultaround_pages,
+        expected,
+        "pages mapped around a fault on a held page (the window {window:?} but 4 and 5)"
+    );
+    for p in 0..16 {
+        check_eq!(b.read(p * ps), if p == 5 { 2 } else { 1 }, "page {p}");
+    }
+    let end = stats(&dev)?;
+    check_eq!(
+        (end.obj_faults - held.obj_faults)
+            + (end.obj_faultaround_pages - held.obj_faultaround_pages),
+        16 - 2 - expected,
+        "the pages outside that window, each mapped once (by a fault or around one)"
+    );
+    Ok(())
+}
+
 /// The module-wide cap: with `max_mb=1` loaded, 256 pages can be allocated, the next access is
 /// SIGBUS; `max_mb=0` is refused at load.
 pub fn global_cap_is_sigbus() -> TestResult {

@@ -117,6 +117,10 @@ const TESTS: &[Test] = &[
         run: lazy::fault_around_maps_resident_pages,
     },
     Test {
+        name: "fault_around_only_on_held_pages",
+        run: lazy::fault_around_only_on_held_pages,
+    },
+    Test {
         name: "global_cap_is_sigbus",
         run: lazy::global_cap_is_sigbus,
     },
