@@ -9,6 +9,7 @@
 
 use mmscope::{abi, Device, Mapping};
 use std::fmt::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
 /// Rounds per row.
@@ -109,12 +110,59 @@ fn rounds(contenders: &mut [&mut dyn FnMut() -> Sample]) -> Vec<Stats> {
     samples.iter_mut().map(|s| stats(s)).collect()
 }
 
-fn memfd() -> i32 {
+/// A memfd of `FAULT_BYTES`, closed when dropped.
+fn memfd() -> OwnedFd {
     // SAFETY: A valid C string; memfd_create has no other preconditions.
     let fd = unsafe { libc::memfd_create(c"bench".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: `fd` is ours.
-    unsafe { libc::ftruncate(fd, FAULT_BYTES as i64) };
+    unsafe { libc::ftruncate(fd.as_raw_fd(), FAULT_BYTES as i64) };
     fd
+}
+
+/// A new mapping of `FAULT_BYTES` of `kind` (`mmscope`, `memfd`, or private anonymous
+/// memory), with what backs it; unmapped before the backing goes.
+struct Fresh {
+    map: Mapping,
+    _dev: Option<Device>,
+    _memfd: Option<OwnedFd>,
+}
+
+impl Fresh {
+    fn new(kind: &str, flags: i32) -> Self {
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        match kind {
+            "mmscope" => {
+                let dev = Device::open().expect("open /dev/mmscope");
+                let map = dev.map(FAULT_BYTES, rw, flags, 0).expect("mmap");
+                Self {
+                    map,
+                    _dev: Some(dev),
+                    _memfd: None,
+                }
+            }
+            "memfd" => {
+                let fd = memfd();
+                let map = Mapping::new(FAULT_BYTES, rw, flags, fd.as_raw_fd(), 0).expect("mmap");
+                Self {
+                    map,
+                    _dev: None,
+                    _memfd: Some(fd),
+                }
+            }
+            _ => {
+                let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+                let map = Mapping::new(FAULT_BYTES, rw, anon, -1, 0).expect("mmap");
+                Self {
+                    map,
+                    _dev: None,
+                    _memfd: None,
+                }
+            }
+        }
+    }
 }
 
 fn write_pages(m: &Mapping, from: usize, to: usize) {
@@ -131,46 +179,9 @@ fn read_pages(m: &Mapping) -> u64 {
 
 /// A first touch (write) of `FAULT_BYTES` through a fresh mapping of `kind`.
 fn first_touch(kind: &str, flags: i32) -> Sample {
-    let ps = crate::sys::page_size();
-    let pages = FAULT_BYTES / ps;
-    let rw = libc::PROT_READ | libc::PROT_WRITE;
-    let (m, _dev, fd) = match kind {
-        "mmscope" => {
-            let dev = Device::open().expect("open /dev/mmscope");
-            (
-                dev.map(FAULT_BYTES, rw, flags, 0).expect("mmap"),
-                Some(dev),
-                -1,
-            )
-        }
-        "memfd" => {
-            let fd = memfd();
-            (
-                Mapping::new(FAULT_BYTES, rw, flags, fd, 0).expect("mmap"),
-                None,
-                fd,
-            )
-        }
-        _ => (
-            Mapping::new(
-                FAULT_BYTES,
-                rw,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-            .expect("mmap"),
-            None,
-            -1,
-        ),
-    };
-    let s = measure(pages, pages, || write_pages(&m, 0, pages));
-    drop(m);
-    if fd >= 0 {
-        // SAFETY: Our memfd.
-        unsafe { libc::close(fd) };
-    }
-    s
+    let pages = FAULT_BYTES / crate::sys::page_size();
+    let fresh = Fresh::new(kind, flags);
+    measure(pages, pages, || write_pages(&fresh.map, 0, pages))
 }
 
 /// A new read-only mapping of an object whose pages are all there already: every page read.
@@ -185,7 +196,7 @@ fn refault(kind: &str, populated: &Populated) -> Sample {
             FAULT_BYTES,
             libc::PROT_READ,
             libc::MAP_SHARED,
-            populated.memfd,
+            populated.memfd.as_raw_fd(),
             0,
         ),
     }
@@ -199,7 +210,7 @@ fn refault(kind: &str, populated: &Populated) -> Sample {
 /// An object of each kind, every page written once.
 struct Populated {
     dev: Device,
-    memfd: i32,
+    memfd: OwnedFd,
 }
 
 impl Populated {
@@ -214,7 +225,7 @@ impl Populated {
         );
         let memfd = memfd();
         write_pages(
-            &Mapping::new(FAULT_BYTES, rw, libc::MAP_SHARED, memfd, 0).expect("mmap"),
+            &Mapping::new(FAULT_BYTES, rw, libc::MAP_SHARED, memfd.as_raw_fd(), 0).expect("mmap"),
             0,
             pages,
         );
@@ -225,43 +236,17 @@ impl Populated {
 /// First touch by `threads` threads, each on its share of the pages; nanoseconds per page of
 /// wall time.
 fn threaded(kind: &str, threads: usize) -> Sample {
-    let ps = crate::sys::page_size();
-    let pages = FAULT_BYTES / ps;
-    let rw = libc::PROT_READ | libc::PROT_WRITE;
-    let dev;
-    let mut fd = -1;
-    let m = match kind {
-        "mmscope" => {
-            dev = Device::open().expect("open /dev/mmscope");
-            dev.map(FAULT_BYTES, rw, libc::MAP_SHARED, 0)
-        }
-        "memfd" => {
-            fd = memfd();
-            Mapping::new(FAULT_BYTES, rw, libc::MAP_SHARED, fd, 0)
-        }
-        _ => Mapping::new(
-            FAULT_BYTES,
-            rw,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        ),
-    }
-    .expect("mmap");
+    let pages = FAULT_BYTES / crate::sys::page_size();
+    let fresh = Fresh::new(kind, libc::MAP_SHARED);
+    let m = &fresh.map;
     let share = pages / threads;
     let t = Instant::now();
     std::thread::scope(|s| {
         for i in 0..threads {
-            let m = &m;
             s.spawn(move || write_pages(m, i * share, (i + 1) * share));
         }
     });
     let ns = t.elapsed().as_nanos() as f64 / pages as f64;
-    if fd >= 0 {
-        drop(m);
-        // SAFETY: Our memfd.
-        unsafe { libc::close(fd) };
-    }
     Sample { ns, faults: 0.0 }
 }
 
@@ -360,7 +345,6 @@ fn row(table: &mut String, path: &str, ours: &Stats, unit: &str, others: &[(&str
 
 /// The rows, measured; the Markdown table.
 pub fn run() -> String {
-    let ps = crate::sys::page_size();
     let shared = libc::MAP_SHARED;
     let private = libc::MAP_PRIVATE;
     let mut table = String::from(
@@ -500,7 +484,6 @@ pub fn run() -> String {
         "ns",
         &[("/proc/self/stat + status", &s[1])],
     );
-    let _ = ps;
 
     let cpus = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

@@ -144,28 +144,34 @@ impl Place {
     }
 }
 
-/// The known commands and the errnos the header documents for each.
-fn documented(cmd: u32) -> Option<&'static [i32]> {
-    use libc::{E2BIG, EACCES, EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, ESRCH};
-    Some(match cmd {
-        abi::MMSCOPE_IOC_VERSION => &[EFAULT],
-        abi::MMSCOPE_IOC_MEM_STATS => &[EINVAL, EFAULT, E2BIG],
-        abi::MMSCOPE_IOC_SET_LIMIT => &[EINVAL, EBUSY, EFAULT],
-        abi::MMSCOPE_IOC_MM_SUMMARY => &[EINVAL, EFAULT, ESRCH, EACCES, E2BIG],
-        abi::MMSCOPE_IOC_VMA_LIST => &[EINVAL, EFAULT, ESRCH, EACCES, E2BIG, ENOMEM],
-        abi::MMSCOPE_IOC_VMA_QUERY => &[EINVAL, EFAULT, ESRCH, EACCES, ENOENT, E2BIG],
-        _ => return None,
-    })
-}
+use libc::{E2BIG, EACCES, EBUSY, EFAULT, EINVAL, ENOENT, ENOMEM, ESRCH};
 
-const KNOWN: [u32; 6] = [
-    abi::MMSCOPE_IOC_VERSION,
-    abi::MMSCOPE_IOC_MEM_STATS,
-    abi::MMSCOPE_IOC_SET_LIMIT,
-    abi::MMSCOPE_IOC_MM_SUMMARY,
-    abi::MMSCOPE_IOC_VMA_LIST,
-    abi::MMSCOPE_IOC_VMA_QUERY,
+/// The known commands and the errnos the header documents for each.
+const COMMANDS: [(u32, &[i32]); 6] = [
+    (abi::MMSCOPE_IOC_VERSION, &[EFAULT]),
+    (abi::MMSCOPE_IOC_MEM_STATS, &[EINVAL, EFAULT, E2BIG]),
+    (abi::MMSCOPE_IOC_SET_LIMIT, &[EINVAL, EBUSY, EFAULT]),
+    (
+        abi::MMSCOPE_IOC_MM_SUMMARY,
+        &[EINVAL, EFAULT, ESRCH, EACCES, E2BIG],
+    ),
+    (
+        abi::MMSCOPE_IOC_VMA_LIST,
+        &[EINVAL, EFAULT, ESRCH, EACCES, E2BIG, ENOMEM],
+    ),
+    (
+        abi::MMSCOPE_IOC_VMA_QUERY,
+        &[EINVAL, EFAULT, ESRCH, EACCES, ENOENT, E2BIG],
+    ),
 ];
+
+/// The errnos documented for `cmd`, or `None` for an unknown command.
+fn documented(cmd: u32) -> Option<&'static [i32]> {
+    COMMANDS
+        .iter()
+        .find(|(c, _)| *c == cmd)
+        .map(|(_, errnos)| *errnos)
+}
 
 /// The processes a request may name besides the caller itself.
 struct Pids {
@@ -204,7 +210,7 @@ fn run(
                 rng.below(0x20) as u32,
                 rng.below(300) as usize,
             ),
-            _ => rng.pick(&KNOWN),
+            _ => rng.pick(&COMMANDS).0,
         };
         let place = match rng.below(12) {
             0 => Place::Null,

@@ -337,11 +337,11 @@ pub fn scenario(name: &str) -> TestResult {
 /// The Markdown claims table from the verdicts the scenario tests left.
 fn table(dir: &std::path::Path) -> Result<String, Outcome> {
     let mut results: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
-    for claim in CLAIMS {
-        let path = format!("{RESULTS_DIR}/{}", claim.scenario);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Outcome::Fail(format!("{path}: {e} (did heap_{} pass?)", claim.scenario))
-        })?;
+    let scenarios: std::collections::BTreeSet<&str> = CLAIMS.iter().map(|c| c.scenario).collect();
+    for scenario in scenarios {
+        let path = format!("{RESULTS_DIR}/{scenario}");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Outcome::Fail(format!("{path}: {e} (did heap_{scenario} pass?)")))?;
         for line in text.lines() {
             let f: Vec<&str> = line.splitn(4, '\t').collect();
             if let [alloc, id, verdict, numbers] = f[..] {
