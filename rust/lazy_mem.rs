@@ -12,7 +12,8 @@
 //! # Locking
 //!
 //! Lock order: mmap lock (or VMA lock) → [`LazyMem::alloc_lock`] → the page array's spinlock →
-//! page table lock (taken inside `vm_insert_page`).
+//! page table lock (taken inside `vm_insert_pages`, and by the kernel when it maps the page a
+//! fault hands it).
 //!
 //! - The page array's own spinlock protects lookups and stores; it is never held across
 //!   anything that sleeps.
@@ -21,6 +22,7 @@
 //! - No lock of this file is held while a page is inserted into a page table.
 
 use crate::vm_ops::{
+    self,
     VmFault,
     VmFaultReason,
     VmOperations, //
@@ -289,29 +291,45 @@ impl LazyMem {
 
     /// Maps the pages the object already holds in the fault-around window of `vmf`, other than
     /// the faulting page, where nothing is mapped yet. Returns how many it mapped.
+    ///
+    /// The window's pages are looked up under one lock and mapped in runs of consecutive held
+    /// pages, each run under one page table lock.
     fn fault_around(&self, vma: &VmaMixedMap, vmf: &VmFault) -> u64 {
         let address = vmf.address();
-        let pgoff = vmf.pgoff();
         let window = FAULT_AROUND_PAGES * PAGE_SIZE;
         let base = address & !(window - 1);
         let start = base.max(vma.start());
         let end = base.saturating_add(window).min(vma.end());
+        let slots = (end - start) >> PAGE_SHIFT;
+        // The page offset of `start`: VMAs map offsets linearly.
+        let first = vmf.pgoff() - ((address - start) >> PAGE_SHIFT);
+        let skip = (address - start) >> PAGE_SHIFT;
+        let mut held: [Option<Arc<Page>>; FAULT_AROUND_PAGES] = Default::default();
+        {
+            let pages = self.pages.lock();
+            for (i, slot) in held.iter_mut().enumerate().take(slots) {
+                if i != skip {
+                    *slot = pages.get(first + i).map(Arc::from);
+                }
+            }
+        }
         let mut mapped = 0;
-        for addr in (start..end).step_by(PAGE_SIZE) {
-            if addr == address {
+        let mut i = 0;
+        while i < slots {
+            let run = held[i..slots].iter().take_while(|p| p.is_some()).count();
+            if run == 0 {
+                i += 1;
                 continue;
             }
-            // The page offset of `addr`: VMAs map offsets linearly.
-            let offset = if addr > address {
-                pgoff + ((addr - address) >> PAGE_SHIFT)
-            } else {
-                pgoff - ((address - addr) >> PAGE_SHIFT)
-            };
-            if let Some(page) = self.lookup(offset) {
-                // `EBUSY` means something is mapped there already: leave it.
-                if vma.vm_insert_page(addr, &page).is_ok() {
-                    mapped += 1;
-                }
+            let pages = held[i..i + run].iter().flatten().map(|p| &**p);
+            let (done, result) = vm_ops::insert_pages(vma, start + (i << PAGE_SHIFT), pages);
+            mapped += done as u64;
+            i += done;
+            match result {
+                Ok(()) => {}
+                // Something is mapped there already: leave it.
+                Err(EBUSY) => i += 1,
+                Err(_) => break,
             }
         }
         mapped
@@ -320,6 +338,9 @@ impl LazyMem {
 
 #[vtable]
 impl VmOperations for LazyMem {
+    /// Nothing but the VMA and the object is used, and both are safe to use under the VMA lock.
+    const FAULT_WITHOUT_MMAP_LOCK: bool = true;
+
     fn fault(mem: ArcBorrow<'_, Self>, vmf: &VmFault) -> VmFaultReason {
         // `mmap` sets `VM_MIXEDMAP` on every mapping of the object.
         let Some(vma) = vmf.vma().as_mixedmap_vma() else {
@@ -330,19 +351,14 @@ impl VmOperations for LazyMem {
             Err(PageError::Limit) => return VmFaultReason::SIGBUS,
             Err(PageError::NoMemory) => return VmFaultReason::OOM,
         };
-        match vma.vm_insert_page(vmf.address(), &page) {
-            // `EBUSY`: another thread mapped it first, which is as good.
-            Ok(()) | Err(EBUSY) => {}
-            Err(ENOMEM) => return VmFaultReason::OOM,
-            Err(_) => return VmFaultReason::SIGBUS,
-        }
         mem.faults.add(1, Relaxed);
         GLOBAL.faults.add(1, Relaxed);
-        if !fresh {
+        // A write to a private mapping maps a copy, made by the kernel, and only there.
+        if !fresh && !vmf.is_cow() {
             let around = mem.fault_around(vma, vmf);
             mem.faultaround_pages.add(around, Relaxed);
         }
-        VmFaultReason::NOPAGE
+        vmf.map_page(&page)
     }
 }
 

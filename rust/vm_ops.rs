@@ -18,13 +18,26 @@
 use core::marker::PhantomData;
 use kernel::{
     bindings,
-    error::VTABLE_DEFAULT_ERROR,
+    error::{
+        to_result,
+        VTABLE_DEFAULT_ERROR, //
+    },
     mm::virt::{
+        self,
+        VmaMixedMap,
         VmaNew,
         VmaRef, //
     },
+    page::{
+        Page,
+        PAGE_SIZE, //
+    },
     prelude::*,
     sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
         Arc,
         ArcBorrow, //
     },
@@ -35,12 +48,14 @@ use kernel::{
 };
 
 /// The outcome of a fault handler, a `vm_fault_t`.
+///
+/// A handler that hands a page to the kernel returns the value [`VmFault::map_page`] gives; that
+/// is the only way to make the zero that tells the kernel to map `vmf->page`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
 pub(crate) struct VmFaultReason(bindings::vm_fault_t);
 
 impl VmFaultReason {
-    /// `VM_FAULT_NOPAGE`: the handler installed the page table entry itself; retry the access.
-    pub(crate) const NOPAGE: Self = Self(bindings::vm_fault_reason_VM_FAULT_NOPAGE);
     /// `VM_FAULT_OOM`: memory could not be allocated.
     pub(crate) const OOM: Self = Self(bindings::vm_fault_reason_VM_FAULT_OOM);
     /// `VM_FAULT_SIGBUS`: the access is outside what the mapping can back; send `SIGBUS`.
@@ -92,6 +107,91 @@ impl VmFault {
     pub(crate) fn pgoff(&self) -> usize {
         self.info().pgoff
     }
+
+    /// Whether the access that faulted is a write.
+    pub(crate) fn is_write(&self) -> bool {
+        // SAFETY: By the type invariants the `struct vm_fault` is valid; the fault handler set
+        // `flags` before calling us and does not change them while we run.
+        let flags = unsafe { (*self.0.get()).flags };
+        flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0
+    }
+
+    /// Whether this is a write to a private mapping: the kernel maps a private copy of the page
+    /// the handler gives it, not that page.
+    pub(crate) fn is_cow(&self) -> bool {
+        self.is_write() && self.vma().flags() & virt::flags::SHARED == 0
+    }
+
+    /// Hands `page` to the kernel, to map at the faulting address once the handler returns; the
+    /// handler must return the value this gives.
+    ///
+    /// The kernel then does what it does for a page-cache page: it locks the page, maps it (or,
+    /// on a write to a private mapping, a copy of it, written into the page it allocated for
+    /// that before calling the handler, so the write needs no second fault), and unlocks it. The
+    /// mapping takes a reference of its own to `page`, dropped when the entry is unmapped; a
+    /// copy-on-write fault drops it once the copy is made.
+    pub(crate) fn map_page(&self, page: &Page) -> VmFaultReason {
+        let raw = page.as_ptr();
+        // SAFETY: `page` owns a reference, so the page is allocated and its `_refcount` is valid.
+        // An order-0 page is its own folio, so this is `get_page()`, which is inline in C and
+        // has no helper in the kernel crate: the reference is added with the same atomic
+        // increment.
+        let refcount = unsafe { Atomic::<i32>::from_ptr(&raw mut (*raw)._refcount.counter) };
+        refcount.add(1, Relaxed);
+        // SAFETY: By the type invariants the `struct vm_fault` is valid, and `page` is the field
+        // the kernel reads the handler's page from when the handler returns 0.
+        // INVARIANT: The reference taken above goes to the kernel with the page.
+        unsafe { (*self.0.get()).page = raw };
+        VmFaultReason(0)
+    }
+}
+
+/// How many pages [`insert_pages`] hands to `vm_insert_pages()` at once.
+const INSERT_BATCH: usize = 16;
+
+/// Maps `pages` at consecutive addresses from `address`, taking the page table lock once per
+/// batch rather than once per page (`vm_insert_pages()`). Each mapping takes a reference of its
+/// own.
+///
+/// Returns how many pages were mapped, from the first, and the error that stopped the run, if
+/// any: `EBUSY` when something is mapped at the next address already, `EFAULT` when the range
+/// leaves the VMA, `ENOMEM` when a page table cannot be allocated.
+///
+/// Context: may sleep (to allocate page tables).
+pub(crate) fn insert_pages<'a>(
+    vma: &VmaMixedMap,
+    address: usize,
+    pages: impl IntoIterator<Item = &'a Page>,
+) -> (usize, Result) {
+    let mut pages = pages.into_iter().peekable();
+    let mut mapped = 0;
+    while pages.peek().is_some() {
+        let mut batch = [core::ptr::null_mut::<bindings::page>(); INSERT_BATCH];
+        let mut len = 0;
+        for (slot, page) in batch.iter_mut().zip(pages.by_ref()) {
+            *slot = page.as_ptr();
+            len += 1;
+        }
+        let mut left = len;
+        // SAFETY: `VmaMixedMap` guarantees that the VMA is valid, locked for reading and has
+        // `VM_MIXEDMAP`, which is what `vm_insert_pages()` asks of a caller outside `mmap`. The
+        // first `len` entries of `batch` are pages the caller holds references to, alive for
+        // the call. `left` is a valid in/out count.
+        let ret = unsafe {
+            bindings::vm_insert_pages(
+                vma.as_ptr(),
+                address + mapped * PAGE_SIZE,
+                batch.as_mut_ptr(),
+                &mut left,
+            )
+        };
+        // On failure `left` counts the pages not mapped, from the one that failed.
+        mapped += len - left;
+        if let Err(e) = to_result(ret) {
+            return (mapped, Err(e));
+        }
+    }
+    (mapped, Ok(()))
 }
 
 /// The operations of the VMAs that map a driver's data, `struct vm_operations_struct`.
@@ -118,10 +218,20 @@ pub(crate) trait VmOperations: Send + Sync + Sized + 'static {
 
     /// Handles a page fault: an access to a page of the VMA that no page table entry maps.
     ///
-    /// Context: may sleep; the VMA is read-locked (mmap read lock or VMA lock).
+    /// Context: may sleep; the VMA is read-locked: by its VMA lock alone if
+    /// [`FAULT_WITHOUT_MMAP_LOCK`](Self::FAULT_WITHOUT_MMAP_LOCK) is set, otherwise by the mmap
+    /// read lock.
     fn fault(_data: ArcBorrow<'_, Self>, _vmf: &VmFault) -> VmFaultReason {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// Whether [`fault`](Self::fault) may run under the VMA lock alone, as anonymous faults do.
+    ///
+    /// By default the kernel sends a fault taken under the VMA lock back to be retried under the
+    /// mmap read lock, which makes every fault start twice and serialises it against `mmap`
+    /// and `munmap` anywhere in the address space. Set this when the handler needs nothing the
+    /// mmap lock protects beyond its own VMA.
+    const FAULT_WITHOUT_MMAP_LOCK: bool = false;
 }
 
 /// Makes `T`'s operations the operations of a VMA being set up, with `data` as what it maps.
@@ -209,12 +319,35 @@ impl<T: VmOperations> VmOperationsVTable<T> {
         T::fault(data, vmf).0
     }
 
+    /// The kernel's sign that `->fault` may run under the VMA lock alone (see
+    /// `vmf_can_call_fault()`): a VMA whose operations have `->map_pages` is not sent back to
+    /// the mmap lock. This one maps nothing, so the kernel goes on to `->fault`, where the pages
+    /// are mapped. Mapping pages here is not possible for a driver: `->map_pages` runs under
+    /// the RCU read lock, and the exported ways to insert pages may allocate a page table,
+    /// which sleeps.
+    ///
+    /// # Safety
+    ///
+    /// Called by the kernel as `->map_pages`.
+    unsafe extern "C" fn map_nothing(
+        _vmf: *mut bindings::vm_fault,
+        _start_pgoff: usize,
+        _end_pgoff: usize,
+    ) -> bindings::vm_fault_t {
+        0
+    }
+
     const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
         // `open` and `close` manage the reference each VMA owns, so they are always set.
         open: Some(Self::open),
         close: Some(Self::close),
         fault: if T::HAS_FAULT {
             Some(Self::fault)
+        } else {
+            None
+        },
+        map_pages: if T::HAS_FAULT && T::FAULT_WITHOUT_MMAP_LOCK {
+            Some(Self::map_nothing)
         } else {
             None
         },

@@ -7,6 +7,7 @@
 //! `getrusage`. Absolute times under TCG mean little; the ratios within one run are what
 //! count. Nothing here asserts a time: benchmarks are not tests.
 
+use crate::sys;
 use mmscope::{abi, Device, Mapping};
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -49,24 +50,16 @@ struct Sample {
     faults: f64,
 }
 
-fn minflt() -> i64 {
-    // SAFETY: `usage` is a valid out-pointer.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: As above.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    usage.ru_minflt
-}
-
 /// Times `f`, which does `units` units of work over `pages` pages (0: no faults counted).
 fn measure(units: usize, pages: usize, f: impl FnOnce()) -> Sample {
-    let flt = minflt();
+    let flt = sys::minor_faults();
     let t = Instant::now();
     f();
     let ns = t.elapsed().as_nanos() as f64 / units as f64;
     let faults = if pages == 0 {
         0.0
     } else {
-        (minflt() - flt) as f64 / pages as f64
+        (sys::minor_faults() - flt) as f64 / pages as f64
     };
     Sample { ns, faults }
 }

@@ -225,6 +225,108 @@ pub fn private_mappings_copy_on_write() -> TestResult {
     Ok(())
 }
 
+/// A first write to a page of a private mapping is one page fault, whether or not the object
+/// held the page: the private copy is made during that fault, not by a second copy-on-write
+/// fault after the object's page was mapped read-only. Ground truth: the thread's minor-fault
+/// count from `getrusage`, and smaps' `Anonymous` for the copies.
+pub fn private_first_write_one_fault() -> TestResult {
+    const PAGES: usize = 64;
+    let ps = page_size();
+    let (dev, _) = open()?;
+    // The object holds the first half of the pages, with 7 in their first byte.
+    let shared = map(&dev, PAGES, RW, SHARED, 0)?;
+    for p in 0..PAGES / 2 {
+        shared.write(p * ps, 7);
+    }
+    let m = map(&dev, PAGES, RW, PRIVATE, 0)?;
+    let before = stats(&dev)?;
+    let flt = sys::minor_faults();
+    for p in 0..PAGES {
+        m.write(p * ps + 1, 9);
+    }
+    let faults = sys::minor_faults() - flt;
+    let after = stats(&dev)?;
+    check_eq!(
+        faults,
+        PAGES as u64,
+        "minor faults for first writes to {PAGES} pages of a private mapping"
+    );
+    check_eq!(
+        after.obj_faults - before.obj_faults,
+        PAGES as u64,
+        "object faults"
+    );
+    check_eq!(after.obj_pages, PAGES as u64, "pages the object holds");
+    check_eq!(
+        sys::smaps_kb(m.addr() as usize, "Anonymous")?,
+        (PAGES * ps / 1024) as u64,
+        "smaps Anonymous of the private mapping: one copy per page"
+    );
+    for p in 0..PAGES {
+        let held = if p < PAGES / 2 { 7 } else { 0 };
+        check_eq!(m.read(p * ps), held, "page {p}: the object's data, copied");
+        check_eq!(m.read(p * ps + 1), 9, "page {p}: the private write");
+        check_eq!(shared.read(p * ps + 1), 0, "page {p}: the object after it");
+    }
+    Ok(())
+}
+
+/// Faults on the device are handled under the VMA lock alone, as anonymous faults are: none is
+/// sent back to be retried under the mmap lock. Ground truth: the kernel's own per-VMA lock
+/// counters in `/proc/vmstat` (`CONFIG_PER_VMA_LOCK_STATS`), over first touches by read, by
+/// write and by private write, and re-faults of held pages.
+pub fn faults_under_vma_lock() -> TestResult {
+    const PAGES: usize = 48;
+    fn counters() -> Result<Option<(u64, u64)>, Outcome> {
+        let text = fs::read_to_string("/proc/vmstat").context("read /proc/vmstat")?;
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse::<u64>().ok())
+        };
+        Ok(field("vma_lock_success").zip(field("vma_lock_retry")))
+    }
+    let Some(before) = counters()? else {
+        skip!(
+            "the kernel does not count per-VMA lock faults (CONFIG_PER_VMA_LOCK_STATS); \
+             `make test-debug` runs it"
+        );
+    };
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let a = map(&dev, PAGES, RW, SHARED, 0)?;
+    let b = map(&dev, PAGES, RW, PRIVATE, 0)?;
+    let flt = sys::minor_faults();
+    for p in 0..PAGES / 3 {
+        a.read(p * ps);
+    }
+    for p in PAGES / 3..2 * PAGES / 3 {
+        a.write(p * ps, 1);
+    }
+    for p in 2 * PAGES / 3..PAGES {
+        b.write(p * ps, 2);
+    }
+    drop(a);
+    let c = map(&dev, PAGES, libc::PROT_READ, SHARED, 0)?;
+    for p in 0..PAGES {
+        c.read(p * ps);
+    }
+    let faults = sys::minor_faults() - flt;
+    let Some(after) = counters()? else {
+        return Err(Outcome::Fail("/proc/vmstat lost its vma_lock lines".into()));
+    };
+    check_eq!(
+        after.1 - before.1,
+        0,
+        "faults retried under the mmap lock ({faults} faults taken)"
+    );
+    check!(
+        after.0 - before.0 >= faults,
+        "{} faults handled under the VMA lock, fewer than the {faults} taken",
+        after.0 - before.0
+    );
+    Ok(())
+}
+
 /// PROT_EXEC is refused: mmap with EPERM, and mprotect cannot add it later (EACCES).
 pub fn exec_is_refused() -> TestResult {
     let ps = page_size();

@@ -73,6 +73,14 @@ const TESTS: &[Test] = &[
         run: lazy::private_mappings_copy_on_write,
     },
     Test {
+        name: "private_first_write_one_fault",
+        run: lazy::private_first_write_one_fault,
+    },
+    Test {
+        name: "faults_under_vma_lock",
+        run: lazy::faults_under_vma_lock,
+    },
+    Test {
         name: "exec_is_refused",
         run: lazy::exec_is_refused,
     },

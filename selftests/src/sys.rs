@@ -146,22 +146,41 @@ pub fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
 
 /// The `Rss` that `/proc/self/smaps` reports for the VMA starting at `addr`, in kB.
 pub fn smaps_rss_kb(addr: usize) -> io::Result<u64> {
+    smaps_kb(addr, "Rss")
+}
+
+/// The field `key` (`Rss`, `Anonymous`, ...) that `/proc/self/smaps` reports for the VMA
+/// starting at `addr`, in kB.
+pub fn smaps_kb(addr: usize, key: &str) -> io::Result<u64> {
     let smaps = fs::read_to_string("/proc/self/smaps")?;
     let head = format!("{addr:x}-");
     let mut in_vma = false;
     for line in smaps.lines() {
         if parse_maps_line(line).is_some() {
             in_vma = line.starts_with(&head);
-        } else if let Some(rest) = line.strip_prefix("Rss:").filter(|_| in_vma) {
+        } else if let Some(rest) = line
+            .strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .filter(|_| in_vma)
+        {
             let kb = rest.trim().trim_end_matches("kB").trim();
             return kb
                 .parse()
-                .map_err(|_| io::Error::other(format!("bad Rss line {line:?}")));
+                .map_err(|_| io::Error::other(format!("bad {key} line {line:?}")));
         }
     }
     Err(io::Error::other(format!(
         "no VMA at {addr:#x} in /proc/self/smaps"
     )))
+}
+
+/// The calling thread's minor page faults so far (`getrusage(RUSAGE_THREAD)`).
+pub fn minor_faults() -> u64 {
+    // SAFETY: `usage` is a valid out-pointer; an all-zero `rusage` is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: As above. It cannot fail with a valid pointer and `RUSAGE_THREAD`.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    usage.ru_minflt as u64
 }
 
 /// The `key: value` lines of `/proc/self/fdinfo/<fd>`.
