@@ -28,7 +28,10 @@ use crate::vm_ops::{
     VmOperations, //
 };
 use kernel::{
-    alloc::AllocError,
+    alloc::{
+        AllocError,
+        Flags, //
+    },
     mm::virt::VmaMixedMap,
     new_mutex,
     page::{
@@ -57,6 +60,11 @@ use kernel::{
 /// `fault_around_bytes`). A first touch maps only its own page: its neighbours are then either
 /// mapped already or not held yet, and looking them up would cost the fault more than it saves.
 const FAULT_AROUND_PAGES: usize = 16;
+
+/// Fault-ahead window, in pages, for a mapping advised `MADV_SEQUENTIAL`: a fault allocates and
+/// maps the pages from the faulting one up to this many, so a sequential first touch takes one
+/// fault per 64 KiB.
+const FAULT_AHEAD_PAGES: usize = 16;
 
 /// A counter that only grows or shrinks by whole events.
 type Counter = Atomic<u64>;
@@ -250,78 +258,76 @@ impl LazyMem {
         if let Some(page) = self.lookup(pgoff) {
             return Ok((page, false));
         }
+        // Allocated and zeroed before taking the lock, so that faults on different pages do
+        // that work in parallel.
+        let page = Self::alloc_page(__GFP_ZERO)?;
         let mut state = self.alloc_lock.lock();
-        // Another task may have added it while we waited for the lock.
-        if let Some(page) = self.lookup(pgoff) {
-            return Ok((page, false));
+        // Another task may have added it meanwhile: then ours is freed.
+        if let Some(held) = self.lookup(pgoff) {
+            return Ok((held, false));
         }
+        self.add(&mut state, pgoff, page.clone())?;
+        Ok((page, true))
+    }
+
+    /// Adds `page` at `pgoff`, which holds no page, within the size limit and the module-wide
+    /// cap.
+    fn add(&self, state: &mut AllocState, pgoff: usize, page: Arc<Page>) -> Result<(), PageError> {
         if pgoff >= state.limit_pages {
             return Err(PageError::Limit);
         }
-        // Reserve the page in the module-wide count before allocating it.
+        // Reserve the page in the module-wide count before storing it.
         let total = GLOBAL.pages.fetch_add(1, Relaxed) + 1;
         if total > self.max_pages {
             GLOBAL.pages.fetch_sub(1, Relaxed);
             return Err(PageError::Limit);
         }
-        let page = match Self::alloc_page().and_then(|page| {
-            self.pages
-                .lock()
-                .store(pgoff, page.clone(), GFP_KERNEL_ACCOUNT)
-                .map_err(|_| PageError::NoMemory)
-                .map(|_| page)
-        }) {
-            Ok(page) => page,
-            Err(e) => {
-                GLOBAL.pages.fetch_sub(1, Relaxed);
-                return Err(e);
-            }
-        };
+        if self
+            .pages
+            .lock()
+            .store(pgoff, page, GFP_KERNEL_ACCOUNT)
+            .is_err()
+        {
+            GLOBAL.pages.fetch_sub(1, Relaxed);
+            return Err(PageError::NoMemory);
+        }
         state.populated_end = state.populated_end.max(pgoff + 1);
         self.nr_pages.add(1, Relaxed);
         raise_peak(&GLOBAL.peak_pages, total);
-        Ok((page, true))
+        Ok(())
     }
 
-    /// Allocates a zeroed page charged to the current task's memory cgroup.
-    fn alloc_page() -> Result<Arc<Page>, PageError> {
-        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
-        Ok(Arc::new(page, GFP_KERNEL_ACCOUNT)?)
+    /// Allocates a page charged to the current task's memory cgroup, with `flags` added.
+    fn alloc_page(flags: Flags) -> Result<Arc<Page>, PageError> {
+        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | flags)?;
+        Ok(Arc::new(page, GFP_KERNEL_ACCOUNT | flags)?)
     }
 
-    /// Maps the pages the object already holds in the fault-around window of `vmf`, other than
-    /// the faulting page, where nothing is mapped yet. Returns how many it mapped.
-    ///
-    /// The window's pages are looked up under one lock and mapped in runs of consecutive held
-    /// pages, each run under one page table lock.
-    fn fault_around(&self, vma: &VmaMixedMap, vmf: &VmFault) -> u64 {
-        let address = vmf.address();
-        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
-        let base = address & !(window - 1);
-        let start = base.max(vma.start());
-        let end = base.saturating_add(window).min(vma.end());
-        let slots = (end - start) >> PAGE_SHIFT;
-        // The page offset of `start`: VMAs map offsets linearly.
-        let first = vmf.pgoff() - ((address - start) >> PAGE_SHIFT);
-        let skip = (address - start) >> PAGE_SHIFT;
-        let mut held: [Option<Arc<Page>>; FAULT_AROUND_PAGES] = Default::default();
-        {
-            let pages = self.pages.lock();
-            for (i, slot) in held.iter_mut().enumerate().take(slots) {
-                if i != skip {
-                    *slot = pages.get(first + i).map(Arc::from);
-                }
+    /// The pages the object holds at `first`, `first + 1`, ... into `slots`, but for the slot
+    /// `skip`, looked up under one lock.
+    fn lookup_window(&self, first: usize, skip: usize, slots: &mut [Option<Arc<Page>>]) {
+        let pages = self.pages.lock();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if i != skip {
+                *slot = pages.get(first + i).map(Arc::from);
             }
         }
+    }
+
+    /// Maps the pages in `slots` at consecutive addresses from `start`, skipping empty slots and
+    /// addresses where something is mapped already. Returns how many it mapped.
+    ///
+    /// Each run of consecutive pages is mapped under one page table lock.
+    fn map_slots(vma: &VmaMixedMap, start: usize, slots: &[Option<Arc<Page>>]) -> u64 {
         let mut mapped = 0;
         let mut i = 0;
-        while i < slots {
-            let run = held[i..slots].iter().take_while(|p| p.is_some()).count();
+        while i < slots.len() {
+            let run = slots[i..].iter().take_while(|p| p.is_some()).count();
             if run == 0 {
                 i += 1;
                 continue;
             }
-            let pages = held[i..i + run].iter().flatten().map(|p| &**p);
+            let pages = slots[i..i + run].iter().flatten().map(|p| &**p);
             let (done, result) = vm_ops::insert_pages(vma, start + (i << PAGE_SHIFT), pages);
             mapped += done as u64;
             i += done;
@@ -333,6 +339,63 @@ impl LazyMem {
             }
         }
         mapped
+    }
+
+    /// Maps the pages the object already holds in the fault-around window of `vmf`, other than
+    /// the faulting page, where nothing is mapped yet. Returns how many it mapped.
+    fn fault_around(&self, vma: &VmaMixedMap, vmf: &VmFault) -> u64 {
+        let address = vmf.address();
+        let window = FAULT_AROUND_PAGES * PAGE_SIZE;
+        let base = address & !(window - 1);
+        let start = base.max(vma.start());
+        let end = base.saturating_add(window).min(vma.end());
+        let skip = (address - start) >> PAGE_SHIFT;
+        let mut slots: [Option<Arc<Page>>; FAULT_AROUND_PAGES] = Default::default();
+        let slots = &mut slots[..(end - start) >> PAGE_SHIFT];
+        // VMAs map offsets linearly.
+        self.lookup_window(vmf.pgoff() - skip, skip, slots);
+        Self::map_slots(vma, start, slots)
+    }
+
+    /// Fault-ahead, for a mapping advised `MADV_SEQUENTIAL`: allocates the pages the object does
+    /// not hold yet in the [`FAULT_AHEAD_PAGES`] from the faulting page on (within the VMA, the
+    /// size limit and the module-wide cap), and maps them with the held ones where nothing is
+    /// mapped yet, other than the faulting page. Returns how many it mapped.
+    ///
+    /// These allocations are a guess: the first that fails ends the window, without an error.
+    fn fault_ahead(&self, vma: &VmaMixedMap, vmf: &VmFault) -> u64 {
+        let address = vmf.address();
+        let end = address
+            .saturating_add(FAULT_AHEAD_PAGES * PAGE_SIZE)
+            .min(vma.end());
+        let mut slots: [Option<Arc<Page>>; FAULT_AHEAD_PAGES] = Default::default();
+        let slots = &mut slots[..(end - address) >> PAGE_SHIFT];
+        let pgoff = vmf.pgoff();
+        self.lookup_window(pgoff, 0, slots);
+        // Allocate what is missing before taking the lock, as a single fault does.
+        let mut fresh: [Option<Arc<Page>>; FAULT_AHEAD_PAGES] = Default::default();
+        for (new, held) in fresh.iter_mut().zip(slots.iter()).skip(1) {
+            if held.is_none() {
+                match Self::alloc_page(__GFP_ZERO | __GFP_NOWARN) {
+                    Ok(page) => *new = Some(page),
+                    Err(_) => break,
+                }
+            }
+        }
+        {
+            let mut state = self.alloc_lock.lock();
+            for (i, new) in fresh.iter_mut().enumerate() {
+                let Some(page) = new.take() else { continue };
+                if let Some(held) = self.lookup(pgoff + i) {
+                    slots[i] = Some(held);
+                } else if self.add(&mut state, pgoff + i, page.clone()).is_ok() {
+                    slots[i] = Some(page);
+                } else {
+                    break;
+                }
+            }
+        }
+        Self::map_slots(vma, address, slots)
     }
 }
 
@@ -354,9 +417,15 @@ impl VmOperations for LazyMem {
         mem.faults.add(1, Relaxed);
         GLOBAL.faults.add(1, Relaxed);
         // A write to a private mapping maps a copy, made by the kernel, and only there.
-        if !fresh && !vmf.is_cow() {
-            let around = mem.fault_around(vma, vmf);
-            mem.faultaround_pages.add(around, Relaxed);
+        if !vmf.is_cow() {
+            let extra = if vm_ops::is_sequential(vma) {
+                mem.fault_ahead(vma, vmf)
+            } else if !fresh {
+                mem.fault_around(vma, vmf)
+            } else {
+                0
+            };
+            mem.faultaround_pages.add(extra, Relaxed);
         }
         vmf.map_page(&page)
     }

@@ -17,7 +17,10 @@ use crate::uapi::{
     MmscopeMmSummary,
     MmscopeVma, //
 };
-use core::ptr::NonNull;
+use core::{
+    marker::PhantomData,
+    ptr::NonNull, //
+};
 use kernel::{
     bindings,
     fs::File,
@@ -202,25 +205,55 @@ pub(crate) fn summary(mm: &MmWithUser) -> MmscopeMmSummary {
     s
 }
 
-/// The first VMA that ends above `addr`, as `find_vma()` finds it.
+/// The VMAs of an address space in address order, from the first one that ends above an
+/// address: `VMA_ITERATOR()` and `for_each_vma()` in C. Each step continues from where the last
+/// one ended in the VMA tree, rather than searching it from the root as `find_vma()` does.
 ///
-/// # Safety
+/// # Invariants
 ///
-/// `_guard` must hold the mmap read lock of `mm`.
-unsafe fn find_vma<'a>(
-    _guard: &'a MmapReadGuard<'_>,
-    mm: &MmWithUser,
-    addr: usize,
-) -> Option<&'a VmaRef> {
-    // SAFETY: The caller guarantees that the guard holds the mmap read lock of `mm`, which
-    // `find_vma` requires.
-    let vma = unsafe { bindings::find_vma(mm.as_raw(), addr) };
-    if vma.is_null() {
-        None
-    } else {
-        // SAFETY: `vma` is a VMA of `mm`, valid while the mmap read lock is held, for as long as
-        // `guard` lives.
-        Some(unsafe { VmaRef::from_raw(vma) })
+/// `mas` walks the VMA tree of an `mm` whose mmap read lock is held for `'a`.
+struct VmaIter<'a> {
+    mas: bindings::ma_state,
+    _guard: PhantomData<&'a MmapReadGuard<'a>>,
+}
+
+impl<'a> VmaIter<'a> {
+    /// The VMAs of `mm` from the first one that ends above `addr`.
+    ///
+    /// # Safety
+    ///
+    /// `_guard` must hold the mmap read lock of `mm`.
+    unsafe fn new(_guard: &'a MmapReadGuard<'_>, mm: &MmWithUser, addr: usize) -> Self {
+        // SAFETY: `mm` is a valid `mm_struct`; this only takes the address of its VMA tree.
+        let tree = unsafe { &raw mut (*mm.as_raw()).__bindgen_anon_1.mm_mt };
+        // INVARIANT: The state of a walk of `mm`'s tree from `addr`, as `MA_STATE()` makes it;
+        // the caller guarantees the lock.
+        Self {
+            mas: bindings::ma_state {
+                tree,
+                index: addr,
+                last: addr,
+                node: core::ptr::null_mut(),
+                status: bindings::maple_status_ma_start,
+                min: 0,
+                max: usize::MAX,
+                ..Default::default()
+            },
+            _guard: PhantomData,
+        }
+    }
+}
+
+impl<'a> Iterator for VmaIter<'a> {
+    type Item = &'a VmaRef;
+
+    fn next(&mut self) -> Option<&'a VmaRef> {
+        // SAFETY: By the type invariants `mas` walks the VMA tree of an `mm` whose mmap read
+        // lock is held, which is what `mas_find()` on that tree requires (it is `vma_next()`).
+        let vma = unsafe { bindings::mas_find(&raw mut self.mas, usize::MAX) };
+        // SAFETY: The entries of the VMA tree are the `mm`'s VMAs, valid and read-locked while
+        // the mmap read lock is held, for `'a`.
+        NonNull::new(vma).map(|vma| unsafe { VmaRef::from_raw(vma.as_ptr().cast()) })
     }
 }
 
@@ -357,31 +390,34 @@ pub(crate) fn collect_vmas(
     let guard = mm.mmap_read_lock();
     // SAFETY: `mm` has users; `map_count` changes only under the mmap write lock.
     let map_count = unsafe { (*mm.as_raw()).__bindgen_anon_1.map_count }.max(0) as u64;
-    let mut addr = start;
-    let mut recorded = 0;
     // SAFETY: `guard` is the mmap read lock of `mm`.
-    while let Some(vma) = unsafe { find_vma(&guard, mm, addr) } {
+    for (recorded, vma) in unsafe { VmaIter::new(&guard, mm, start) }.enumerate() {
         if recorded == limit || out.push_within_capacity(record(vma, this_file)).is_err() {
             return Walk {
                 next: vma.start(),
                 map_count,
             };
         }
-        recorded += 1;
-        addr = vma.end();
     }
     Walk { next: 0, map_count }
 }
 
 /// The VMA that covers `addr`, or with `or_next` the first one above it.
+///
+/// A VMA that covers `addr` is read under its own VMA lock, as `PROCMAP_QUERY` does, so the
+/// query does not contend with `mmap` and `munmap` elsewhere in the address space; only when
+/// that fails (no VMA there, or it is being changed) is the mmap read lock taken.
 pub(crate) fn query_vma(
     mm: &MmWithUser,
     addr: usize,
     or_next: bool,
     this_file: &File,
 ) -> Option<MmscopeVma> {
+    if let Some(vma) = mm.lock_vma_under_rcu(addr) {
+        return Some(record(&vma, this_file));
+    }
     let guard = mm.mmap_read_lock();
     // SAFETY: `guard` is the mmap read lock of `mm`.
-    let vma = unsafe { find_vma(&guard, mm, addr) }?;
+    let vma = unsafe { VmaIter::new(&guard, mm, addr) }.next()?;
     (or_next || vma.start() <= addr).then(|| record(vma, this_file))
 }

@@ -236,12 +236,22 @@ fn vma_list(arg: usize, file: &File) -> Result {
     let walk = loop {
         chunk.clear();
         let walk = mm_walk::collect_vmas(&mm, addr, capacity - count, &mut chunk, file);
-        for r in chunk.iter() {
+        if record_size == ours {
+            // The records are contiguous in userspace too: one copy for the chunk.
+            let bytes = chunk.as_slice().as_bytes();
             let dest = UserPtr::from_addr(records + count * record_size);
-            UserSlice::new(dest, ours)
+            UserSlice::new(dest, bytes.len())
                 .writer()
-                .write_slice(r.as_bytes())?;
-            count += 1;
+                .write_slice(bytes)?;
+            count += chunk.len();
+        } else {
+            for r in chunk.iter() {
+                let dest = UserPtr::from_addr(records + count * record_size);
+                UserSlice::new(dest, ours)
+                    .writer()
+                    .write_slice(r.as_bytes())?;
+                count += 1;
+            }
         }
         if walk.next == 0 || count == capacity {
             break walk;

@@ -150,10 +150,10 @@ pub(crate) struct MmRequest {
 pub(crate) fn read_mm_request<T>(arg: usize, known: u32) -> Result<MmRequest> {
     let size = read_ext_header::<T>(arg)?;
     let mut reader = UserSlice::new(UserPtr::from_addr(arg), size).reader();
-    let _size = reader.read::<u32>()?;
-    let flags = reader.read::<u32>()?;
-    let pid = reader.read::<i32>()?;
-    let reserved = reader.read::<u32>()?;
+    reader.skip(size_of::<u32>())?;
+    // The rest of the header in one copy: flags, pid, reserved.
+    let [flags, pid, reserved] = reader.read::<[u32; 3]>()?;
+    let pid = pid as i32;
     if flags & !(known | MMSCOPE_F_PID) != 0 || reserved != 0 {
         return Err(EINVAL);
     }
@@ -189,7 +189,7 @@ pub(crate) struct MmscopeMemStats {
     pub(crate) obj_pages: u64,
     /// This object: size limit in pages.
     pub(crate) obj_limit_pages: u64,
-    /// This object: pages mapped by fault-around.
+    /// This object: pages mapped by fault-around or fault-ahead.
     pub(crate) obj_faultaround_pages: u64,
     /// All objects: faults served.
     pub(crate) faults: u64,

@@ -194,6 +194,12 @@ pub(crate) fn insert_pages<'a>(
     (mapped, Ok(()))
 }
 
+/// Whether the VMA was advised `MADV_SEQUENTIAL` (`VM_SEQ_READ`): its pages will be accessed in
+/// order.
+pub(crate) fn is_sequential(vma: &VmaRef) -> bool {
+    vma.flags() & (1 << bindings::VMA_SEQ_READ_BIT) != 0
+}
+
 /// The operations of the VMAs that map a driver's data, `struct vm_operations_struct`.
 ///
 /// `Self` is the data the mappings share; each VMA holds an [`Arc<Self>`] in `vm_private_data`.

@@ -78,6 +78,14 @@
  * On a fault on a page the object already held, the other pages it holds
  * within the aligned 64 KiB window around it are mapped as well
  * (fault-around); the first touch of a page maps only that page.
+ *
+ * Fault-ahead is opt-in: on a mapping advised MADV_SEQUENTIAL, a fault (other
+ * than a write to a MAP_PRIVATE mapping) allocates the pages the object does
+ * not hold yet in the 64 KiB from the faulting page on, within the mapping
+ * and the size limit, and maps them, so a sequential first touch takes one
+ * fault per 16 pages. Its allocations are a guess: when one fails, or the
+ * module's cap is reached, the window ends there without an error.
+ * MADV_NORMAL or MADV_RANDOM makes the mapping exactly lazy again.
  */
 
 /*
@@ -87,7 +95,8 @@
  * @obj_faults:            this object: faults served
  * @obj_pages:             this object: pages it holds
  * @obj_limit_pages:       this object: size limit, in pages
- * @obj_faultaround_pages: this object: pages mapped by fault-around
+ * @obj_faultaround_pages: this object: pages mapped by fault-around or
+ *                         fault-ahead, not by a fault of their own
  * @faults:                all objects: faults served since load
  * @pages:                 all objects: pages allocated now
  * @pages_freed:           all objects: pages freed since load

@@ -115,8 +115,9 @@ fn memfd() -> OwnedFd {
     fd
 }
 
-/// A new mapping of `FAULT_BYTES` of `kind` (`mmscope`, `memfd`, or private anonymous
-/// memory), with what backs it; unmapped before the backing goes.
+/// A new mapping of `FAULT_BYTES` of `kind` (`mmscope`, `mmscope-seq` for one advised
+/// `MADV_SEQUENTIAL`, `memfd`, or private anonymous memory), with what backs it; unmapped before
+/// the backing goes.
 struct Fresh {
     map: Mapping,
     _dev: Option<Device>,
@@ -127,9 +128,16 @@ impl Fresh {
     fn new(kind: &str, flags: i32) -> Self {
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         match kind {
-            "mmscope" => {
+            "mmscope" | "mmscope-seq" => {
                 let dev = Device::open().expect("open /dev/mmscope");
                 let map = dev.map(FAULT_BYTES, rw, flags, 0).expect("mmap");
+                if kind == "mmscope-seq" {
+                    // SAFETY: Our own mapping; the advice only changes how it is faulted in.
+                    let ret = unsafe {
+                        libc::madvise(map.addr().cast(), FAULT_BYTES, libc::MADV_SEQUENTIAL)
+                    };
+                    assert_eq!(ret, 0, "madvise: {}", std::io::Error::last_os_error());
+                }
                 Self {
                     map,
                     _dev: Some(dev),
@@ -355,6 +363,17 @@ pub fn run() -> String {
         &s[0],
         "ns/page",
         &[("memfd", &s[1]), ("private anon", &s[2])],
+    );
+
+    let s = rounds(&mut [&mut || first_touch("mmscope-seq", shared), &mut || {
+        first_touch("anon", private)
+    }]);
+    row(
+        &mut table,
+        "first-touch write, MAP_SHARED, 32 MiB, `MADV_SEQUENTIAL` (fault-ahead)",
+        &s[0],
+        "ns/page",
+        &[("private anon", &s[1])],
     );
 
     let s = rounds(&mut [&mut || first_touch("mmscope", private), &mut || {

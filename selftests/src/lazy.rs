@@ -848,6 +848,97 @@ pub fn fault_around_only_on_held_pages() -> TestResult {
     Ok(())
 }
 
+/// `madvise(addr, len, advice)` on a mapping, skipping the test where the kernel has no
+/// `madvise`.
+fn advise(m: &Mapping, len: usize, advice: i32, name: &str) -> TestResult {
+    // SAFETY: Our own mapping; the advice changes how it is faulted in, not what it holds.
+    if unsafe { libc::madvise(m.addr().cast(), len, advice) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            skip!("madvise is not available (CONFIG_ADVISE_SYSCALLS=n)");
+        }
+        return Err(Outcome::Fail(format!("madvise({name}): {e}")));
+    }
+    Ok(())
+}
+
+/// Fault-ahead, which `MADV_SEQUENTIAL` opts into: a fault allocates and maps the 16 pages
+/// (64 KiB) from the faulting one on, within the mapping and the size limit, so a sequential
+/// first touch takes one fault per 16 pages. `MADV_NORMAL` makes the mapping exactly lazy
+/// again. Ground truth: the thread's minor faults, smaps `Rss`, and the data.
+pub fn fault_ahead_on_madv_sequential() -> TestResult {
+    const PAGES: usize = 256;
+    const AHEAD: u64 = 16;
+    let ps = page_size();
+    let (dev, _) = open()?;
+    let m = map(&dev, PAGES, RW, SHARED, 0)?;
+    advise(&m, PAGES * ps, libc::MADV_SEQUENTIAL, "MADV_SEQUENTIAL")?;
+    let before = stats(&dev)?;
+    let flt = sys::minor_faults();
+    for p in 0..100 {
+        m.write(p * ps + 1, p as u8);
+    }
+    let faults = sys::minor_faults() - flt;
+    let s = stats(&dev)?;
+    // Faults at pages 0, 16, ..., 96; the last maps up to page 111.
+    check_eq!(
+        faults,
+        7,
+        "minor faults for a sequential first touch of 100 pages"
+    );
+    check_eq!(s.obj_faults - before.obj_faults, 7, "object faults");
+    check_eq!(s.obj_pages, 7 * AHEAD, "pages held: 100 touched, 12 ahead");
+    check_eq!(
+        s.obj_faultaround_pages - before.obj_faultaround_pages,
+        7 * (AHEAD - 1),
+        "pages mapped ahead of a fault"
+    );
+    check_eq!(
+        smaps_rss_kb(m.addr() as usize)?,
+        7 * AHEAD * ps as u64 / 1024,
+        "smaps Rss"
+    );
+    for p in 0..7 * AHEAD as usize {
+        let want = if p < 100 { p as u8 } else { 0 };
+        check_eq!(m.read(p * ps + 1), want, "page {p}");
+    }
+
+    // Back to exactly lazy.
+    advise(&m, PAGES * ps, libc::MADV_NORMAL, "MADV_NORMAL")?;
+    let s = stats(&dev)?;
+    for p in 150..160 {
+        m.write(p * ps, 1);
+    }
+    let lazy = stats(&dev)?;
+    check_eq!(
+        lazy.obj_faults - s.obj_faults,
+        10,
+        "faults for 10 pages after MADV_NORMAL"
+    );
+    check_eq!(
+        lazy.obj_pages - s.obj_pages,
+        10,
+        "pages for 10 pages after MADV_NORMAL"
+    );
+
+    // The size limit ends the window: lowered to 200 pages, a fault at page 192 allocates
+    // pages 192..200 only, and page 200 is still past the limit.
+    dev.set_limit((200 * ps) as u64)
+        .context("MMSCOPE_IOC_SET_LIMIT to 200 pages")?;
+    advise(&m, PAGES * ps, libc::MADV_SEQUENTIAL, "MADV_SEQUENTIAL")?;
+    m.write(192 * ps, 1);
+    let limited = stats(&dev)?;
+    check_eq!(
+        limited.obj_pages - lazy.obj_pages,
+        8,
+        "pages for a fault 8 pages below the limit"
+    );
+    expect_sigbus("an access at the limit after fault-ahead", || {
+        m.write(200 * ps, 1);
+    })?;
+    Ok(())
+}
+
 /// The module-wide cap: with `max_mb=1` loaded, 256 pages can be allocated, the next access is
 /// SIGBUS; `max_mb=0` is refused at load.
 pub fn global_cap_is_sigbus() -> TestResult {

@@ -129,6 +129,10 @@ const TESTS: &[Test] = &[
         run: lazy::fault_around_only_on_held_pages,
     },
     Test {
+        name: "fault_ahead_on_madv_sequential",
+        run: lazy::fault_ahead_on_madv_sequential,
+    },
+    Test {
         name: "global_cap_is_sigbus",
         run: lazy::global_cap_is_sigbus,
     },

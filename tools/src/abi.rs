@@ -50,7 +50,7 @@ pub struct MemStats {
     pub obj_pages: u64,
     /// This object: size limit in pages.
     pub obj_limit_pages: u64,
-    /// This object: pages mapped by fault-around.
+    /// This object: pages mapped by fault-around or fault-ahead, not by a fault of their own.
     pub obj_faultaround_pages: u64,
     /// All objects: faults served since the module was loaded.
     pub faults: u64,
