@@ -971,6 +971,63 @@ pub fn cli_lazy_counts_pages() -> TestResult {
     Ok(())
 }
 
+/// `mmscope lazy --sequential`: with the object's mapping advised `MADV_SEQUENTIAL`, each
+/// fault allocates and maps 16 pages, so after t touches in order the object has taken
+/// ⌈t/16⌉ faults and holds ⌈t/16⌉ × 16 pages, and anonymous memory t resident pages.
+pub fn cli_lazy_sequential() -> TestResult {
+    let pages = 64u64;
+    let ahead = 16u64;
+    let size = format!("{}K", pages * page_size() as u64 / 1024);
+    let out = output(mmscope(&[
+        "lazy",
+        &size,
+        "--sequential",
+        "--rows",
+        "64",
+        "--json",
+    ])?)?;
+    check_eq!(
+        out.status.code(),
+        Some(0),
+        "lazy --sequential: {}",
+        text(&out.stderr)
+    );
+    let rows: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(json)
+        .collect::<Result<_, _>>()?;
+    let first: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["phase"] == "first_touch")
+        .collect();
+    check_eq!(
+        first.len() as u64,
+        pages + 1,
+        "rows: one per page and the start"
+    );
+    for r in &first {
+        let t = u(r, "touched")?;
+        let faults = t.div_ceil(ahead);
+        check_eq!(
+            (
+                u(r, "mmscope_faults")?,
+                u(r, "mmscope_pages")?,
+                u(r, "mmscope_faultaround")?,
+                u(r, "anon_pages")?
+            ),
+            (faults, faults * ahead, faults * (ahead - 1), t),
+            "after {t} touches: faults, pages held, pages mapped ahead, RssAnon pages"
+        );
+    }
+    let text_out = output(mmscope(&["lazy", &size, "--sequential"])?)?;
+    let body = text(&text_out.stdout);
+    check!(
+        body.contains("MADV_SEQUENTIAL") && body.contains("fault-ahead"),
+        "the text report names the advice and fault-ahead:\n{body}"
+    );
+    Ok(())
+}
+
 /// Bad input gets one sentence on stderr, nothing on stdout, and the usual exit status: 2 for
 /// usage, 1 for the rest.
 pub fn cli_bad_input() -> TestResult {

@@ -219,6 +219,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_lazy_counts_pages,
     },
     Test {
+        name: "cli_lazy_sequential",
+        run: cli::cli_lazy_sequential,
+    },
+    Test {
         name: "cli_bad_input",
         run: cli::cli_bad_input,
     },

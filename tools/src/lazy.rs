@@ -68,7 +68,8 @@ pub struct Row {
     pub mmscope_faults: u64,
     /// Pages the object holds.
     pub mmscope_pages: u64,
-    /// Pages the module mapped by fault-around in this phase.
+    /// Pages the module mapped in this phase without a fault of their own: by fault-around, or
+    /// by fault-ahead with `--sequential`.
     pub mmscope_faultaround: u64,
     /// Minor faults this process took while touching the anonymous mapping in this phase.
     pub anon_faults: u64,
@@ -85,6 +86,8 @@ pub struct Lazy {
     pub pattern: Pattern,
     /// How many rows the first phase reports at most (besides its start).
     pub rows: usize,
+    /// Whether the object's mapping is advised `MADV_SEQUENTIAL` (fault-ahead).
+    pub sequential: bool,
 }
 
 /// Minor faults of this thread so far.
@@ -105,6 +108,12 @@ impl Lazy {
         let pages = len / page;
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let object = dev.map(len, rw, libc::MAP_SHARED, 0)?;
+        if self.sequential {
+            // SAFETY: Our own mapping; the advice changes how it is faulted in, not its data.
+            if unsafe { libc::madvise(object.addr().cast(), len, libc::MADV_SEQUENTIAL) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         let anon = Mapping::new(len, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)?;
         let order = self.pattern.order(pages);
 

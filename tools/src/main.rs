@@ -93,6 +93,10 @@ enum Command {
         /// How many rows to report while touching.
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
         rows: u64,
+        /// Advise the object's mapping MADV_SEQUENTIAL first: each fault then allocates and
+        /// maps the 16 pages from the faulting one on (fault-ahead).
+        #[arg(long)]
+        sequential: bool,
         /// Print one JSON object per row instead of text.
         #[arg(long)]
         json: bool,
@@ -184,6 +188,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             pattern,
             seed,
             rows,
+            sequential,
             json,
         } => {
             let pattern = match pattern {
@@ -191,7 +196,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 other => other,
             };
             let dev = open_device(&cli.device)?;
-            lazy_cmd(&dev, size, pattern, rows as usize, json)
+            let run = Lazy {
+                size,
+                pattern,
+                rows: rows as usize,
+                sequential,
+            };
+            lazy_cmd(&dev, run, json)
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mmscope", &mut io::stdout());
@@ -389,13 +400,8 @@ fn trace_cmd(
     Ok(ExitCode::from(ending.shell_status().clamp(0, 255) as u8))
 }
 
-fn lazy_cmd(
-    dev: &Device,
-    size: u64,
-    pattern: Pattern,
-    rows: usize,
-    json: bool,
-) -> Result<ExitCode, Failure> {
+fn lazy_cmd(dev: &Device, run: Lazy, json: bool) -> Result<ExitCode, Failure> {
+    let Lazy { size, pattern, .. } = run;
     let stats = dev.mem_stats()?;
     let limit = stats.obj_limit_pages * page_size();
     let room = stats.max_pages.saturating_sub(stats.pages) * page_size();
@@ -421,24 +427,26 @@ fn lazy_cmd(
     if !json {
         res = write!(
             out,
-            "{} of /dev/mmscope (MAP_SHARED) and of anonymous memory (MAP_PRIVATE), {pages} pages \
-             each, touched {}:\n\n{:>8}  {:>10} {:>10} {:>13}   {:>10} {:>10}\n{:>8}  {:>10} {:>10} {:>13}   {:>10} {:>10}\n",
+            "{} of /dev/mmscope (MAP_SHARED{}) and of anonymous memory (MAP_PRIVATE), {pages} \
+             pages each, touched {}:\n\n{:>8}  {:>10} {:>10} {:>13}   {:>10} {:>10}\n{:>8}  {:>10} {:>10} {:>13}   {:>10} {:>10}\n",
             units::size(size),
+            if run.sequential {
+                ", advised MADV_SEQUENTIAL"
+            } else {
+                ""
+            },
             match pattern {
                 Pattern::Seq => "page by page, in order".to_string(),
                 Pattern::Stride(n) => format!("every {n}th page"),
                 Pattern::Random(seed) => format!("page by page, in random order (seed {seed})"),
             },
             "", "mmscope", "", "", "anonymous", "",
-            "touched", "faults", "pages held", "fault-around", "faults", "RssAnon +"
+            "touched", "faults", "pages held",
+            if run.sequential { "fault-ahead" } else { "fault-around" },
+            "faults", "RssAnon +"
         );
     }
-    let run = Lazy {
-        size,
-        pattern,
-        rows,
-    }
-    .run(dev, |row: &Row| {
+    let run = run.run(dev, |row: &Row| {
         if res.is_err() {
             return;
         }
