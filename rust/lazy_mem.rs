@@ -23,6 +23,7 @@
 
 use crate::vm_ops::{
     self,
+    SharedPage,
     VmFault,
     VmFaultReason,
     VmOperations, //
@@ -181,7 +182,7 @@ pub(crate) struct MemStats {
 pub(crate) struct LazyMem {
     /// The pages, by page offset.
     #[pin]
-    pages: XArray<Arc<Page>>,
+    pages: XArray<SharedPage>,
     /// Serialises adding pages and changing the limit.
     #[pin]
     alloc_lock: Mutex<AllocState>,
@@ -248,13 +249,13 @@ impl LazyMem {
     }
 
     /// The page at `pgoff`, if the object holds one.
-    fn lookup(&self, pgoff: usize) -> Option<Arc<Page>> {
-        self.pages.lock().get(pgoff).map(Arc::from)
+    fn lookup(&self, pgoff: usize) -> Option<SharedPage> {
+        self.pages.lock().get(pgoff).map(|page| page.clone())
     }
 
     /// The page at `pgoff`, allocated and zeroed if the object does not hold one yet, and
     /// whether it was allocated now.
-    fn get_or_alloc(&self, pgoff: usize) -> Result<(Arc<Page>, bool), PageError> {
+    fn get_or_alloc(&self, pgoff: usize) -> Result<(SharedPage, bool), PageError> {
         if let Some(page) = self.lookup(pgoff) {
             return Ok((page, false));
         }
@@ -272,7 +273,7 @@ impl LazyMem {
 
     /// Adds `page` at `pgoff`, which holds no page, within the size limit and the module-wide
     /// cap.
-    fn add(&self, state: &mut AllocState, pgoff: usize, page: Arc<Page>) -> Result<(), PageError> {
+    fn add(&self, state: &mut AllocState, pgoff: usize, page: SharedPage) -> Result<(), PageError> {
         if pgoff >= state.limit_pages {
             return Err(PageError::Limit);
         }
@@ -298,18 +299,19 @@ impl LazyMem {
     }
 
     /// Allocates a page charged to the current task's memory cgroup, with `flags` added.
-    fn alloc_page(flags: Flags) -> Result<Arc<Page>, PageError> {
-        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | flags)?;
-        Ok(Arc::new(page, GFP_KERNEL_ACCOUNT | flags)?)
+    fn alloc_page(flags: Flags) -> Result<SharedPage, PageError> {
+        Ok(SharedPage::new(Page::alloc_page(
+            GFP_KERNEL_ACCOUNT | flags,
+        )?))
     }
 
     /// The pages the object holds at `first`, `first + 1`, ... into `slots`, but for the slot
     /// `skip`, looked up under one lock.
-    fn lookup_window(&self, first: usize, skip: usize, slots: &mut [Option<Arc<Page>>]) {
+    fn lookup_window(&self, first: usize, skip: usize, slots: &mut [Option<SharedPage>]) {
         let pages = self.pages.lock();
         for (i, slot) in slots.iter_mut().enumerate() {
             if i != skip {
-                *slot = pages.get(first + i).map(Arc::from);
+                *slot = pages.get(first + i).map(|page| page.clone());
             }
         }
     }
@@ -318,7 +320,7 @@ impl LazyMem {
     /// addresses where something is mapped already. Returns how many it mapped.
     ///
     /// Each run of consecutive pages is mapped under one page table lock.
-    fn map_slots(vma: &VmaMixedMap, start: usize, slots: &[Option<Arc<Page>>]) -> u64 {
+    fn map_slots(vma: &VmaMixedMap, start: usize, slots: &[Option<SharedPage>]) -> u64 {
         let mut mapped = 0;
         let mut i = 0;
         while i < slots.len() {
@@ -327,7 +329,7 @@ impl LazyMem {
                 i += 1;
                 continue;
             }
-            let pages = slots[i..i + run].iter().flatten().map(|p| &**p);
+            let pages = slots[i..i + run].iter().flatten();
             let (done, result) = vm_ops::insert_pages(vma, start + (i << PAGE_SHIFT), pages);
             mapped += done as u64;
             i += done;
@@ -350,7 +352,7 @@ impl LazyMem {
         let start = base.max(vma.start());
         let end = base.saturating_add(window).min(vma.end());
         let skip = (address - start) >> PAGE_SHIFT;
-        let mut slots: [Option<Arc<Page>>; FAULT_AROUND_PAGES] = Default::default();
+        let mut slots: [Option<SharedPage>; FAULT_AROUND_PAGES] = Default::default();
         let slots = &mut slots[..(end - start) >> PAGE_SHIFT];
         // VMAs map offsets linearly.
         self.lookup_window(vmf.pgoff() - skip, skip, slots);
@@ -368,12 +370,12 @@ impl LazyMem {
         let end = address
             .saturating_add(FAULT_AHEAD_PAGES * PAGE_SIZE)
             .min(vma.end());
-        let mut slots: [Option<Arc<Page>>; FAULT_AHEAD_PAGES] = Default::default();
+        let mut slots: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
         let slots = &mut slots[..(end - address) >> PAGE_SHIFT];
         let pgoff = vmf.pgoff();
         self.lookup_window(pgoff, 0, slots);
         // Allocate what is missing before taking the lock, as a single fault does.
-        let mut fresh: [Option<Arc<Page>>; FAULT_AHEAD_PAGES] = Default::default();
+        let mut fresh: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
         for (new, held) in fresh.iter_mut().zip(slots.iter()).skip(1) {
             if held.is_none() {
                 match Self::alloc_page(__GFP_ZERO | __GFP_NOWARN) {
@@ -427,7 +429,7 @@ impl VmOperations for LazyMem {
             };
             mem.faultaround_pages.add(extra, Relaxed);
         }
-        vmf.map_page(&page)
+        vmf.map_page(page)
     }
 }
 

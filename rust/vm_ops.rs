@@ -15,7 +15,13 @@
 //! This file is the only place that touches `struct vm_operations_struct` and `struct vm_fault`
 //! directly.
 
-use core::marker::PhantomData;
+use core::{
+    ffi::c_void,
+    marker::PhantomData,
+    mem::ManuallyDrop,
+    ops::Deref,
+    ptr::NonNull, //
+};
 use kernel::{
     bindings,
     error::{
@@ -128,21 +134,124 @@ impl VmFault {
     /// The kernel then does what it does for a page-cache page: it locks the page, maps it (or,
     /// on a write to a private mapping, a copy of it, written into the page it allocated for
     /// that before calling the handler, so the write needs no second fault), and unlocks it. The
-    /// mapping takes a reference of its own to `page`, dropped when the entry is unmapped; a
-    /// copy-on-write fault drops it once the copy is made.
-    pub(crate) fn map_page(&self, page: &Page) -> VmFaultReason {
-        let raw = page.as_ptr();
-        // SAFETY: `page` owns a reference, so the page is allocated and its `_refcount` is valid.
-        // An order-0 page is its own folio, so this is `get_page()`, which is inline in C and
-        // has no helper in the kernel crate: the reference is added with the same atomic
-        // increment.
-        let refcount = unsafe { Atomic::<i32>::from_ptr(&raw mut (*raw)._refcount.counter) };
-        refcount.add(1, Relaxed);
+    /// reference `page` owns goes to the page table entry, which drops it when it is unmapped;
+    /// a copy-on-write fault drops it once the copy is made.
+    pub(crate) fn map_page(&self, page: SharedPage) -> VmFaultReason {
         // SAFETY: By the type invariants the `struct vm_fault` is valid, and `page` is the field
         // the kernel reads the handler's page from when the handler returns 0.
-        // INVARIANT: The reference taken above goes to the kernel with the page.
-        unsafe { (*self.0.get()).page = raw };
+        unsafe { (*self.0.get()).page = page.into_raw() };
         VmFaultReason(0)
+    }
+}
+
+/// An order-0 page whose owners are counted by the page's own reference count, the count page
+/// table entries hold theirs in.
+///
+/// Each `SharedPage` owns one reference: cloning is `get_page()`, dropping is `put_page()`, and
+/// the last put frees the page. A page can thus be held by a driver and mapped by page tables
+/// without an allocation of its own for the count, and handed to the kernel by giving it a
+/// reference.
+///
+/// # Invariants
+///
+/// `self.0` points to an order-0, non-compound page, and this value owns one reference to it.
+pub(crate) struct SharedPage(NonNull<bindings::page>);
+
+// SAFETY: A page reference may be taken, used and dropped on any thread.
+unsafe impl Send for SharedPage {}
+
+// SAFETY: `&SharedPage` only reads the page pointer or takes another reference, which is atomic.
+unsafe impl Sync for SharedPage {}
+
+impl SharedPage {
+    /// Shares `page`, taking over the reference it owns.
+    pub(crate) fn new(page: Page) -> Self {
+        let raw = page.as_ptr();
+        // `Page` frees its order-0 allocation with `__free_pages(page, 0)`, which is dropping a
+        // reference; the one it owns is ours from now on.
+        core::mem::forget(page);
+        // SAFETY: The pointer of a `Page` is never null.
+        // INVARIANT: `Page::alloc_page` allocates order-0, non-compound pages.
+        Self(unsafe { NonNull::new_unchecked(raw) })
+    }
+
+    /// The `struct page`.
+    fn as_ptr(&self) -> *mut bindings::page {
+        self.0.as_ptr()
+    }
+
+    /// Gives up this value's reference without dropping it, for the kernel to own.
+    fn into_raw(self) -> *mut bindings::page {
+        let raw = self.as_ptr();
+        core::mem::forget(self);
+        raw
+    }
+}
+
+impl Clone for SharedPage {
+    fn clone(&self) -> Self {
+        // SAFETY: By the type invariants we own a reference, so the page and its `_refcount`
+        // are valid. An order-0 page is its own folio, so this is `get_page()`, which is inline
+        // in C and has no helper in the kernel crate: the reference is added with the same
+        // atomic increment.
+        let refcount =
+            unsafe { Atomic::<i32>::from_ptr(&raw mut (*self.as_ptr())._refcount.counter) };
+        refcount.add(1, Relaxed);
+        // INVARIANT: The new value owns the reference just taken.
+        Self(self.0)
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants we own a reference to an order-0 page. For such a
+        // page `__free_pages(page, 0)` is `put_page()`: it drops the reference and frees the
+        // page (uncharging its memory cgroup) if that was the last one.
+        unsafe { bindings::__free_pages(self.as_ptr(), 0) };
+    }
+}
+
+/// A [`SharedPage`] stored in a foreign container (such as an XArray), borrowed.
+pub(crate) struct SharedPageRef<'a>(ManuallyDrop<SharedPage>, PhantomData<&'a SharedPage>);
+
+impl Deref for SharedPageRef<'_> {
+    type Target = SharedPage;
+
+    fn deref(&self) -> &SharedPage {
+        &self.0
+    }
+}
+
+// SAFETY: `into_foreign` returns the page pointer, never null and aligned as a `struct page`;
+// `from_foreign` and `borrow` turn it back into the value that owns the reference, or a borrow
+// of it that never drops it.
+unsafe impl ForeignOwnable for SharedPage {
+    const FOREIGN_ALIGN: usize = core::mem::align_of::<bindings::page>();
+    type Borrowed<'a> = SharedPageRef<'a>;
+    type BorrowedMut<'a> = SharedPageRef<'a>;
+
+    fn into_foreign(self) -> *mut c_void {
+        self.into_raw().cast()
+    }
+
+    unsafe fn from_foreign(ptr: *mut c_void) -> Self {
+        // SAFETY: The caller passes a pointer from `into_foreign`: a page pointer, not null,
+        // whose reference is given back once.
+        Self(unsafe { NonNull::new_unchecked(ptr.cast()) })
+    }
+
+    unsafe fn borrow<'a>(ptr: *mut c_void) -> SharedPageRef<'a> {
+        // SAFETY: As in `from_foreign`; the reference stays with the foreign owner for `'a`, and
+        // `ManuallyDrop` never drops it.
+        SharedPageRef(
+            ManuallyDrop::new(unsafe { Self::from_foreign(ptr) }),
+            PhantomData,
+        )
+    }
+
+    unsafe fn borrow_mut<'a>(ptr: *mut c_void) -> SharedPageRef<'a> {
+        // SAFETY: The caller's guarantees are those of `borrow`.
+        unsafe { Self::borrow(ptr) }
     }
 }
 
@@ -161,7 +270,7 @@ const INSERT_BATCH: usize = 16;
 pub(crate) fn insert_pages<'a>(
     vma: &VmaMixedMap,
     address: usize,
-    pages: impl IntoIterator<Item = &'a Page>,
+    pages: impl IntoIterator<Item = &'a SharedPage>,
 ) -> (usize, Result) {
     let mut pages = pages.into_iter().peekable();
     let mut mapped = 0;
