@@ -332,14 +332,38 @@ fn special_name(vma: &VmaRef) -> Option<&CStr> {
     Some(unsafe { CStr::from_char_ptr(name) })
 }
 
-/// The `MMSCOPE_VMA_*` bits of `vm_flags`, for [`MmscopeVma::flags`].
+/// The `MMSCOPE_VMA_*` bits of `vm_flags`, for [`MmscopeVma::flags`]: one step per flag set.
 fn export_flags(vm_flags: usize) -> u64 {
-    EXPORTED_VM_FLAGS
-        .iter()
-        .enumerate()
-        .filter(|(_, &f)| vm_flags & f != 0)
-        .fold(0, |bits, (i, _)| bits | 1 << i)
+    let mut rest = vm_flags & EXPORTED_MASK;
+    let mut bits = 0;
+    while rest != 0 {
+        bits |= 1 << EXPORT_BIT[rest.trailing_zeros() as usize];
+        rest &= rest - 1;
+    }
+    bits
 }
+
+/// The `VM_*` flags in [`EXPORTED_VM_FLAGS`], together.
+const EXPORTED_MASK: usize = {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < EXPORTED_VM_FLAGS.len() {
+        mask |= EXPORTED_VM_FLAGS[i];
+        i += 1;
+    }
+    mask
+};
+
+/// For each bit of `vm_flags` in [`EXPORTED_MASK`], its `MMSCOPE_VMA_*` bit.
+const EXPORT_BIT: [u8; usize::BITS as usize] = {
+    let mut table = [0; usize::BITS as usize];
+    let mut i = 0;
+    while i < EXPORTED_VM_FLAGS.len() {
+        table[EXPORTED_VM_FLAGS[i].trailing_zeros() as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// The `VM_*` flags userspace sees: bit `i` of `MMSCOPE_VMA_*` is `EXPORTED_VM_FLAGS[i]`.
 const EXPORTED_VM_FLAGS: [usize; 24] = [

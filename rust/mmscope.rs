@@ -194,7 +194,7 @@ const VMA_CHUNK: usize = 128;
 
 /// `MMSCOPE_IOC_MM_SUMMARY`: the memory-map summary of the caller or of another process.
 fn mm_summary(arg: usize) -> Result {
-    let req = uapi::read_mm_request::<uapi::MmscopeMmSummary>(arg, 0)?;
+    let req = uapi::read_mm_request::<uapi::MmscopeMmSummary>(arg, 0, 0)?;
     let mm = mm_walk::target_mm(req.pid)?;
     let out = uapi::MmscopeMmSummary {
         size: req.size as u32,
@@ -211,7 +211,8 @@ fn mm_summary(arg: usize) -> Result {
 /// after dropping it; the walk goes on from where the chunk ended until the array is full or
 /// the VMAs end.
 fn vma_list(arg: usize, file: &File) -> Result {
-    let mut req = uapi::read_mm_request::<uapi::MmscopeVmaList>(arg, 0)?;
+    // In: start_addr, records, record_size, capacity.
+    let mut req = uapi::read_mm_request::<uapi::MmscopeVmaList>(arg, 0, 24)?;
     let start = req.fields.read::<u64>()?;
     let records = req.fields.read::<u64>()?;
     let record_size = req.fields.read::<u32>()? as usize;
@@ -277,8 +278,11 @@ fn vma_list(arg: usize, file: &File) -> Result {
 /// `MMSCOPE_IOC_VMA_QUERY`: the VMA covering `addr`, or the next one above it with
 /// `MMSCOPE_QUERY_COVERING_OR_NEXT`; `ENOENT` if there is none.
 fn vma_query(arg: usize, file: &File) -> Result {
-    let mut req =
-        uapi::read_mm_request::<uapi::MmscopeVmaQuery>(arg, uapi::MMSCOPE_QUERY_COVERING_OR_NEXT)?;
+    let mut req = uapi::read_mm_request::<uapi::MmscopeVmaQuery>(
+        arg,
+        uapi::MMSCOPE_QUERY_COVERING_OR_NEXT,
+        8,
+    )?;
     let addr = req.fields.read::<u64>()?;
     let addr = usize::try_from(addr).map_err(|_| EINVAL)?;
     let mm = mm_walk::target_mm(req.pid)?;

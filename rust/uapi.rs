@@ -12,10 +12,10 @@ use kernel::{
         _IOWR, //
     },
     prelude::*,
+    transmute::FromBytes,
     uaccess::{
         UserPtr,
-        UserSlice,
-        UserSliceReader, //
+        UserSlice, //
     },
 };
 use zerocopy::Immutable;
@@ -139,20 +139,18 @@ pub(crate) struct MmRequest {
     pub(crate) flags: u32,
     /// The target process, `None` for the caller.
     pub(crate) pid: Option<i32>,
-    /// Reads the fields that follow the header.
-    pub(crate) fields: UserSliceReader,
+    /// The input fields that follow the header.
+    pub(crate) fields: Input,
 }
 
 /// Reads and checks the header every request about an address space starts with: `u32` size,
-/// `u32` flags, `i32` pid, `u32` reserved. `T` is the request's first version; flags outside
-/// `known` (and [`MMSCOPE_F_PID`]), a nonzero reserved field, a pid without `MMSCOPE_F_PID` or
-/// a pid below 1 with it give `EINVAL`.
-pub(crate) fn read_mm_request<T>(arg: usize, known: u32) -> Result<MmRequest> {
-    let size = read_ext_header::<T>(arg)?;
-    let mut reader = UserSlice::new(UserPtr::from_addr(arg), size).reader();
-    reader.skip(size_of::<u32>())?;
-    // The rest of the header in one copy: flags, pid, reserved.
-    let [flags, pid, reserved] = reader.read::<[u32; 3]>()?;
+/// `u32` flags, `i32` pid, `u32` reserved, and the `inputs` bytes of fields after it that the
+/// caller fills in. `T` is the request's first version; flags outside `known` (and
+/// [`MMSCOPE_F_PID`]), a nonzero reserved field, a pid without `MMSCOPE_F_PID` or a pid below 1
+/// with it give `EINVAL`.
+pub(crate) fn read_mm_request<T>(arg: usize, known: u32, inputs: usize) -> Result<MmRequest> {
+    let (size, mut fields) = read_input::<T>(arg, 4 * size_of::<u32>() + inputs)?;
+    let [flags, pid, reserved] = fields.read::<[u32; 3]>()?;
     let pid = pid as i32;
     if flags & !(known | MMSCOPE_F_PID) != 0 || reserved != 0 {
         return Err(EINVAL);
@@ -171,8 +169,57 @@ pub(crate) fn read_mm_request<T>(arg: usize, known: u32) -> Result<MmRequest> {
         size,
         flags,
         pid,
-        fields: reader,
+        fields,
     })
+}
+
+/// The most input bytes a request has: its header and the fields the caller fills in.
+const MAX_INPUT: usize = 64;
+
+/// The input part of a request, read from userspace in one copy, and read field by field.
+pub(crate) struct Input {
+    /// The bytes; those from `pos` to `len` are still to be read.
+    bytes: [u8; MAX_INPUT],
+    /// How many bytes were read from userspace.
+    len: usize,
+    /// How many have been read from here.
+    pos: usize,
+}
+
+impl Input {
+    /// The next field.
+    pub(crate) fn read<F: FromBytes>(&mut self) -> Result<F> {
+        let rest = self.bytes.get(self.pos..self.len).ok_or(EINVAL)?;
+        let (value, _) = F::from_bytes_copy_prefix(rest).ok_or(EINVAL)?;
+        self.pos += size_of::<F>();
+        Ok(value)
+    }
+}
+
+/// Reads the first `input` bytes of an extensible struct whose first version is `T`, which
+/// starts with its `u32` size: the size and the fields the caller fills in. Returns the size to
+/// read and write (ours), and the input with the size field read.
+///
+/// One copy from userspace where the caller's struct is readable; otherwise the checks of
+/// [`read_ext_header`] run one by one, so that each bad input gets the same errno either way.
+fn read_input<T>(arg: usize, input: usize) -> Result<(usize, Input)> {
+    let ours = size_of::<T>();
+    if input > MAX_INPUT || input > ours {
+        return Err(EINVAL);
+    }
+    let mut fields = Input {
+        bytes: [0; MAX_INPUT],
+        len: input,
+        pos: 0,
+    };
+    let mut reader = UserSlice::new(UserPtr::from_addr(arg), input).reader();
+    if reader.read_slice(&mut fields.bytes[..input]).is_err() {
+        read_ext_header::<T>(arg)?;
+        return Err(EFAULT);
+    }
+    let size = fields.read::<u32>()? as usize;
+    check_size(arg, size, ours)?;
+    Ok((ours, fields))
 }
 
 /// `struct mmscope_mem_stats`: the counters of the lazily allocated memory.
@@ -215,6 +262,13 @@ pub(crate) fn read_ext_header<T>(arg: usize) -> Result<usize> {
     let ours = size_of::<T>();
     let mut reader = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>()).reader();
     let size = reader.read::<u32>()? as usize;
+    check_size(arg, size, ours)?;
+    Ok(ours)
+}
+
+/// Checks the `size` a caller gives for a struct whose first version has `ours` bytes: `EINVAL`
+/// below that, `E2BIG` above [`MAX_STRUCT_SIZE`] or if the bytes past ours are not all zero.
+fn check_size(arg: usize, size: usize, ours: usize) -> Result {
     if size < ours {
         return Err(EINVAL);
     }
@@ -224,7 +278,7 @@ pub(crate) fn read_ext_header<T>(arg: usize) -> Result<usize> {
     if size > ours {
         check_zeroed(arg.checked_add(ours).ok_or(EFAULT)?, size - ours)?;
     }
-    Ok(ours)
+    Ok(())
 }
 
 /// The largest struct or record size a caller may pass (`E2BIG` above it), as `clone3()` and
@@ -250,10 +304,8 @@ fn check_zeroed(addr: usize, len: usize) -> Result {
 /// Reads the size and flags of an extensible struct whose first version is `T` and that takes
 /// no flags (`EINVAL` if any is set).
 pub(crate) fn read_ext_header_no_flags<T>(arg: usize) -> Result<usize> {
-    let size = read_ext_header::<T>(arg)?;
-    let mut reader = UserSlice::new(UserPtr::from_addr(arg), 2 * size_of::<u32>()).reader();
-    reader.skip(size_of::<u32>())?;
-    if reader.read::<u32>()? != 0 {
+    let (size, mut fields) = read_input::<T>(arg, 2 * size_of::<u32>())?;
+    if fields.read::<u32>()? != 0 {
         return Err(EINVAL);
     }
     Ok(size)
