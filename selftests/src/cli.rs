@@ -885,27 +885,35 @@ pub fn cli_trace_text_and_svg() -> TestResult {
     Ok(())
 }
 
+/// Runs `mmscope` with `args` (a `lazy ... --json` command), expects success, and parses its
+/// rows.
+fn lazy_json(args: &[&str]) -> Result<Vec<Value>, Outcome> {
+    let out = output(mmscope(args)?)?;
+    check_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: {}",
+        args.join(" "),
+        text(&out.stderr)
+    );
+    text(&out.stdout).lines().map(json).collect()
+}
+
+/// The rows of `mmscope lazy --json` reported while touching.
+fn first_touch_rows(rows: &[Value]) -> Vec<&Value> {
+    rows.iter()
+        .filter(|r| r["phase"] == "first_touch")
+        .collect()
+}
+
 /// `mmscope lazy`: touching k pages takes k faults and k pages in the object and k resident
 /// anonymous pages; a second mapping reads them back with fault-around.
 pub fn cli_lazy_counts_pages() -> TestResult {
     let pages = 64u64;
     let size = format!("{}K", pages * page_size() as u64 / 1024);
     for (pattern, touched) in [("seq", pages), ("stride:4", pages / 4), ("random", pages)] {
-        let out = output(mmscope(&["lazy", &size, "--pattern", pattern, "--json"])?)?;
-        check_eq!(
-            out.status.code(),
-            Some(0),
-            "lazy {pattern}: {}",
-            text(&out.stderr)
-        );
-        let rows: Vec<Value> = text(&out.stdout)
-            .lines()
-            .map(json)
-            .collect::<Result<_, _>>()?;
-        let first: Vec<&Value> = rows
-            .iter()
-            .filter(|r| r["phase"] == "first_touch")
-            .collect();
+        let rows = lazy_json(&["lazy", &size, "--pattern", pattern, "--json"])?;
+        let first = first_touch_rows(&rows);
         check!(first.len() >= 2, "rows while touching: {rows:?}");
         check!(
             first
@@ -978,28 +986,8 @@ pub fn cli_lazy_sequential() -> TestResult {
     let pages = 64u64;
     let ahead = 16u64;
     let size = format!("{}K", pages * page_size() as u64 / 1024);
-    let out = output(mmscope(&[
-        "lazy",
-        &size,
-        "--sequential",
-        "--rows",
-        "64",
-        "--json",
-    ])?)?;
-    check_eq!(
-        out.status.code(),
-        Some(0),
-        "lazy --sequential: {}",
-        text(&out.stderr)
-    );
-    let rows: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(json)
-        .collect::<Result<_, _>>()?;
-    let first: Vec<&Value> = rows
-        .iter()
-        .filter(|r| r["phase"] == "first_touch")
-        .collect();
+    let rows = lazy_json(&["lazy", &size, "--sequential", "--rows", "64", "--json"])?;
+    let first = first_touch_rows(&rows);
     check_eq!(
         first.len() as u64,
         pages + 1,
