@@ -305,23 +305,31 @@ impl LazyMem {
         )?))
     }
 
-    /// The pages the object holds at `first`, `first + 1`, ... into `slots`, but for the slot
-    /// `skip`, looked up under one lock.
-    fn lookup_window(&self, first: usize, skip: usize, slots: &mut [Option<SharedPage>]) {
+    /// The pages the object holds at `first`, `first + 1`, ... into the empty `slots`, looked up
+    /// under one lock.
+    fn lookup_window(&self, first: usize, slots: &mut [Option<SharedPage>]) {
         let pages = self.pages.lock();
         for (i, slot) in slots.iter_mut().enumerate() {
-            if i != skip {
+            if slot.is_none() {
                 *slot = pages.get(first + i).map(|page| page.clone());
             }
         }
     }
 
     /// Maps the pages in `slots` at consecutive addresses from `start`, skipping empty slots and
-    /// addresses where something is mapped already. Returns how many it mapped.
+    /// addresses where something is mapped already; slot `at` is the faulting page.
     ///
     /// Each run of consecutive pages is mapped under one page table lock.
-    fn map_slots(vma: &VmaMixedMap, start: usize, slots: &[Option<SharedPage>]) -> u64 {
-        let mut mapped = 0;
+    fn map_slots(
+        vma: &VmaMixedMap,
+        start: usize,
+        slots: &[Option<SharedPage>],
+        at: usize,
+    ) -> Mapped {
+        let mut mapped = Mapped {
+            around: 0,
+            faulting: false,
+        };
         let mut i = 0;
         while i < slots.len() {
             let run = slots[i..].iter().take_while(|p| p.is_some()).count();
@@ -331,52 +339,62 @@ impl LazyMem {
             }
             let pages = slots[i..i + run].iter().flatten();
             let (done, result) = vm_ops::insert_pages(vma, start + (i << PAGE_SHIFT), pages);
-            mapped += done as u64;
+            mapped.around += done as u64;
+            if (i..i + done).contains(&at) {
+                mapped.around -= 1;
+                mapped.faulting = true;
+            }
             i += done;
             match result {
                 Ok(()) => {}
-                // Something is mapped there already: leave it.
-                Err(EBUSY) => i += 1,
+                // Something is mapped there already: leave it. At the faulting address that is
+                // a concurrent fault's doing, and as good.
+                Err(EBUSY) => {
+                    mapped.faulting |= i == at;
+                    i += 1;
+                }
                 Err(_) => break,
             }
         }
         mapped
     }
 
-    /// Maps the pages the object already holds in the fault-around window of `vmf`, other than
-    /// the faulting page, where nothing is mapped yet. Returns how many it mapped.
-    fn fault_around(&self, vma: &VmaMixedMap, vmf: &VmFault) -> u64 {
+    /// Maps the faulting page and the pages the object already holds in the fault-around window
+    /// of `vmf`, where nothing is mapped yet.
+    fn fault_around(&self, vma: &VmaMixedMap, vmf: &VmFault, page: &SharedPage) -> Mapped {
         let address = vmf.address();
         let window = FAULT_AROUND_PAGES * PAGE_SIZE;
         let base = address & !(window - 1);
         let start = base.max(vma.start());
         let end = base.saturating_add(window).min(vma.end());
-        let skip = (address - start) >> PAGE_SHIFT;
+        let at = (address - start) >> PAGE_SHIFT;
         let mut slots: [Option<SharedPage>; FAULT_AROUND_PAGES] = Default::default();
         let slots = &mut slots[..(end - start) >> PAGE_SHIFT];
+        slots[at] = Some(page.clone());
         // VMAs map offsets linearly.
-        self.lookup_window(vmf.pgoff() - skip, skip, slots);
-        Self::map_slots(vma, start, slots)
+        self.lookup_window(vmf.pgoff() - at, slots);
+        Self::map_slots(vma, start, slots, at)
     }
 
     /// Fault-ahead, for a mapping advised `MADV_SEQUENTIAL`: allocates the pages the object does
     /// not hold yet in the [`FAULT_AHEAD_PAGES`] from the faulting page on (within the VMA, the
-    /// size limit and the module-wide cap), and maps them with the held ones where nothing is
-    /// mapped yet, other than the faulting page. Returns how many it mapped.
+    /// size limit and the module-wide cap), and maps them with the faulting page and the held
+    /// ones, where nothing is mapped yet.
     ///
     /// These allocations are a guess: the first that fails ends the window, without an error.
-    fn fault_ahead(&self, vma: &VmaMixedMap, vmf: &VmFault) -> u64 {
+    fn fault_ahead(&self, vma: &VmaMixedMap, vmf: &VmFault, page: &SharedPage) -> Mapped {
         let address = vmf.address();
         let end = address
             .saturating_add(FAULT_AHEAD_PAGES * PAGE_SIZE)
             .min(vma.end());
         let mut slots: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
         let slots = &mut slots[..(end - address) >> PAGE_SHIFT];
+        slots[0] = Some(page.clone());
         let pgoff = vmf.pgoff();
-        self.lookup_window(pgoff, 0, slots);
+        self.lookup_window(pgoff, slots);
         // Allocate what is missing before taking the lock, as a single fault does.
         let mut fresh: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
-        for (new, held) in fresh.iter_mut().zip(slots.iter()).skip(1) {
+        for (new, held) in fresh.iter_mut().zip(slots.iter()) {
             if held.is_none() {
                 match Self::alloc_page(__GFP_ZERO | __GFP_NOWARN) {
                     Ok(page) => *new = Some(page),
@@ -397,8 +415,16 @@ impl LazyMem {
                 }
             }
         }
-        Self::map_slots(vma, address, slots)
+        Self::map_slots(vma, address, slots, 0)
     }
+}
+
+/// What mapping a window of pages around a fault did.
+struct Mapped {
+    /// Pages mapped other than the faulting one.
+    around: u64,
+    /// Whether the faulting page is mapped now.
+    faulting: bool,
 }
 
 #[vtable]
@@ -418,16 +444,22 @@ impl VmOperations for LazyMem {
         };
         mem.faults.add(1, Relaxed);
         GLOBAL.faults.add(1, Relaxed);
-        // A write to a private mapping maps a copy, made by the kernel, and only there.
+        // A write to a private mapping maps a copy, which the kernel makes from the page it is
+        // given. Otherwise a fault that maps more than its own page maps them all in one go.
         if !vmf.is_cow() {
-            let extra = if vm_ops::is_sequential(vma) {
-                mem.fault_ahead(vma, vmf)
+            let window = if vm_ops::is_sequential(vma) {
+                Some(mem.fault_ahead(vma, vmf, &page))
             } else if !fresh {
-                mem.fault_around(vma, vmf)
+                Some(mem.fault_around(vma, vmf, &page))
             } else {
-                0
+                None
             };
-            mem.faultaround_pages.add(extra, Relaxed);
+            if let Some(mapped) = window {
+                mem.faultaround_pages.add(mapped.around, Relaxed);
+                if mapped.faulting {
+                    return VmFaultReason::NOPAGE;
+                }
+            }
         }
         vmf.map_page(page)
     }

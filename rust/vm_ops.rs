@@ -62,6 +62,8 @@ use kernel::{
 pub(crate) struct VmFaultReason(bindings::vm_fault_t);
 
 impl VmFaultReason {
+    /// `VM_FAULT_NOPAGE`: the handler mapped the page itself; the access is retried.
+    pub(crate) const NOPAGE: Self = Self(bindings::vm_fault_reason_VM_FAULT_NOPAGE);
     /// `VM_FAULT_OOM`: memory could not be allocated.
     pub(crate) const OOM: Self = Self(bindings::vm_fault_reason_VM_FAULT_OOM);
     /// `VM_FAULT_SIGBUS`: the access is outside what the mapping can back; send `SIGBUS`.
