@@ -69,7 +69,7 @@ enum VmaKind {
     Special = 8,
 }
 
-/// The address space of the caller, or of the process `pid`.
+/// Calls `f` with the address space of the caller, or of the process `pid`.
 ///
 /// Another process is allowed if it is in the caller's thread group, if a thread of the caller's
 /// thread group is its tracer, or if the caller has `CAP_SYS_PTRACE`.
@@ -83,11 +83,23 @@ enum VmaKind {
 ///
 /// Fails with `ESRCH` if there is no such process or it has no address space, and `EACCES` if
 /// the caller may not read it.
-pub(crate) fn target_mm(pid: Option<i32>) -> Result<ARef<MmWithUser>> {
-    let current = kernel::current!();
+pub(crate) fn with_target_mm<R>(
+    pid: Option<i32>,
+    f: impl FnOnce(&MmWithUser) -> Result<R>,
+) -> Result<R> {
     let Some(nr) = pid else {
-        return current.mm().map(ARef::from).ok_or(ESRCH);
+        // The caller's own address space needs no reference: it lives as long as the caller,
+        // which is in this system call.
+        let current = kernel::current!();
+        return f(current.mm().ok_or(ESRCH)?);
     };
+    let mm = other_mm(nr)?;
+    f(&mm)
+}
+
+/// The address space of process `nr`, if the caller may read it; see [`with_target_mm`].
+fn other_mm(nr: i32) -> Result<ARef<MmWithUser>> {
+    let current = kernel::current!();
     // SAFETY: `find_get_pid` has no preconditions; it returns a counted reference or NULL.
     let pid = unsafe { bindings::find_get_pid(nr) };
     if pid.is_null() {

@@ -195,12 +195,12 @@ const VMA_CHUNK: usize = 128;
 /// `MMSCOPE_IOC_MM_SUMMARY`: the memory-map summary of the caller or of another process.
 fn mm_summary(arg: usize) -> Result {
     let req = uapi::read_mm_request::<uapi::MmscopeMmSummary>(arg, 0, 0)?;
-    let mm = mm_walk::target_mm(req.pid)?;
+    let summary = mm_walk::with_target_mm(req.pid, |mm| Ok(mm_walk::summary(mm)))?;
     let out = uapi::MmscopeMmSummary {
         size: req.size as u32,
         flags: req.flags,
         pid: req.pid.unwrap_or(0),
-        ..mm_walk::summary(&mm)
+        ..summary
     };
     uapi::write_ext(arg, &out, req.size)
 }
@@ -229,36 +229,36 @@ fn vma_list(arg: usize, file: &File) -> Result {
     records
         .checked_add(capacity.checked_mul(record_size).ok_or(EINVAL)?)
         .ok_or(EINVAL)?;
-    let mm = mm_walk::target_mm(req.pid)?;
-
     let mut chunk = KVec::with_capacity(VMA_CHUNK.min(capacity.max(1)), GFP_KERNEL)?;
     let mut count = 0;
-    let mut addr = start;
-    let walk = loop {
-        chunk.clear();
-        let walk = mm_walk::collect_vmas(&mm, addr, capacity - count, &mut chunk, file);
-        if record_size == ours {
-            // The records are contiguous in userspace too: one copy for the chunk.
-            let bytes = chunk.as_slice().as_bytes();
-            let dest = UserPtr::from_addr(records + count * record_size);
-            UserSlice::new(dest, bytes.len())
-                .writer()
-                .write_slice(bytes)?;
-            count += chunk.len();
-        } else {
-            for r in chunk.iter() {
+    let walk = mm_walk::with_target_mm(req.pid, |mm| {
+        let mut addr = start;
+        loop {
+            chunk.clear();
+            let walk = mm_walk::collect_vmas(mm, addr, capacity - count, &mut chunk, file);
+            if record_size == ours {
+                // The records are contiguous in userspace too: one copy for the chunk.
+                let bytes = chunk.as_slice().as_bytes();
                 let dest = UserPtr::from_addr(records + count * record_size);
-                UserSlice::new(dest, ours)
+                UserSlice::new(dest, bytes.len())
                     .writer()
-                    .write_slice(r.as_bytes())?;
-                count += 1;
+                    .write_slice(bytes)?;
+                count += chunk.len();
+            } else {
+                for r in chunk.iter() {
+                    let dest = UserPtr::from_addr(records + count * record_size);
+                    UserSlice::new(dest, ours)
+                        .writer()
+                        .write_slice(r.as_bytes())?;
+                    count += 1;
+                }
             }
+            if walk.next == 0 || count == capacity {
+                return Ok(walk);
+            }
+            addr = walk.next;
         }
-        if walk.next == 0 || count == capacity {
-            break walk;
-        }
-        addr = walk.next;
-    };
+    })?;
     let out = uapi::MmscopeVmaList {
         size: req.size as u32,
         flags: req.flags,
@@ -285,9 +285,10 @@ fn vma_query(arg: usize, file: &File) -> Result {
     )?;
     let addr = req.fields.read::<u64>()?;
     let addr = usize::try_from(addr).map_err(|_| EINVAL)?;
-    let mm = mm_walk::target_mm(req.pid)?;
     let or_next = req.flags & uapi::MMSCOPE_QUERY_COVERING_OR_NEXT != 0;
-    let vma = mm_walk::query_vma(&mm, addr, or_next, file).ok_or(ENOENT)?;
+    let vma = mm_walk::with_target_mm(req.pid, |mm| {
+        mm_walk::query_vma(mm, addr, or_next, file).ok_or(ENOENT)
+    })?;
     let out = uapi::MmscopeVmaQuery {
         size: req.size as u32,
         flags: req.flags,
