@@ -172,8 +172,8 @@ impl SharedPage {
         // `Page` frees its order-0 allocation with `__free_pages(page, 0)`, which is dropping a
         // reference; the one it owns is ours from now on.
         core::mem::forget(page);
-        // SAFETY: The pointer of a `Page` is never null.
         // INVARIANT: `Page::alloc_page` allocates order-0, non-compound pages.
+        // SAFETY: The pointer of a `Page` is never null.
         Self(unsafe { NonNull::new_unchecked(raw) })
     }
 
@@ -192,12 +192,13 @@ impl SharedPage {
 
 impl Clone for SharedPage {
     fn clone(&self) -> Self {
+        // An order-0 page is its own folio, so this is `get_page()`, which is inline in C and
+        // has no helper in the kernel crate: the reference is added with the same atomic
+        // increment.
+        let page = self.as_ptr();
         // SAFETY: By the type invariants we own a reference, so the page and its `_refcount`
-        // are valid. An order-0 page is its own folio, so this is `get_page()`, which is inline
-        // in C and has no helper in the kernel crate: the reference is added with the same
-        // atomic increment.
-        let refcount =
-            unsafe { Atomic::<i32>::from_ptr(&raw mut (*self.as_ptr())._refcount.counter) };
+        // are valid for as long as `self` lives, and the count is only changed atomically.
+        let refcount = unsafe { Atomic::<i32>::from_ptr(&raw mut (*page)._refcount.counter) };
         refcount.add(1, Relaxed);
         // INVARIANT: The new value owns the reference just taken.
         Self(self.0)
@@ -284,18 +285,12 @@ pub(crate) fn insert_pages<'a>(
             len += 1;
         }
         let mut left = len;
+        let (vma_ptr, at) = (vma.as_ptr(), address + mapped * PAGE_SIZE);
         // SAFETY: `VmaMixedMap` guarantees that the VMA is valid, locked for reading and has
         // `VM_MIXEDMAP`, which is what `vm_insert_pages()` asks of a caller outside `mmap`. The
         // first `len` entries of `batch` are pages the caller holds references to, alive for
-        // the call. `left` is a valid in/out count.
-        let ret = unsafe {
-            bindings::vm_insert_pages(
-                vma.as_ptr(),
-                address + mapped * PAGE_SIZE,
-                batch.as_mut_ptr(),
-                &mut left,
-            )
-        };
+        // the call; `left` is a valid in/out count.
+        let ret = unsafe { bindings::vm_insert_pages(vma_ptr, at, batch.as_mut_ptr(), &mut left) };
         // On failure `left` counts the pages not mapped, from the one that failed.
         mapped += len - left;
         if let Err(e) = to_result(ret) {
