@@ -77,6 +77,10 @@ const TESTS: &[Test] = &[
         run: lazy::private_first_write_one_fault,
     },
     Test {
+        name: "fault_counts_exclude_own_code",
+        run: lazy::fault_counts_exclude_own_code,
+    },
+    Test {
         name: "faults_under_vma_lock",
         run: lazy::faults_under_vma_lock,
     },

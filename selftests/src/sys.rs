@@ -174,14 +174,10 @@ pub fn smaps_kb(addr: usize, key: &str) -> io::Result<u64> {
     )))
 }
 
-/// The calling thread's minor page faults so far (`getrusage(RUSAGE_THREAD)`).
-pub fn minor_faults() -> u64 {
-    // SAFETY: `usage` is a valid out-pointer; an all-zero `rusage` is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: As above. It cannot fail with a valid pointer and `RUSAGE_THREAD`.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-    usage.ru_minflt as u64
-}
+/// The calling thread's minor page faults so far (`getrusage(RUSAGE_THREAD)`), with the
+/// program's own code mapped in at the first call, so a count around a loop is the loop's data
+/// faults only.
+pub use mmscope::lazy::minor_faults;
 
 /// The `key: value` lines of `/proc/self/fdinfo/<fd>`.
 pub fn fdinfo(fd: i32) -> io::Result<Vec<(String, String)>> {
