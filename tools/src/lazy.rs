@@ -5,6 +5,7 @@
 //! each has taken; then maps the object a second time and reads it back, where fault-around
 //! maps pages the object already holds without a fault each.
 
+use crate::procfs::{parse_maps_line, MapsLine};
 use crate::snapshot::page_size;
 use crate::{Device, Mapping};
 use serde::Serialize;
@@ -117,32 +118,20 @@ pub fn map_in_own_code() {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return;
     };
-    // start, end, perms, path
-    let vmas: Vec<(usize, usize, &str, &str)> = maps
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (start, end) = fields.next()?.split_once('-')?;
-            let perms = fields.next()?;
-            let path = fields.nth(3)?;
-            let start = usize::from_str_radix(start, 16).ok()?;
-            let end = usize::from_str_radix(end, 16).ok()?;
-            Some((start, end, perms, path))
-        })
-        .collect();
+    let vmas: Vec<MapsLine<'_>> = maps.lines().filter_map(parse_maps_line).collect();
     let code_files: Vec<&str> = vmas
         .iter()
-        .filter(|(_, _, perms, path)| perms.contains('x') && path.starts_with('/'))
-        .map(|&(_, _, _, path)| path)
+        .filter(|vma| vma.perms.contains('x') && vma.name.starts_with('/'))
+        .map(|vma| vma.name)
         .collect();
-    for &(start, end, perms, path) in &vmas {
-        if perms.starts_with('r') && code_files.contains(&path) {
+    for vma in &vmas {
+        if vma.perms.starts_with('r') && code_files.contains(&vma.name) {
             // SAFETY: Only page tables of our own file mappings are filled in; their contents
             // and protections do not change.
             unsafe {
                 libc::madvise(
-                    start as *mut libc::c_void,
-                    end - start,
+                    vma.start as *mut libc::c_void,
+                    (vma.end - vma.start) as usize,
                     libc::MADV_POPULATE_READ,
                 )
             };

@@ -17,19 +17,37 @@ pub fn names(pid: Option<i32>) -> HashMap<u64, String> {
         return HashMap::new();
     };
     text.lines()
-        .filter_map(|line| {
-            let (range, rest) = line.split_once(' ')?;
-            let start = u64::from_str_radix(range.split_once('-')?.0, 16).ok()?;
-            // Skip perms, offset, dev and inode; the rest, trimmed, is the name.
-            let mut rest = rest;
-            for _ in 0..4 {
-                rest = rest.trim_start();
-                rest = &rest[rest.find(' ').unwrap_or(rest.len())..];
-            }
-            let name = rest.trim();
-            (!name.is_empty()).then(|| (start, name.to_string()))
-        })
+        .filter_map(parse_maps_line)
+        .filter(|vma| !vma.name.is_empty())
+        .map(|vma| (vma.start, vma.name.to_string()))
         .collect()
+}
+
+/// The fields of a line of `/proc/<pid>/maps` the command uses.
+pub struct MapsLine<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub perms: &'a str,
+    /// The path or `[name]`; empty for an anonymous VMA.
+    pub name: &'a str,
+}
+
+/// Parses a line of `/proc/<pid>/maps`.
+pub fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
+    let (range, rest) = line.split_once(' ')?;
+    let (start, end) = range.split_once('-')?;
+    let (perms, mut rest) = rest.split_once(' ')?;
+    // Skip offset, dev and inode; the rest, trimmed, is the name.
+    for _ in 0..3 {
+        rest = rest.trim_start();
+        rest = &rest[rest.find(' ').unwrap_or(rest.len())..];
+    }
+    Some(MapsLine {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        perms,
+        name: rest.trim(),
+    })
 }
 
 /// The command name of `pid` (`/proc/<pid>/comm`), if it can be read.
@@ -76,5 +94,31 @@ impl NameCache {
     /// The process these names belong to.
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines() {
+        let file = parse_maps_line(
+            "7f0000001000-7f0000003000 r-xp 00001000 00:03 10      /usr/lib/a b.so (deleted)",
+        )
+        .expect("a file line");
+        assert_eq!(
+            (file.start, file.end, file.perms, file.name),
+            (
+                0x7f0000001000,
+                0x7f0000003000,
+                "r-xp",
+                "/usr/lib/a b.so (deleted)"
+            )
+        );
+        let anon = parse_maps_line("7f0000004000-7f0000005000 rw-p 00000000 00:00 0 ")
+            .expect("an anonymous line");
+        assert_eq!((anon.perms, anon.name), ("rw-p", ""));
+        assert!(parse_maps_line("not a maps line").is_none());
     }
 }
