@@ -82,7 +82,7 @@ modules: $(DEPS)
 # and on the userspace workspace, whose unit tests run here too.
 check: $(DEPS)
 	$(CHECK_KDIR)
-	rustfmt --check rust/mmscope.rs
+	rustfmt --check rust/mmscope_main.rs
 	$(KBUILD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy $(CARGO_FLAGS) --all-targets -- -D warnings

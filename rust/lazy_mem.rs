@@ -6,8 +6,9 @@
 //! memfd. `mmap` allocates nothing; the first access to a page offset, through any mapping of the
 //! object, faults into [`LazyMem::fault`], which allocates a zeroed page, charged to the memory
 //! cgroup of the faulting task, and maps it. Every later access to that offset, through any
-//! mapping of the same object, reaches the same page. Pages are freed when the object is dropped:
-//! when the file is closed and its last mapping is gone.
+//! mapping of the same object, reaches the same page. The object is owned by its open file, which
+//! every mapping holds a reference to; pages are freed when the object is dropped: when the file
+//! is closed and its last mapping is gone.
 //!
 //! # Locking
 //!
@@ -25,8 +26,7 @@ use crate::vm_ops::{
     self,
     SharedPage,
     VmFault,
-    VmFaultReason,
-    VmOperations, //
+    VmFaultResult, //
 };
 use kernel::{
     alloc::{
@@ -46,8 +46,6 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
-        Arc,
-        ArcBorrow,
         Mutex, //
     },
     xarray::{
@@ -160,6 +158,23 @@ struct AllocState {
     populated_end: usize,
 }
 
+/// The count of live objects in [`GLOBAL`], held by each object.
+struct ObjectCount;
+
+impl ObjectCount {
+    /// Counts one more object.
+    fn new() -> Self {
+        GLOBAL.objects.add(1, Relaxed);
+        ObjectCount
+    }
+}
+
+impl Drop for ObjectCount {
+    fn drop(&mut self) {
+        GLOBAL.objects.fetch_sub(1, Relaxed);
+    }
+}
+
 /// A snapshot of one object's counters.
 pub(crate) struct MemStats {
     /// Faults served for this object.
@@ -194,27 +209,25 @@ pub(crate) struct LazyMem {
     faults: Counter,
     /// Pages mapped by fault-around.
     faultaround_pages: Counter,
+    /// This object's place in the count of objects.
+    _object: ObjectCount,
 }
 
 impl LazyMem {
-    /// Creates an empty object with the given limits.
-    pub(crate) fn new(limits: Limits) -> Result<Arc<Self>> {
-        let mem = Arc::pin_init(
-            try_pin_init!(Self {
-                pages <- XArray::new(AllocKind::Alloc),
-                alloc_lock <- new_mutex!(AllocState {
-                    limit_pages: limits.object_pages,
-                    populated_end: 0,
-                }),
-                max_pages: limits.max_pages,
-                nr_pages: Atomic::new(0),
-                faults: Atomic::new(0),
-                faultaround_pages: Atomic::new(0),
+    /// An empty object with the given limits.
+    pub(crate) fn new(limits: Limits) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            pages <- XArray::new(AllocKind::Alloc),
+            alloc_lock <- new_mutex!(AllocState {
+                limit_pages: limits.object_pages,
+                populated_end: 0,
             }),
-            GFP_KERNEL_ACCOUNT,
-        )?;
-        GLOBAL.objects.add(1, Relaxed);
-        Ok(mem)
+            max_pages: limits.max_pages,
+            nr_pages: Atomic::new(0),
+            faults: Atomic::new(0),
+            faultaround_pages: Atomic::new(0),
+            _object: ObjectCount::new(),
+        }? Error)
     }
 
     /// The size limit in pages.
@@ -261,7 +274,7 @@ impl LazyMem {
         }
         // Allocated and zeroed before taking the lock, so that faults on different pages do
         // that work in parallel.
-        let page = Self::alloc_page(__GFP_ZERO)?;
+        let page = Self::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
         let mut state = self.alloc_lock.lock();
         // Another task may have added it meanwhile: then ours is freed.
         if let Some(held) = self.lookup(pgoff) {
@@ -298,11 +311,9 @@ impl LazyMem {
         Ok(())
     }
 
-    /// Allocates a page charged to the current task's memory cgroup, with `flags` added.
+    /// Allocates a page with `flags`.
     fn alloc_page(flags: Flags) -> Result<SharedPage, PageError> {
-        Ok(SharedPage::new(Page::alloc_page(
-            GFP_KERNEL_ACCOUNT | flags,
-        )?))
+        Ok(SharedPage::new(Page::alloc_page(flags)?))
     }
 
     /// The pages the object holds at `first`, `first + 1`, ... into the empty `slots`, looked up
@@ -381,7 +392,10 @@ impl LazyMem {
     /// size limit and the module-wide cap), and maps them with the faulting page and the held
     /// ones, where nothing is mapped yet.
     ///
-    /// These allocations are a guess: the first that fails ends the window, without an error.
+    /// These allocations are a guess: they never wait for reclaim (`GFP_NOWAIT`), so they can
+    /// neither stall the fault nor invoke the OOM killer for memory nobody asked for, and are
+    /// still charged to the faulting task's memory cgroup; the first that fails ends the window,
+    /// without an error.
     fn fault_ahead(&self, vma: &VmaMixedMap, vmf: &VmFault, page: &SharedPage) -> Mapped {
         let address = vmf.address();
         let end = address
@@ -394,9 +408,12 @@ impl LazyMem {
         self.lookup_window(pgoff, slots);
         // Allocate what is missing before taking the lock, as a single fault does.
         let mut fresh: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
+        // `GFP_NOWAIT` with `GFP_KERNEL_ACCOUNT`'s `__GFP_ACCOUNT`, which has no name of its own
+        // in the kernel crate.
+        let guess = GFP_NOWAIT | (GFP_KERNEL_ACCOUNT & !GFP_KERNEL) | __GFP_ZERO | __GFP_NOWARN;
         for (new, held) in fresh.iter_mut().zip(slots.iter()) {
             if held.is_none() {
-                match Self::alloc_page(__GFP_ZERO | __GFP_NOWARN) {
+                match Self::alloc_page(guess) {
                     Ok(page) => *new = Some(page),
                     Err(_) => break,
                 }
@@ -427,41 +444,44 @@ struct Mapped {
     faulting: bool,
 }
 
-#[vtable]
-impl VmOperations for LazyMem {
-    /// Nothing but the VMA and the object is used, and both are safe to use under the VMA lock.
-    const FAULT_WITHOUT_MMAP_LOCK: bool = true;
-
-    fn fault(mem: ArcBorrow<'_, Self>, vmf: &VmFault) -> VmFaultReason {
+impl LazyMem {
+    /// Handles a fault on a mapping of the object: maps the page at the faulting offset,
+    /// allocating it on first touch, and its neighbours where fault-around or fault-ahead
+    /// applies.
+    ///
+    /// Uses nothing but the VMA of the fault (its range, flags and `vm_pgoff`) and the object,
+    /// so it may run under the VMA lock alone
+    /// ([`VmOperations::FAULT_UNDER_VMA_LOCK`](crate::vm_ops::VmOperations::FAULT_UNDER_VMA_LOCK)).
+    pub(crate) fn fault(&self, vmf: &VmFault) -> VmFaultResult {
         // `mmap` sets `VM_MIXEDMAP` on every mapping of the object.
         let Some(vma) = vmf.vma().as_mixedmap_vma() else {
-            return VmFaultReason::SIGBUS;
+            return VmFaultResult::Sigbus;
         };
-        let (page, fresh) = match mem.get_or_alloc(vmf.pgoff()) {
+        let (page, fresh) = match self.get_or_alloc(vmf.pgoff()) {
             Ok(found) => found,
-            Err(PageError::Limit) => return VmFaultReason::SIGBUS,
-            Err(PageError::NoMemory) => return VmFaultReason::OOM,
+            Err(PageError::Limit) => return VmFaultResult::Sigbus,
+            Err(PageError::NoMemory) => return VmFaultResult::Oom,
         };
-        mem.faults.add(1, Relaxed);
+        self.faults.add(1, Relaxed);
         GLOBAL.faults.add(1, Relaxed);
         // A write to a private mapping maps a copy, which the kernel makes from the page it is
         // given. Otherwise a fault that maps more than its own page maps them all in one go.
         if !vmf.is_cow() {
             let window = if vm_ops::is_sequential(vma) {
-                Some(mem.fault_ahead(vma, vmf, &page))
+                Some(self.fault_ahead(vma, vmf, &page))
             } else if !fresh {
-                Some(mem.fault_around(vma, vmf, &page))
+                Some(self.fault_around(vma, vmf, &page))
             } else {
                 None
             };
             if let Some(mapped) = window {
-                mem.faultaround_pages.add(mapped.around, Relaxed);
+                self.faultaround_pages.add(mapped.around, Relaxed);
                 if mapped.faulting {
-                    return VmFaultReason::NOPAGE;
+                    return VmFaultResult::Mapped;
                 }
             }
         }
-        vmf.map_page(page)
+        VmFaultResult::Page(page)
     }
 }
 
@@ -472,6 +492,5 @@ impl PinnedDrop for LazyMem {
         let pages = self.nr_pages.load(Relaxed);
         GLOBAL.pages.fetch_sub(pages, Relaxed);
         GLOBAL.pages_freed.add(pages, Relaxed);
-        GLOBAL.objects.fetch_sub(1, Relaxed);
     }
 }

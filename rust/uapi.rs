@@ -25,7 +25,7 @@ use zerocopy_derive::Immutable;
 pub(crate) const MMSCOPE_IOC_MAGIC: u32 = 0xB9;
 
 /// The ABI version this module implements (`MMSCOPE_ABI_VERSION`).
-pub(crate) const MMSCOPE_ABI_VERSION: u32 = 5;
+pub(crate) const MMSCOPE_ABI_VERSION: u32 = 6;
 
 /// Writes [`MMSCOPE_ABI_VERSION`] to the `u32` that the argument points to.
 pub(crate) const MMSCOPE_IOC_VERSION: u32 = _IOR::<u32>(MMSCOPE_IOC_MAGIC, 0x00);

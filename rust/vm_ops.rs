@@ -5,12 +5,19 @@
 //! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
 //! [`include/linux/mm_types.h`](srctree/include/linux/mm_types.h).
 //!
-//! A driver that maps its own memory into userspace implements [`VmOperations`] for the data its
-//! mappings share and calls [`install`] from its `mmap` file operation. Every VMA that results,
-//! the first one and each copy the kernel makes of it when it splits, forks or moves the mapping,
-//! owns one reference to that data through `vm_private_data`; the reference is dropped when the
-//! kernel closes the VMA. The data therefore lives exactly as long as its longest-lived mapping
-//! (and whatever other references the driver keeps).
+//! A driver that maps its own memory into userspace implements [`VmOperations`] for the data
+//! its open files own and calls [`install`] from its `mmap` file operation.
+//!
+//! # Lifetime of the data
+//!
+//! The data a mapping reaches is the mapped file's private data, borrowed. No reference is
+//! counted per VMA, and the table has no `->open` or `->close`: every VMA holds a reference to
+//! its file (`vma->vm_file`, taken by `mmap` and by each copy the kernel makes when it splits,
+//! forks or moves a VMA), and `remove_vma()` (`mm/vma.c`) closes a VMA before it drops that
+//! reference. The file's `->release`, which frees its private data, runs at the last `fput()`,
+//! so after every VMA that maps it is gone, whether by `munmap` or by `exit_mmap()`. (Rust
+//! binder's page ranges rely on the same order.) A table without `->close` also lets the kernel
+//! merge neighbouring VMAs of the same file again, as it does for any file mapping.
 //!
 //! This file is the only place that touches `struct vm_operations_struct` and `struct vm_fault`
 //! directly.
@@ -39,35 +46,45 @@ use kernel::{
         PAGE_SIZE, //
     },
     prelude::*,
-    sync::{
-        atomic::{
-            Atomic,
-            Relaxed, //
-        },
-        Arc,
-        ArcBorrow, //
-    },
     types::{
         ForeignOwnable,
         Opaque, //
     },
 };
 
-/// The outcome of a fault handler, a `vm_fault_t`.
-///
-/// A handler that hands a page to the kernel returns the value [`VmFault::map_page`] gives; that
-/// is the only way to make the zero that tells the kernel to map `vmf->page`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use]
-pub(crate) struct VmFaultReason(bindings::vm_fault_t);
+// The kernel's static inline page reference functions, compiled from `helpers.c`.
+// Only pointers cross: the lint looks into the bindgen structs, and its verdict depends on the
+// kernel configuration, so `expect` would not hold on every kernel.
+#[allow(improper_ctypes)]
+extern "C" {
+    /// `get_page()`.
+    fn mmscope_get_page(page: *mut bindings::page);
+    /// `put_page()`.
+    fn mmscope_put_page(page: *mut bindings::page);
+}
 
-impl VmFaultReason {
-    /// `VM_FAULT_NOPAGE`: the handler mapped the page itself; the access is retried.
-    pub(crate) const NOPAGE: Self = Self(bindings::vm_fault_reason_VM_FAULT_NOPAGE);
+/// What a fault handler did, turned into `vmf->page` and a `vm_fault_t` by the adapter.
+///
+/// A page handed to the kernel is a value of this type, so a handler hands over at most one
+/// page, and never together with a return code that would make the kernel ignore it (and leak
+/// its reference, as `VM_FAULT_NOPAGE` would: `do_read_fault()` returns early on it).
+#[must_use]
+pub(crate) enum VmFaultResult {
+    /// Map this page at the faulting address: `vmf->page` with its reference, return 0.
+    ///
+    /// The kernel then does what it does for a page-cache page: it locks the page, maps it
+    /// (or, on a write to a private mapping, a copy of it, written into the page it allocated
+    /// for that before calling the handler, so the write needs no second fault), and unlocks
+    /// it. The reference goes to the page table entry, which drops it when it is unmapped; a
+    /// copy-on-write fault drops it once the copy is made.
+    Page(SharedPage),
+    /// `VM_FAULT_NOPAGE`: the handler mapped the faulting address itself (or another task did
+    /// meanwhile); the access is retried.
+    Mapped,
     /// `VM_FAULT_OOM`: memory could not be allocated.
-    pub(crate) const OOM: Self = Self(bindings::vm_fault_reason_VM_FAULT_OOM);
+    Oom,
     /// `VM_FAULT_SIGBUS`: the access is outside what the mapping can back; send `SIGBUS`.
-    pub(crate) const SIGBUS: Self = Self(bindings::vm_fault_reason_VM_FAULT_SIGBUS);
+    Sigbus,
 }
 
 /// A page fault being handled, a `struct vm_fault`.
@@ -129,30 +146,17 @@ impl VmFault {
     pub(crate) fn is_cow(&self) -> bool {
         self.is_write() && self.vma().flags() & virt::flags::SHARED == 0
     }
-
-    /// Hands `page` to the kernel, to map at the faulting address once the handler returns; the
-    /// handler must return the value this gives.
-    ///
-    /// The kernel then does what it does for a page-cache page: it locks the page, maps it (or,
-    /// on a write to a private mapping, a copy of it, written into the page it allocated for
-    /// that before calling the handler, so the write needs no second fault), and unlocks it. The
-    /// reference `page` owns goes to the page table entry, which drops it when it is unmapped;
-    /// a copy-on-write fault drops it once the copy is made.
-    pub(crate) fn map_page(&self, page: SharedPage) -> VmFaultReason {
-        // SAFETY: By the type invariants the `struct vm_fault` is valid, and `page` is the field
-        // the kernel reads the handler's page from when the handler returns 0.
-        unsafe { (*self.0.get()).page = page.into_raw() };
-        VmFaultReason(0)
-    }
 }
 
 /// An order-0 page whose owners are counted by the page's own reference count, the count page
 /// table entries hold theirs in.
 ///
 /// Each `SharedPage` owns one reference: cloning is `get_page()`, dropping is `put_page()`, and
-/// the last put frees the page. A page can thus be held by a driver and mapped by page tables
-/// without an allocation of its own for the count, and handed to the kernel by giving it a
-/// reference.
+/// the last put frees the page (and uncharges its memory cgroup). A page can thus be held by a
+/// driver and mapped by page tables without an allocation of its own for the count, and handed
+/// to the kernel by giving it a reference. Both are the kernel's own inline functions, called
+/// through `helpers.c`, so the reference count is changed with the checks and the `page_ref`
+/// tracepoints every other user of the page gets.
 ///
 /// # Invariants
 ///
@@ -168,13 +172,13 @@ unsafe impl Sync for SharedPage {}
 impl SharedPage {
     /// Shares `page`, taking over the reference it owns.
     pub(crate) fn new(page: Page) -> Self {
-        let raw = page.as_ptr();
-        // `Page` frees its order-0 allocation with `__free_pages(page, 0)`, which is dropping a
-        // reference; the one it owns is ours from now on.
-        core::mem::forget(page);
-        // INVARIANT: `Page::alloc_page` allocates order-0, non-compound pages.
+        // `Page` frees its order-0 allocation with `__free_pages(page, 0)`, which for such a
+        // page drops one reference, as `put_page()` does; the one it owns is ours from now on.
+        let page = ManuallyDrop::new(page);
+        // INVARIANT: `Page::alloc_page` allocates order-0, non-compound pages, and `page` owned
+        // a reference to its page, which is not dropped.
         // SAFETY: The pointer of a `Page` is never null.
-        Self(unsafe { NonNull::new_unchecked(raw) })
+        Self(unsafe { NonNull::new_unchecked(page.as_ptr()) })
     }
 
     /// The `struct page`.
@@ -184,22 +188,15 @@ impl SharedPage {
 
     /// Gives up this value's reference without dropping it, for the kernel to own.
     fn into_raw(self) -> *mut bindings::page {
-        let raw = self.as_ptr();
-        core::mem::forget(self);
-        raw
+        ManuallyDrop::new(self).as_ptr()
     }
 }
 
 impl Clone for SharedPage {
     fn clone(&self) -> Self {
-        // An order-0 page is its own folio, so this is `get_page()`, which is inline in C and
-        // has no helper in the kernel crate: the reference is added with the same atomic
-        // increment.
-        let page = self.as_ptr();
-        // SAFETY: By the type invariants we own a reference, so the page and its `_refcount`
-        // are valid for as long as `self` lives, and the count is only changed atomically.
-        let refcount = unsafe { Atomic::<i32>::from_ptr(&raw mut (*page)._refcount.counter) };
-        refcount.add(1, Relaxed);
+        // SAFETY: By the type invariants we own a reference, so the page is valid and its count
+        // is not zero, which is what `get_page()` requires.
+        unsafe { mmscope_get_page(self.as_ptr()) };
         // INVARIANT: The new value owns the reference just taken.
         Self(self.0)
     }
@@ -207,10 +204,8 @@ impl Clone for SharedPage {
 
 impl Drop for SharedPage {
     fn drop(&mut self) {
-        // SAFETY: By the type invariants we own a reference to an order-0 page. For such a
-        // page `__free_pages(page, 0)` is `put_page()`: it drops the reference and frees the
-        // page (uncharging its memory cgroup) if that was the last one.
-        unsafe { bindings::__free_pages(self.as_ptr(), 0) };
+        // SAFETY: By the type invariants we own a reference to the page, given up here once.
+        unsafe { mmscope_put_page(self.as_ptr()) };
     }
 }
 
@@ -261,15 +256,21 @@ unsafe impl ForeignOwnable for SharedPage {
 /// How many pages [`insert_pages`] hands to `vm_insert_pages()` at once.
 const INSERT_BATCH: usize = 16;
 
-/// Maps `pages` at consecutive addresses from `address`, taking the page table lock once per
-/// batch rather than once per page (`vm_insert_pages()`). Each mapping takes a reference of its
-/// own.
+/// Maps `pages` at consecutive addresses from `address` with `vm_insert_pages()`. Each mapping
+/// takes a reference of its own.
+///
+/// The kernel walks to the page table once per call (allocating the levels that are missing)
+/// and takes the page table lock once per 8 pages, rather than once per page as
+/// `vm_insert_page()` does.
 ///
 /// Returns how many pages were mapped, from the first, and the error that stopped the run, if
-/// any: `EBUSY` when something is mapped at the next address already, `EFAULT` when the range
-/// leaves the VMA, `ENOMEM` when a page table cannot be allocated.
+/// any: `EBUSY` when something is mapped at the next address already; `EFAULT` when the range
+/// leaves the VMA, or when an upper page table level cannot be allocated; `ENOMEM` when the page
+/// table itself cannot be allocated; `EINVAL` for a page that may not be mapped this way (an
+/// anonymous or typed page, which a [`SharedPage`] from [`Page::alloc_page`] never is).
 ///
-/// Context: may sleep (to allocate page tables).
+/// Context: may sleep (to allocate page tables); takes the page table lock, so the caller must
+/// hold none.
 pub(crate) fn insert_pages<'a>(
     vma: &VmaMixedMap,
     address: usize,
@@ -300,148 +301,116 @@ pub(crate) fn insert_pages<'a>(
     (mapped, Ok(()))
 }
 
-/// Whether the VMA was advised `MADV_SEQUENTIAL` (`VM_SEQ_READ`): its pages will be accessed in
-/// order.
-pub(crate) fn is_sequential(vma: &VmaRef) -> bool {
-    vma.flags() & (1 << bindings::VMA_SEQ_READ_BIT) != 0
-}
-
-/// The operations of the VMAs that map a driver's data, `struct vm_operations_struct`.
+/// The operations of the VMAs that map a driver's file, `struct vm_operations_struct`.
 ///
-/// `Self` is the data the mappings share; each VMA holds an [`Arc<Self>`] in `vm_private_data`.
-/// The callbacks get a borrow of it.
+/// `Self` is the data the file owns (its private data); the callbacks borrow it. See the
+/// module documentation for why it outlives every VMA.
 #[vtable]
-pub(crate) trait VmOperations: Send + Sync + Sized + 'static {
-    /// Called when the kernel copies a VMA: on split (`munmap`, `mprotect` of a part), `fork`,
-    /// and `mremap` that moves it. Not called for the first mapping; see [`install`].
-    ///
-    /// Context: may sleep; the mmap write lock is held.
-    fn open(_data: ArcBorrow<'_, Self>, _vma: &VmaRef) {
-        build_error!(VTABLE_DEFAULT_ERROR)
-    }
-
-    /// Called when a VMA is removed from its address space, after its pages were unmapped.
-    ///
-    /// Context: may sleep; the mmap write lock is held, or the address space is being torn
-    /// down.
-    fn close(_data: ArcBorrow<'_, Self>, _vma: &VmaRef) {
-        build_error!(VTABLE_DEFAULT_ERROR)
-    }
-
+pub(crate) trait VmOperations: Sync + Sized + 'static {
     /// Handles a page fault: an access to a page of the VMA that no page table entry maps.
     ///
-    /// Context: may sleep; the VMA is read-locked: by its VMA lock alone if
-    /// [`FAULT_WITHOUT_MMAP_LOCK`](Self::FAULT_WITHOUT_MMAP_LOCK) is set, otherwise by the mmap
-    /// read lock.
-    fn fault(_data: ArcBorrow<'_, Self>, _vmf: &VmFault) -> VmFaultReason {
+    /// Context: may sleep. The VMA is read-locked: by its VMA lock alone if
+    /// [`FAULT_UNDER_VMA_LOCK`](Self::FAULT_UNDER_VMA_LOCK) is set (the mmap lock may then be
+    /// held for writing by another task changing other VMAs of the address space), otherwise
+    /// by the mmap read lock. The address space has users.
+    fn fault(&self, _vmf: &VmFault) -> VmFaultResult {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Whether [`fault`](Self::fault) may run under the VMA lock alone, as anonymous faults do.
+    /// Opt-in: [`fault`](Self::fault) runs under the VMA lock alone, as anonymous faults do.
     ///
-    /// By default the kernel sends a fault taken under the VMA lock back to be retried under the
-    /// mmap read lock, which makes every fault start twice and serialises it against `mmap`
-    /// and `munmap` anywhere in the address space. Set this when the handler needs nothing the
-    /// mmap lock protects beyond its own VMA.
-    const FAULT_WITHOUT_MMAP_LOCK: bool = false;
+    /// By default `vmf_can_call_fault()` (`mm/memory.c`) sends a fault taken under the VMA lock
+    /// back with `VM_FAULT_RETRY`, to run again under the mmap read lock: every fault starts
+    /// twice and waits for `mmap`, `munmap` and `mprotect` anywhere in the address space. The
+    /// kernel's only sign that a driver's `->fault` is fit for the VMA lock is a `->map_pages`
+    /// in the table (file systems set `filemap_map_pages()`), so this sets one that maps
+    /// nothing: `->map_pages` runs under the RCU read lock, where a driver cannot map pages
+    /// (the exported ways to do it allocate page tables, which sleeps). The price is that a
+    /// read fault first goes through `do_fault_around()`, which calls it, before `->fault`.
+    ///
+    /// Set it only after this audit of the handler: it uses nothing but the VMA it is given
+    /// (valid and stable under the VMA lock: its range, flags, `vm_pgoff` and `vm_file`), the
+    /// driver's own data and locks, and page tables through [`insert_pages`] or the page it
+    /// returns. It must not walk other VMAs, read `mm_struct` fields the mmap lock protects,
+    /// or take the mmap lock (which would invert the lock order against a writer waiting for
+    /// this VMA).
+    const FAULT_UNDER_VMA_LOCK: bool = false;
 }
 
-/// Makes `T`'s operations the operations of a VMA being set up, with `data` as what it maps.
+/// Makes `T`'s operations the operations of a VMA being set up, with `data` as what they reach.
 ///
-/// The VMA takes over `data`; it is dropped when the kernel closes the VMA. Call this last in the
-/// `mmap` callback: once it is called, the callback must succeed, as the kernel does not close a
-/// VMA whose `mmap` callback failed.
-pub(crate) fn install<T: VmOperations>(vma: &VmaNew, data: Arc<T>) {
-    let vma = vma.as_ptr();
-    // INVARIANT: From here on `vm_private_data` owns a reference to an `Arc<T>` and `vm_ops` is
-    // `T`'s table, whose `close` drops that reference.
-    // SAFETY: `VmaNew` guarantees that the VMA is undergoing setup in `f_op->mmap`, where the
-    // driver may set `vm_ops` and `vm_private_data` and nothing else accesses them yet.
-    unsafe {
-        (*vma).vm_private_data = data.into_foreign();
-        (*vma).vm_ops = VmOperationsVTable::<T>::build();
+/// `data` must be the private data of the file being mapped (`vma->vm_file->private_data`
+/// points to it), which the file owns until its `->release`: then it outlives every VMA that
+/// maps the file (see the module documentation). That is checked: anything else fails with
+/// `EINVAL`. A miscdevice whose `Ptr` is `KBox<T>` or `Pin<KBox<T>>` passes the `T` its `mmap`
+/// callback is given.
+///
+/// Call this last in the `mmap` callback: a VMA whose `mmap` callback fails is torn down
+/// without its operations being called.
+pub(crate) fn install<T: VmOperations>(vma: &VmaNew, data: &T) -> Result {
+    let raw = vma.as_ptr();
+    let data: *const T = data;
+    // SAFETY: `VmaNew` guarantees that the VMA is undergoing setup in `f_op->mmap`: valid, and
+    // with `vm_file` set to the file being mapped, to which it holds a reference.
+    let file = unsafe { (*raw).vm_file };
+    if file.is_null() {
+        return Err(EINVAL);
     }
+    // SAFETY: `file` is the file being mapped, valid while the VMA holds its reference. Its
+    // private data is set by its `open` and only read after that.
+    if unsafe { (*file).private_data }.cast_const() != data.cast() {
+        return Err(EINVAL);
+    }
+    // INVARIANT: From here on `vm_private_data` points to a `T` owned by `vm_file`, and
+    // `vm_ops` is `T`'s table. Neither changes: the driver's `mmap` sets them once, and the
+    // kernel copies both (with a new file reference) into every VMA it makes from this one.
+    // SAFETY: The VMA is being set up in `f_op->mmap`, where the driver may set `vm_ops` and
+    // `vm_private_data` and nothing else accesses them yet.
+    unsafe {
+        (*raw).vm_private_data = data.cast_mut().cast();
+        (*raw).vm_ops = VmOperationsVTable::<T>::build();
+    }
+    Ok(())
 }
 
 /// The `struct vm_operations_struct` of `T`.
 ///
 /// # Invariants
 ///
-/// Every VMA whose `vm_ops` points to this table has a `vm_private_data` that owns a reference to
-/// an `Arc<T>` (from [`ForeignOwnable::into_foreign`]).
+/// Every VMA whose `vm_ops` points to this table has a `vm_private_data` that points to a `T`
+/// owned by its `vm_file`, which the VMA holds a reference to.
 struct VmOperationsVTable<T: VmOperations>(PhantomData<T>);
 
 impl<T: VmOperations> VmOperationsVTable<T> {
-    /// Borrows the data of one of our VMAs.
-    ///
-    /// # Safety
-    ///
-    /// `vma` must use this table, be valid for `'a`, and not be closed during `'a`.
-    unsafe fn data<'a>(vma: *const bindings::vm_area_struct) -> ArcBorrow<'a, T> {
-        // SAFETY: The caller guarantees that `vma` is valid.
-        let private = unsafe { (*vma).vm_private_data };
-        // SAFETY: By the type invariants `private` owns a reference to an `Arc<T>`, which the VMA
-        // keeps until it is closed, after `'a`.
-        unsafe { <Arc<T> as ForeignOwnable>::borrow(private) }
-    }
-
-    /// # Safety
-    ///
-    /// `vma` must be a new copy of a VMA that uses this table, with the mmap write lock held.
-    unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
-        // SAFETY: The copy has the `vm_private_data` of its source, which stays open during this
-        // call because the mmap write lock is held.
-        let data = unsafe { Self::data(vma) };
-        if T::HAS_OPEN {
-            // SAFETY: The caller holds the mmap write lock, which is stronger than a read lock.
-            T::open(data, unsafe { VmaRef::from_raw(vma) });
-        }
-        // The copy owns a reference of its own from now on.
-        let owned: Arc<T> = data.into();
-        // SAFETY: The VMA is being set up under the mmap write lock, so we may write its private
-        // data.
-        // INVARIANT: `vm_private_data` owns the new reference.
-        unsafe { (*vma).vm_private_data = owned.into_foreign() };
-    }
-
-    /// # Safety
-    ///
-    /// `vma` must use this table and be being removed, with its pages already unmapped.
-    unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
-        if T::HAS_CLOSE {
-            // SAFETY: The VMA is valid and still owns its data during this call; the caller holds
-            // the mmap write lock or is tearing the address space down, so nothing else has it.
-            T::close(unsafe { Self::data(vma) }, unsafe { VmaRef::from_raw(vma) });
-        }
-        // SAFETY: The VMA is valid; it is being closed, so this is the last use of its data.
-        let private = unsafe { (*vma).vm_private_data };
-        // SAFETY: By the type invariants `private` owns a reference to an `Arc<T>`; the VMA gives
-        // it up here, once, as `close` is called once per VMA.
-        drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(private) });
-    }
-
     /// # Safety
     ///
     /// `vmf` must be a fault being handled in a VMA that uses this table, as in `->fault`.
     unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: The caller passes a valid fault whose VMA is read-locked during the callback.
         let vmf = unsafe { VmFault::from_raw(vmf) };
-        // SAFETY: The VMA uses this table and cannot be closed while it is read-locked.
-        let data = unsafe { Self::data(vmf.vma().as_ptr()) };
-        T::fault(data, vmf).0
+        // SAFETY: The VMA is valid and read-locked, so `vm_private_data` is stable; by the type
+        // invariants it points to a `T` owned by the file the VMA holds, alive for the call.
+        let data = unsafe { &*(*vmf.vma().as_ptr()).vm_private_data.cast::<T>() };
+        match data.fault(vmf) {
+            VmFaultResult::Page(page) => {
+                // SAFETY: The fault is valid, and `page` is the field the kernel takes the
+                // handler's page (and its reference) from when the handler returns 0.
+                unsafe { (*vmf.0.get()).page = page.into_raw() };
+                0
+            }
+            VmFaultResult::Mapped => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+            VmFaultResult::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
+            VmFaultResult::Sigbus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+        }
     }
 
-    /// The kernel's sign that `->fault` may run under the VMA lock alone (see
-    /// `vmf_can_call_fault()`): a VMA whose operations have `->map_pages` is not sent back to
-    /// the mmap lock. This one maps nothing, so the kernel goes on to `->fault`, where the pages
-    /// are mapped. Mapping pages here is not possible for a driver: `->map_pages` runs under
-    /// the RCU read lock, and the exported ways to insert pages may allocate a page table,
-    /// which sleeps.
+    /// `->map_pages` for [`VmOperations::FAULT_UNDER_VMA_LOCK`]: maps nothing, so that the
+    /// kernel goes on to `->fault`, where the pages are mapped.
     ///
     /// # Safety
     ///
     /// Called by the kernel as `->map_pages`.
-    unsafe extern "C" fn map_nothing(
+    unsafe extern "C" fn map_no_pages(
         _vmf: *mut bindings::vm_fault,
         _start_pgoff: usize,
         _end_pgoff: usize,
@@ -450,16 +419,13 @@ impl<T: VmOperations> VmOperationsVTable<T> {
     }
 
     const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
-        // `open` and `close` manage the reference each VMA owns, so they are always set.
-        open: Some(Self::open),
-        close: Some(Self::close),
         fault: if T::HAS_FAULT {
             Some(Self::fault)
         } else {
             None
         },
-        map_pages: if T::HAS_FAULT && T::FAULT_WITHOUT_MMAP_LOCK {
-            Some(Self::map_nothing)
+        map_pages: if T::HAS_FAULT && T::FAULT_UNDER_VMA_LOCK {
+            Some(Self::map_no_pages)
         } else {
             None
         },
@@ -471,8 +437,8 @@ impl<T: VmOperations> VmOperationsVTable<T> {
     }
 }
 
-/// The page offset of the first page of `vma` in the object it maps (`vm_pgoff`).
-pub(crate) fn pgoff(vma: &VmaRef) -> usize {
-    // SAFETY: `VmaRef` guarantees the VMA is valid and read-locked, so `vm_pgoff` is stable.
-    unsafe { (*vma.as_ptr()).vm_pgoff }
+/// Whether the VMA was advised `MADV_SEQUENTIAL` (`VM_SEQ_READ`): its pages will be accessed in
+/// order.
+pub(crate) fn is_sequential(vma: &VmaRef) -> bool {
+    vma.flags() & (1 << bindings::VMA_SEQ_READ_BIT) != 0
 }

@@ -23,8 +23,11 @@
  *   4: a tracer may read its tracee's address space (MMSCOPE_F_PID)
  *   5: the extensible-struct rule in full: sizes above 4096 bytes are E2BIG
  *      (EINVAL before), and so are nonzero bytes past the kernel's struct
+ *   6: mmap() past the object's size limit is EINVAL (EFBIG before, which is
+ *      not an mmap() errno); struct mmscope_vma_list's next_addr is the last
+ *      byte of the next VMA (its start before, ambiguous for a VMA at 0)
  */
-#define MMSCOPE_ABI_VERSION	5
+#define MMSCOPE_ABI_VERSION	6
 
 /*
  * MMSCOPE_IOC_VERSION: write the module's ABI version to *arg.
@@ -62,8 +65,9 @@
  * mmap() fails with
  *   EPERM  for PROT_EXEC: mappings of the device are never executable, and
  *          mprotect(PROT_EXEC) on them fails with EACCES;
- *   EFBIG  if the mapping reaches past the object's size limit (module
- *          parameter object_max_mb, lowered by MMSCOPE_IOC_SET_LIMIT).
+ *   EINVAL if the mapping reaches past the object's size limit (module
+ *          parameter object_max_mb, lowered by MMSCOPE_IOC_SET_LIMIT), as
+ *          mmap(2) documents for a length or offset that is too large.
  * mremap() can move and shrink mappings. Growing one works when it moves
  * (MREMAP_MAYMOVE with no room after it, or MREMAP_FIXED); growing in place
  * fails with ENOMEM, as for every VM_MIXEDMAP mapping.
@@ -83,8 +87,10 @@
  * than a write to a MAP_PRIVATE mapping) allocates the pages the object does
  * not hold yet in the 64 KiB from the faulting page on, within the mapping
  * and the size limit, and maps them, so a sequential first touch takes one
- * fault per 16 pages. Its allocations are a guess: when one fails, or the
- * module's cap is reached, the window ends there without an error.
+ * fault per 16 pages. Its allocations are a guess: they never wait for
+ * reclaim, so they cannot invoke the OOM killer (the faulting page itself
+ * can, as any page fault can); when one fails, or the module's cap is
+ * reached, the window ends there without an error.
  * MADV_NORMAL or MADV_RANDOM makes the mapping exactly lazy again.
  */
 
@@ -102,8 +108,8 @@
  * @pages_freed:           all objects: pages freed since load
  * @peak_pages:            all objects: most pages allocated at one time
  * @max_pages:             the cap on all objects' pages (max_mb)
- * @objects:               memory objects alive (open files, and mappings
- *                         that outlive their file)
+ * @objects:               memory objects alive: open files, counting those
+ *                         closed whose mappings are still there
  */
 struct mmscope_mem_stats {
 	__u32 size;
@@ -149,7 +155,11 @@ struct mmscope_mem_stats {
  *     holds while the tracer is attached: a former tracer is refused. A tool
  *     may seize a process without stopping it (PTRACE_SEIZE), read it, and
  *     detach;
- *   - if the caller has CAP_SYS_PTRACE.
+ *   - if the caller has CAP_SYS_PTRACE in the target's user namespace.
+ * The rule is applied as mm_access() applies procfs's: under the target's
+ * exec_update_lock, so that it is decided for the image whose address space
+ * is read, never for one an execve() has replaced meanwhile (a former
+ * tracer cannot read the setuid program its tracee execs after a detach).
  * ptrace_may_access() itself is not exported to modules, so mmscope does not
  * re-implement procfs's same-user and dumpability checks: it refuses a
  * process of the same user that nobody traces, which /proc/<pid>/maps would
@@ -165,18 +175,30 @@ struct mmscope_mem_stats {
  * Errors, for all of them: EINVAL for a bad size, an unknown flag, a nonzero
  * reserved field or a bad pid field; EFAULT for a bad pointer; ESRCH if
  * there is no such process or it has no address space; EACCES if the caller
- * may not read it.
+ * may not read it; EINTR if a fatal signal arrived while waiting for the
+ * target's locks.
  */
 #define MMSCOPE_F_PID			(1U << 0)
 
 /*
  * struct mmscope_mm_summary - the memory-map fields of an mm_struct
  *
- * One consistent snapshot, taken under the mmap read lock (and arg_lock for
- * the argument and environment ranges). Addresses are as the kernel stores
- * them: brk is not page aligned. The *_vm, hiwater_* and rss_* fields count
- * pages; the rss_* counters are summed over CPUs as /proc/<pid>/status does.
- * /proc shows start_brk (field 47 of /proc/<pid>/stat) but not brk.
+ * Read under the mmap read lock. What is consistent with what:
+ *   - the layout (start_code to env_end, mmap_base, task_size) and map_count
+ *     are one snapshot, consistent with each other and with the VMAs at that
+ *     moment: brk() changes brk under the mmap write lock, prctl(PR_SET_MM)
+ *     the layout under arg_lock, which the read takes too;
+ *   - total_vm, data_vm, exec_vm, stack_vm and hiwater_vm may lag a munmap()
+ *     running at the same time, which removes its VMAs (and lowers
+ *     map_count) under the write lock but these counters after downgrading
+ *     it to read; each is a value it had;
+ *   - locked_vm, pinned_vm, hiwater_rss and the rss_* counters are each read
+ *     once, as /proc/<pid>/status reads them; the rss_* counters are summed
+ *     over CPUs, while faults may be adding to them.
+ * For the caller's own process with no other thread running, all of it is
+ * one snapshot. Addresses are as the kernel stores them: brk is not page
+ * aligned. The *_vm, hiwater_* and rss_* fields count pages. /proc shows
+ * start_brk (field 47 of /proc/<pid>/stat) but not brk.
  */
 struct mmscope_mm_summary {
 	__u32 size;
@@ -285,8 +307,10 @@ struct mmscope_vma {
  * @capacity:    in: how many records the array holds (0: only count them)
  * @count:       out: records written
  * @total:       out: map_count, the number of VMAs the process has
- * @next_addr:   out: start_addr for the next call, 0 if the walk reached
- *               the last VMA
+ * @next_addr:   out: start_addr for the next call: the last byte of the
+ *               first VMA not reported (so never 0, even for a VMA at
+ *               address 0 when vm.mmap_min_addr is 0); 0 once the walk has
+ *               reported the last VMA (ABI version 6)
  *
  * The kernel walks in chunks of at most 128 VMAs under the mmap read lock
  * and copies each chunk out after dropping it; a walk is consistent within a

@@ -31,7 +31,7 @@ pub const fn ior<T>(ty: u32, nr: u32) -> u32 {
 pub const MMSCOPE_IOC_MAGIC: u32 = 0xB9;
 
 /// `MMSCOPE_ABI_VERSION`: the ABI version these definitions describe.
-pub const MMSCOPE_ABI_VERSION: u32 = 5;
+pub const MMSCOPE_ABI_VERSION: u32 = 6;
 
 /// `MMSCOPE_IOC_VERSION`: the module writes its ABI version to a `u32`.
 pub const MMSCOPE_IOC_VERSION: u32 = ior::<u32>(MMSCOPE_IOC_MAGIC, 0x00);

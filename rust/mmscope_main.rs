@@ -25,7 +25,6 @@ use kernel::{
         seq_print,
         SeqFile, //
     },
-    sync::Arc,
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -33,6 +32,7 @@ use kernel::{
 };
 
 mod lazy_mem;
+mod mm_ext;
 mod mm_walk;
 mod uapi;
 mod vm_ops;
@@ -40,6 +40,12 @@ mod vm_ops;
 use lazy_mem::{
     LazyMem,
     Limits, //
+};
+use mm_ext::VmaExt;
+use vm_ops::{
+    VmFault,
+    VmFaultResult,
+    VmOperations, //
 };
 
 module! {
@@ -96,42 +102,48 @@ fn limits() -> Result<Limits> {
     })
 }
 
-/// The state of one open of `/dev/mmscope`.
+/// The state of one open of `/dev/mmscope`: the file's private data.
+#[pin_data]
 struct MmscopeFile {
-    /// The memory object this open file maps; its mappings keep it alive past `close`.
-    mem: Arc<LazyMem>,
+    /// The memory object this open file maps; its mappings keep the file, and so the object,
+    /// alive past `close`.
+    #[pin]
+    mem: LazyMem,
 }
 
 #[vtable]
 impl MiscDevice for MmscopeFile {
-    type Ptr = KBox<Self>;
+    type Ptr = Pin<KBox<Self>>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        let mem = LazyMem::new(limits()?)?;
-        Ok(KBox::new(MmscopeFile { mem }, GFP_KERNEL_ACCOUNT)?)
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        KBox::try_pin_init(
+            try_pin_init!(MmscopeFile {
+                mem <- LazyMem::new(limits()?),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
     }
 
     /// Maps the memory object. Nothing is allocated here; see [`LazyMem`].
     ///
     /// Fails with `EPERM` for `PROT_EXEC` (mappings of the device are never executable, and
-    /// `mprotect` cannot make them so), and with `EFBIG` if the mapping reaches past the
-    /// object's size limit.
-    fn mmap(me: &MmscopeFile, _file: &File, vma: &VmaNew) -> Result {
+    /// `mprotect` cannot make them so), and with `EINVAL` if the mapping reaches past the
+    /// object's size limit (as `mmap(2)` does for a length or offset too large).
+    fn mmap(me: Pin<&MmscopeFile>, _file: &File, vma: &VmaNew) -> Result {
         if vma.executable() {
             return Err(EPERM);
         }
         vma.try_clear_mayexec()?;
         let pages = (vma.end() - vma.start()) >> PAGE_SHIFT;
-        let end = vm_ops::pgoff(vma).checked_add(pages).ok_or(EOVERFLOW)?;
+        let end = vma.pgoff().checked_add(pages).ok_or(EOVERFLOW)?;
         if end > me.mem.limit_pages() {
-            return Err(EFBIG);
+            return Err(EINVAL);
         }
         vma.set_mixedmap();
-        vm_ops::install(vma, me.mem.clone());
-        Ok(())
+        vm_ops::install(vma, me.get_ref())
     }
 
-    fn ioctl(me: &MmscopeFile, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: Pin<&MmscopeFile>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         let user = UserSlice::new(UserPtr::from_addr(arg), _IOC_SIZE(cmd));
         match cmd {
             uapi::MMSCOPE_IOC_VERSION => user.writer().write(&uapi::MMSCOPE_ABI_VERSION)?,
@@ -145,12 +157,22 @@ impl MiscDevice for MmscopeFile {
         Ok(0)
     }
 
-    fn show_fdinfo(me: &MmscopeFile, m: &SeqFile, _file: &File) {
+    fn show_fdinfo(me: Pin<&MmscopeFile>, m: &SeqFile, _file: &File) {
         let obj = me.mem.stats();
         seq_print!(m, "mmscope-faults:\t{}\n", obj.faults);
         seq_print!(m, "mmscope-pages:\t{}\n", obj.pages);
         seq_print!(m, "mmscope-limit-pages:\t{}\n", obj.limit_pages);
         seq_print!(m, "mmscope-faultaround-pages:\t{}\n", obj.faultaround_pages);
+    }
+}
+
+#[vtable]
+impl VmOperations for MmscopeFile {
+    /// Audited: [`LazyMem::fault`] uses nothing but the VMA of the fault and the object.
+    const FAULT_UNDER_VMA_LOCK: bool = true;
+
+    fn fault(&self, vmf: &VmFault) -> VmFaultResult {
+        self.mem.fault(vmf)
     }
 }
 
@@ -195,7 +217,7 @@ const VMA_CHUNK: usize = 128;
 /// `MMSCOPE_IOC_MM_SUMMARY`: the memory-map summary of the caller or of another process.
 fn mm_summary(arg: usize) -> Result {
     let req = uapi::read_mm_request::<uapi::MmscopeMmSummary>(arg, 0, 0)?;
-    let summary = mm_walk::with_target_mm(req.pid, |mm| Ok(mm_walk::summary(mm)))?;
+    let summary = mm_walk::with_target_mm(req.pid, mm_walk::summary)?;
     let out = uapi::MmscopeMmSummary {
         size: req.size as u32,
         flags: req.flags,
@@ -235,7 +257,7 @@ fn vma_list(arg: usize, file: &File) -> Result {
         let mut addr = start;
         loop {
             chunk.clear();
-            let walk = mm_walk::collect_vmas(mm, addr, capacity - count, &mut chunk, file);
+            let walk = mm_walk::collect_vmas(mm, addr, capacity - count, &mut chunk, file)?;
             if record_size == ours {
                 // The records are contiguous in userspace too: one copy for the chunk.
                 let bytes = chunk.as_slice().as_bytes();
@@ -253,10 +275,10 @@ fn vma_list(arg: usize, file: &File) -> Result {
                     count += 1;
                 }
             }
-            if walk.next == 0 || count == capacity {
-                return Ok(walk);
+            match walk.next {
+                Some(next) if count < capacity => addr = next,
+                _ => return Ok(walk),
             }
-            addr = walk.next;
         }
     })?;
     let out = uapi::MmscopeVmaList {
@@ -270,7 +292,7 @@ fn vma_list(arg: usize, file: &File) -> Result {
         capacity: capacity as u32,
         count: count as u32,
         total: walk.map_count as u32,
-        next_addr: walk.next as u64,
+        next_addr: walk.next.map_or(0, |next| next as u64),
     };
     uapi::write_ext(arg, &out, req.size)
 }
@@ -286,9 +308,7 @@ fn vma_query(arg: usize, file: &File) -> Result {
     let addr = req.fields.read::<u64>()?;
     let addr = usize::try_from(addr).map_err(|_| EINVAL)?;
     let or_next = req.flags & uapi::MMSCOPE_QUERY_COVERING_OR_NEXT != 0;
-    let vma = mm_walk::with_target_mm(req.pid, |mm| {
-        mm_walk::query_vma(mm, addr, or_next, file).ok_or(ENOENT)
-    })?;
+    let vma = mm_walk::with_target_mm(req.pid, |mm| mm_walk::query_vma(mm, addr, or_next, file))?;
     let out = uapi::MmscopeVmaQuery {
         size: req.size as u32,
         flags: req.flags,

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The kernel's static inline functions that mmscope's Rust code calls and the
+ * kernel crate has no helper for, compiled here so that Rust calls the real
+ * thing (its checks, tracepoints and lockdep annotations included), as
+ * rust/helpers/ does in-tree. Each is a plain call of the function it is named
+ * after; the Rust declarations are in vm_ops.rs and mm_ext.rs.
+ */
+
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/mm.h>
+#include <linux/mmap_lock.h>
+#include <linux/ptrace.h>
+#include <linux/rcupdate.h>
+
+void mmscope_get_page(struct page *page);
+void mmscope_put_page(struct page *page);
+int mmscope_mmap_read_lock_killable(struct mm_struct *mm);
+unsigned long mmscope_get_mm_counter_sum(struct mm_struct *mm, int member);
+struct task_struct *mmscope_ptrace_parent(struct task_struct *task);
+bool mmscope_ptrace_has_cap_noaudit(struct task_struct *task);
+
+void mmscope_get_page(struct page *page)
+{
+	get_page(page);
+}
+
+void mmscope_put_page(struct page *page)
+{
+	put_page(page);
+}
+
+int mmscope_mmap_read_lock_killable(struct mm_struct *mm)
+{
+	return mmap_read_lock_killable(mm);
+}
+
+unsigned long mmscope_get_mm_counter_sum(struct mm_struct *mm, int member)
+{
+	return get_mm_counter_sum(mm, member);
+}
+
+/* The caller holds the RCU read lock, which keeps the tracer valid. */
+struct task_struct *mmscope_ptrace_parent(struct task_struct *task)
+{
+	return ptrace_parent(task);
+}
+
+/*
+ * ptrace_has_cap(__task_cred(task)->user_ns, PTRACE_MODE_NOAUDIT), the
+ * capability rule of ptrace_may_access() (kernel/ptrace.c): CAP_SYS_PTRACE in
+ * the target's user namespace, without an audit record when it is missing.
+ */
+bool mmscope_ptrace_has_cap_noaudit(struct task_struct *task)
+{
+	bool ret;
+
+	rcu_read_lock();
+	ret = ns_capable_noaudit(__task_cred(task)->user_ns, CAP_SYS_PTRACE);
+	rcu_read_unlock();
+	return ret;
+}
