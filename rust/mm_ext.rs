@@ -200,10 +200,25 @@ pub(crate) trait MmExt {
     /// already; `pinned_vm` and `hiwater_rss` change without the mmap lock.
     fn vm_counters(&self) -> VmCounters;
 
-    /// `get_mm_counter_sum()`: a resident set counter (`MM_ANONPAGES`, ...), summed over the
-    /// CPUs as `/proc/<pid>/status` does.
-    fn rss_counter_sum(&self, member: u32) -> u64;
+    /// `get_mm_counter_sum()`: a resident set counter, summed over the CPUs as
+    /// `/proc/<pid>/status` does.
+    fn rss_counter_sum(&self, member: RssCounter) -> u64;
 }
+
+/// The resident set counters of an address space (`MM_FILEPAGES`, ...).
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub(crate) enum RssCounter {
+    /// `MM_FILEPAGES`: pages of files.
+    File = bindings::MM_FILEPAGES,
+    /// `MM_ANONPAGES`: anonymous pages.
+    Anon = bindings::MM_ANONPAGES,
+    /// `MM_SHMEMPAGES`: shared memory pages.
+    Shmem = bindings::MM_SHMEMPAGES,
+}
+
+/// `TMPFS_MAGIC`, the superblock magic of tmpfs (and of shared anonymous memory and memfds).
+pub(crate) const TMPFS_MAGIC: usize = bindings::TMPFS_MAGIC as usize;
 
 /// The layout of an address space: `mm_struct`'s code, data, heap, stack, argument and
 /// environment fields, and where `mmap` places mappings.
@@ -302,10 +317,7 @@ impl MmExt for MmWithUser {
         }
     }
 
-    fn rss_counter_sum(&self, member: u32) -> u64 {
-        if member >= bindings::NR_MM_COUNTERS {
-            return 0;
-        }
+    fn rss_counter_sum(&self, member: RssCounter) -> u64 {
         // SAFETY: `self` has users, so it is valid, and `member` is one of its counters.
         unsafe { mmscope_get_mm_counter_sum(self.as_raw(), member as c_int) as u64 }
     }

@@ -8,24 +8,28 @@
 //!
 //! Everything here reads under the mmap read lock (taken killably, as procfs does) straight into
 //! the uapi records, and returns after dropping it: callers copy to userspace with no lock held.
-//! Memory is bounded by the caller's record buffer. The raw accessors are in [`crate::mm_ext`];
-//! this file has no `unsafe` code.
+//! Memory is bounded by the caller's record buffer. The raw accessors are in [`crate::mm_ext`],
+//! the only way this file reaches the kernel's structures.
 
 use crate::mm_ext::{
     self,
     Layout,
     MmExt,
+    RssCounter,
     TaskExt,
-    VmaExt, //
+    VmaExt,
+    TMPFS_MAGIC, //
 };
 use crate::uapi::{
     MmscopeMmSummary,
     MmscopeVma, //
 };
 use kernel::{
-    bindings,
     fs::File,
-    mm::virt::VmaRef,
+    mm::virt::{
+        flags,
+        VmaRef, //
+    },
     mm::MmWithUser,
     prelude::*,
     task::Task, //
@@ -134,9 +138,9 @@ pub(crate) fn summary(mm: &MmWithUser) -> Result<MmscopeMmSummary> {
         stack_vm: vm.stack_vm as u64,
         hiwater_rss: vm.hiwater_rss as u64,
         hiwater_vm: vm.hiwater_vm as u64,
-        rss_anon: mm.rss_counter_sum(bindings::MM_ANONPAGES),
-        rss_file: mm.rss_counter_sum(bindings::MM_FILEPAGES),
-        rss_shmem: mm.rss_counter_sum(bindings::MM_SHMEMPAGES),
+        rss_anon: mm.rss_counter_sum(RssCounter::Anon),
+        rss_file: mm.rss_counter_sum(RssCounter::File),
+        rss_shmem: mm.rss_counter_sum(RssCounter::Shmem),
         ..Default::default()
     })
 }
@@ -160,7 +164,7 @@ fn record(vma: &VmaRef, layout: &Layout, this_file: &File) -> MmscopeVma {
         rec.dev_minor = dev & ((1 << MINORBITS) - 1);
         if file.same_fops(this_file) {
             VmaKind::Mmscope
-        } else if file.s_magic() == bindings::TMPFS_MAGIC as usize && file.nlink() == 0 {
+        } else if file.s_magic() == TMPFS_MAGIC && file.nlink() == 0 {
             VmaKind::Shmem
         } else {
             VmaKind::File
@@ -227,30 +231,30 @@ const EXPORT_BIT: [u8; usize::BITS as usize] = {
 
 /// The `VM_*` flags userspace sees: bit `i` of `MMSCOPE_VMA_*` is `EXPORTED_VM_FLAGS[i]`.
 const EXPORTED_VM_FLAGS: [usize; 24] = [
-    bindings::VM_READ,
-    bindings::VM_WRITE,
-    bindings::VM_EXEC,
-    bindings::VM_SHARED,
-    bindings::VM_MAYREAD,
-    bindings::VM_MAYWRITE,
-    bindings::VM_MAYEXEC,
-    bindings::VM_MAYSHARE,
+    flags::READ,
+    flags::WRITE,
+    flags::EXEC,
+    flags::SHARED,
+    flags::MAYREAD,
+    flags::MAYWRITE,
+    flags::MAYEXEC,
+    flags::MAYSHARE,
     VM_GROWSDOWN,
     VM_LOCKED,
-    bindings::VM_IO,
-    bindings::VM_PFNMAP,
-    bindings::VM_MIXEDMAP,
-    bindings::VM_DONTCOPY,
-    bindings::VM_DONTEXPAND,
-    bindings::VM_ACCOUNT,
-    bindings::VM_NORESERVE,
-    bindings::VM_HUGETLB,
-    bindings::VM_DONTDUMP,
-    bindings::VM_WIPEONFORK,
-    bindings::VM_HUGEPAGE,
-    bindings::VM_NOHUGEPAGE,
-    bindings::VM_MERGEABLE,
-    bindings::VM_LOCKONFAULT,
+    flags::IO,
+    flags::PFNMAP,
+    flags::MIXEDMAP,
+    flags::DONTCOPY,
+    flags::DONTEXPAND,
+    flags::ACCOUNT,
+    flags::NORESERVE,
+    flags::HUGETLB,
+    flags::DONTDUMP,
+    flags::WIPEONFORK,
+    flags::HUGEPAGE,
+    flags::NOHUGEPAGE,
+    flags::MERGEABLE,
+    flags::LOCKONFAULT,
 ];
 
 /// Where a walk of the VMAs stopped.
