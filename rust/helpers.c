@@ -13,6 +13,8 @@
 #include <linux/mmap_lock.h>
 #include <linux/ptrace.h>
 #include <linux/rcupdate.h>
+#include <linux/sched/coredump.h>
+#include <linux/sched/exec_state.h>
 
 void mmscope_get_page(struct page *page);
 void mmscope_put_page(struct page *page);
@@ -20,6 +22,7 @@ int mmscope_mmap_read_lock_killable(struct mm_struct *mm);
 unsigned long mmscope_get_mm_counter_sum(struct mm_struct *mm, int member);
 struct task_struct *mmscope_ptrace_parent(struct task_struct *task);
 bool mmscope_ptrace_has_cap_noaudit(struct task_struct *task);
+bool mmscope_task_still_dumpable_noaudit(struct task_struct *task);
 
 void mmscope_get_page(struct page *page)
 {
@@ -60,4 +63,25 @@ bool mmscope_ptrace_has_cap_noaudit(struct task_struct *task)
 	ret = ns_capable_noaudit(__task_cred(task)->user_ns, CAP_SYS_PTRACE);
 	rcu_read_unlock();
 	return ret;
+}
+
+/*
+ * task_still_dumpable(task, PTRACE_MODE_NOAUDIT) (kernel/ptrace.c), after the
+ * smp_rmb() __ptrace_may_access() puts before it: the dumpability is read
+ * after what the caller checked first (the tracer, the credentials), pairing
+ * with commit_creds(), so that a task that drops privileges and becomes
+ * non-dumpable is not seen half-way. task_exec_state_rcu() is not exported;
+ * its dereference is written out (the caller holds exec_update_lock, under
+ * which exec_state is not replaced).
+ */
+bool mmscope_task_still_dumpable_noaudit(struct task_struct *task)
+{
+	const struct task_exec_state *es;
+
+	smp_rmb();
+	guard(rcu)();
+	es = rcu_dereference(task->exec_state);
+	if (READ_ONCE(es->dumpable) == TASK_DUMPABLE_OWNER)
+		return true;
+	return ns_capable_noaudit(es->user_ns, CAP_SYS_PTRACE);
 }

@@ -4,11 +4,10 @@
 //!
 //! A [`LazyMem`] is a sparse array of pages indexed by page offset, like the page cache of a
 //! memfd. `mmap` allocates nothing; the first access to a page offset, through any mapping of the
-//! object, faults into [`LazyMem::fault`], which allocates a zeroed page, charged to the memory
+//! object, faults into `LazyMem`'s [`VmOperations::fault`], which allocates a zeroed page, charged to the memory
 //! cgroup of the faulting task, and maps it. Every later access to that offset, through any
-//! mapping of the same object, reaches the same page. The object is owned by its open file, which
-//! every mapping holds a reference to; pages are freed when the object is dropped: when the file
-//! is closed and its last mapping is gone.
+//! mapping of the same object, reaches the same page. Pages are freed when the object is dropped:
+//! when the file is closed and its last mapping is gone.
 //!
 //! # Locking
 //!
@@ -26,7 +25,8 @@ use crate::vm_ops::{
     self,
     SharedPage,
     VmFault,
-    VmFaultResult, //
+    VmFaultResult,
+    VmOperations, //
 };
 use kernel::{
     alloc::{
@@ -392,10 +392,12 @@ impl LazyMem {
     /// size limit and the module-wide cap), and maps them with the faulting page and the held
     /// ones, where nothing is mapped yet.
     ///
-    /// These allocations are a guess: they never wait for reclaim (`GFP_NOWAIT`), so they can
-    /// neither stall the fault nor invoke the OOM killer for memory nobody asked for, and are
-    /// still charged to the faulting task's memory cgroup; the first that fails ends the window,
-    /// without an error.
+    /// These allocations are a guess: they never wait for reclaim (`GFP_NOWAIT`), so the fault
+    /// neither stalls in reclaim nor invokes the OOM killer for memory nobody asked for. They
+    /// are still charged to the faulting task's memory cgroup: a charge that fails at the
+    /// cgroup's limit counts a `max` event in its `memory.events`, and one above `memory.high`
+    /// is throttled on the way back to userspace, as any charge is. The first that fails ends
+    /// the window, without an error.
     fn fault_ahead(&self, vma: &VmaMixedMap, vmf: &VmFault, page: &SharedPage) -> Mapped {
         let address = vmf.address();
         let end = address
@@ -408,9 +410,9 @@ impl LazyMem {
         self.lookup_window(pgoff, slots);
         // Allocate what is missing before taking the lock, as a single fault does.
         let mut fresh: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
-        // `GFP_NOWAIT` with `GFP_KERNEL_ACCOUNT`'s `__GFP_ACCOUNT`, which has no name of its own
-        // in the kernel crate.
-        let guess = GFP_NOWAIT | (GFP_KERNEL_ACCOUNT & !GFP_KERNEL) | __GFP_ZERO | __GFP_NOWARN;
+        // `GFP_NOWAIT` (which includes `__GFP_NOWARN`) with `GFP_KERNEL_ACCOUNT`'s
+        // `__GFP_ACCOUNT`, which has no name of its own in the kernel crate.
+        let guess = GFP_NOWAIT | (GFP_KERNEL_ACCOUNT & !GFP_KERNEL) | __GFP_ZERO;
         for (new, held) in fresh.iter_mut().zip(slots.iter()) {
             if held.is_none() {
                 match Self::alloc_page(guess) {
@@ -444,15 +446,16 @@ struct Mapped {
     faulting: bool,
 }
 
-impl LazyMem {
-    /// Handles a fault on a mapping of the object: maps the page at the faulting offset,
-    /// allocating it on first touch, and its neighbours where fault-around or fault-ahead
-    /// applies.
-    ///
-    /// Uses nothing but the VMA of the fault (its range, flags and `vm_pgoff`) and the object,
-    /// so it may run under the VMA lock alone
-    /// ([`VmOperations::FAULT_UNDER_VMA_LOCK`](crate::vm_ops::VmOperations::FAULT_UNDER_VMA_LOCK)).
-    pub(crate) fn fault(&self, vmf: &VmFault) -> VmFaultResult {
+#[vtable]
+impl VmOperations for LazyMem {
+    /// Audited: [`fault`](Self::fault) uses nothing but the VMA of the fault (its range, flags
+    /// and `vm_pgoff`), the object and its own locks, and maps pages with `insert_pages` or by
+    /// returning one.
+    const FAULT_UNDER_VMA_LOCK: bool = true;
+
+    /// Maps the page at the faulting offset, allocating it on first touch, and its neighbours
+    /// where fault-around or fault-ahead applies.
+    fn fault(&self, vmf: &VmFault) -> VmFaultResult {
         // `mmap` sets `VM_MIXEDMAP` on every mapping of the object.
         let Some(vma) = vmf.vma().as_mixedmap_vma() else {
             return VmFaultResult::Sigbus;

@@ -60,15 +60,25 @@ extern "C" {
     fn mmscope_ptrace_parent(task: *mut bindings::task_struct) -> *mut bindings::task_struct;
     /// `ns_capable_noaudit(__task_cred(task)->user_ns, CAP_SYS_PTRACE)`.
     fn mmscope_ptrace_has_cap_noaudit(task: *mut bindings::task_struct) -> bool;
+    /// `task_still_dumpable(task, PTRACE_MODE_NOAUDIT)` after `smp_rmb()`.
+    fn mmscope_task_still_dumpable_noaudit(task: *mut bindings::task_struct) -> bool;
 }
+
+/// `VM_GROWSDOWN`.
+pub(crate) const VM_GROWSDOWN: usize = 1 << bindings::VMA_GROWSDOWN_BIT;
+/// `VM_LOCKED`.
+pub(crate) const VM_LOCKED: usize = 1 << bindings::VMA_LOCKED_BIT;
 
 /// Reads a word of a kernel structure that other CPUs may be writing, as `READ_ONCE()` does.
 ///
 /// # Safety
 ///
 /// `ptr` must be valid and aligned, and every concurrent write to it a single aligned store of
-/// the whole word (a plain store of an aligned `unsigned long`, which the kernel treats as
-/// single-copy atomic, or `WRITE_ONCE()`).
+/// the whole word: `WRITE_ONCE()`, or a plain C store of an aligned `unsigned long`. The latter
+/// is wider than `atomic_load()`'s contract (concurrent stores atomic); it rests on what the
+/// kernel assumes of such stores everywhere it reads these fields locklessly (procfs reads them
+/// with plain loads, and KCSAN treats aligned plain writes up to word size as atomic,
+/// `CONFIG_KCSAN_ASSUME_PLAIN_WRITES_ATOMIC`).
 unsafe fn read_once(ptr: *const usize) -> usize {
     // SAFETY: The caller guarantees the pointer and that concurrent stores are atomic.
     unsafe { atomic_load(ptr.cast_mut(), Relaxed) }
@@ -126,48 +136,52 @@ impl VmaExt for VmaRef {
 /// `self.0` is a file the VMA holds a reference to, for `'a`.
 pub(crate) struct VmaFile<'a>(NonNull<bindings::file>, PhantomData<&'a VmaRef>);
 
+// The inode and the superblock are read through raw places, never through a reference: other
+// CPUs write other fields of both all the time (the inode's times and counts, its mapping's tree,
+// the superblock's counts), while the fields read here are set before the file could be opened
+// and never change (`i_ino`, `i_sb`, `s_dev`, `s_magic`) or are read as `READ_ONCE()`
+// (`i_nlink`).
 impl VmaFile<'_> {
-    /// The file's inode.
-    fn inode(&self) -> &bindings::inode {
+    /// `f_inode`.
+    fn inode(&self) -> *mut bindings::inode {
         // SAFETY: By the type invariants the file is valid; `f_inode` is set at open and never
         // changes, and the file holds a reference to its inode.
-        unsafe { &*(*self.0.as_ptr()).f_inode }
+        unsafe { (*self.0.as_ptr()).f_inode }
     }
 
-    /// The superblock of the file's inode.
-    fn sb(&self) -> &bindings::super_block {
-        // SAFETY: The inode is valid (see `inode`), and an inode in use pins its superblock;
-        // `i_sb` never changes.
-        unsafe { &*self.inode().i_sb }
+    /// `f_inode->i_sb`.
+    fn sb(&self) -> *mut bindings::super_block {
+        // SAFETY: The inode is valid (see `inode`); `i_sb` is set when the inode is created and
+        // never changes, and an inode in use pins its superblock.
+        unsafe { (*self.inode()).i_sb }
     }
 
     /// `i_ino`: the inode number.
     pub(crate) fn ino(&self) -> u64 {
-        self.inode().i_ino
+        // SAFETY: The inode is valid; `i_ino` is set before the inode is used and never changes.
+        unsafe { (*self.inode()).i_ino }
     }
 
     /// `i_sb->s_dev`: the device of the file system, in the kernel's internal encoding.
     pub(crate) fn s_dev(&self) -> u32 {
-        self.sb().s_dev
+        // SAFETY: The superblock is valid (see `sb`); `s_dev` is set when it is set up and never
+        // changes after.
+        unsafe { (*self.sb()).s_dev }
     }
 
     /// `i_sb->s_magic`: the file system's magic number.
     pub(crate) fn s_magic(&self) -> usize {
-        self.sb().s_magic
+        // SAFETY: As for `s_dev`: set by the file system's `fill_super` and never changed.
+        unsafe { (*self.sb()).s_magic }
     }
 
     /// `i_nlink`: the inode's link count (0 for an unlinked file, such as a memfd).
     pub(crate) fn nlink(&self) -> u32 {
-        let inode: *const bindings::inode = self.inode();
+        let inode = self.inode();
         // SAFETY: The inode is valid; `i_nlink` is the active member of its union, and is changed
         // by link and unlink with single word stores (`set_nlink()` and friends), so it is read
         // as `READ_ONCE()` would, as `generic_fillattr()` reads it without the inode lock.
-        unsafe {
-            atomic_load(
-                (&raw const (*inode).__bindgen_anon_1.i_nlink).cast_mut(),
-                Relaxed,
-            )
-        }
+        unsafe { atomic_load(&raw mut (*inode).__bindgen_anon_1.i_nlink, Relaxed) }
     }
 
     /// Whether this file has the same file operations as `other`: a file of the same driver.
@@ -186,10 +200,13 @@ pub(crate) trait MmExt {
 
     /// The layout fields, read under `arg_lock`.
     ///
-    /// `prctl(PR_SET_MM)` writes all of them under the mmap read lock and `arg_lock`, `brk()`
-    /// writes `brk` under the mmap write lock. So with the mmap read lock held the result is
-    /// one consistent snapshot, and consistent with the VMAs; with only a VMA lock held each
-    /// field is a value it had, but `brk` may be older or newer than the rest.
+    /// Who writes them: `prctl(PR_SET_MM)` all of them under the mmap read lock and `arg_lock`;
+    /// `brk()` `brk` under the mmap write lock; and `execve`, in the task that execs, after it
+    /// has switched to the new address space and dropped `exec_update_lock`, with neither lock
+    /// (`setup_arg_pages()`, `load_elf_binary()`, `create_elf_tables()`). So with the mmap read
+    /// lock held the result is one consistent snapshot, and consistent with the VMAs, except
+    /// while the address space is still being built by an `execve`; with only a VMA lock held
+    /// each field is a value it had, but `brk` may be older or newer than the rest.
     fn layout(&self) -> Layout;
 
     /// The VM counters, each read once.
@@ -270,9 +287,10 @@ impl MmExt for MmWithUser {
         let m = self.as_raw();
         // SAFETY: `self` has users, so it is valid; `arg_lock` is its spinlock.
         unsafe { bindings::spin_lock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
-        // SAFETY: `m` is valid. Under `arg_lock`, only `brk()` can write one of these fields
-        // (`brk`, with a plain store under the mmap write lock); `mmap_base` and `task_size` are
-        // set at `execve` before the address space is shared.
+        // SAFETY: `m` is valid. Under `arg_lock`, the writers left are `brk()` (`brk`) and an
+        // `execve` building this address space (see the trait), all with plain stores of aligned
+        // words; `mmap_base` and `task_size` are set at `execve` before the address space can be
+        // reached by another task.
         let layout = unsafe {
             let f = &raw const (*m).__bindgen_anon_1;
             Layout {
@@ -430,6 +448,13 @@ pub(crate) trait TaskExt {
     /// rule of `ptrace_may_access()`, checked without an audit record when it is missing.
     fn ptrace_has_cap_noaudit(&self) -> bool;
 
+    /// `task_still_dumpable()`: whether the task's image may be inspected by a task of its
+    /// owner (its `execve` left it dumpable: not setuid, not an unreadable binary, no
+    /// `PR_SET_DUMPABLE` 0), or the caller has `CAP_SYS_PTRACE` in the user namespace of that
+    /// `execve`. Read after the checks made before it (`smp_rmb()`, as in
+    /// `__ptrace_may_access()`); checked without an audit record.
+    fn still_dumpable_noaudit(&self) -> bool;
+
     /// The task's address space, if `may_read` allows it: `mm_access()`.
     ///
     /// Holds the task's `exec_update_lock` for reading across `get_task_mm()` and
@@ -463,6 +488,11 @@ impl TaskExt for Task {
         unsafe { mmscope_ptrace_has_cap_noaudit(self.as_ptr()) }
     }
 
+    fn still_dumpable_noaudit(&self) -> bool {
+        // SAFETY: The task is valid (`&Task`); the helper reads its `exec_state` under RCU.
+        unsafe { mmscope_task_still_dumpable_noaudit(self.as_ptr()) }
+    }
+
     fn mm_access(&self, may_read: impl FnOnce(&Task) -> bool) -> Result<ARef<MmWithUser>> {
         let task = self.as_ptr();
         // SAFETY: The task is valid, and so is its `signal`, which lives as long as the task.
@@ -481,10 +511,13 @@ impl TaskExt for Task {
         let res = match mm {
             None => Err(ESRCH),
             Some(mm) if may_read(self) => Ok(mm),
-            Some(_) => Err(EACCES),
+            Some(refused) => {
+                drop(refused);
+                Err(EACCES)
+            }
         };
-        // SAFETY: We took the read lock above. (A refused `mm` was dropped before this, as
-        // `mm_access()` does its `mmput()`; `mmput()` does not take the lock.)
+        // SAFETY: We took the read lock above. (A refused `mm` was dropped in its match arm,
+        // before this, as `mm_access()` does its `mmput()`; `mmput()` does not take the lock.)
         unsafe { bindings::up_read(lock) };
         res
     }

@@ -18,7 +18,9 @@ use crate::mm_ext::{
     RssCounter,
     TaskExt,
     VmaExt,
-    TMPFS_MAGIC, //
+    TMPFS_MAGIC,
+    VM_GROWSDOWN,
+    VM_LOCKED, //
 };
 use crate::uapi::{
     MmscopeMmSummary,
@@ -34,11 +36,6 @@ use kernel::{
     prelude::*,
     task::Task, //
 };
-
-/// `VM_GROWSDOWN`, which the generated bindings do not carry.
-const VM_GROWSDOWN: usize = 0x0000_0100;
-/// `VM_LOCKED`, which the generated bindings do not carry.
-const VM_LOCKED: usize = 0x0000_2000;
 
 /// `MINORBITS` of the kernel's internal `dev_t`.
 const MINORBITS: u32 = 20;
@@ -91,21 +88,32 @@ pub(crate) fn with_target_mm<R>(
     f(&mm)
 }
 
-/// Whether the caller may read the address space of `task`: if it is in the caller's thread
-/// group, if a thread of the caller's thread group is its tracer, or if the caller has
-/// `CAP_SYS_PTRACE` in its user namespace.
+/// Whether the caller may read the address space of `task`: `__ptrace_may_access()` with the
+/// same-user rule replaced by the tracer rule.
 ///
-/// The tracer rule stands in for `ptrace_may_access()`, the rule of `/proc/<pid>/maps`, which
-/// is not exported to modules: a tracer has passed `ptrace_may_access(PTRACE_MODE_ATTACH)`, LSMs
-/// and Yama included, to attach (`PTRACE_SEIZE`, `PTRACE_ATTACH`, or the tracee's
-/// `PTRACE_TRACEME`), which is stricter than the read check of procfs, and it can already read
-/// the tracee's memory with `PTRACE_PEEKDATA`. The rule holds only while the tracer is attached,
-/// and only for the caller's own thread group: a process of the same user that procfs would show
-/// but that it does not trace is refused. The capability is checked last, and without an audit
-/// record, as `ptrace_may_access()` checks it for a read.
+/// - A task of the caller's own thread group: always.
+/// - Otherwise, if a thread of the caller's thread group traces it, or the caller has
+///   `CAP_SYS_PTRACE` in its user namespace; and then only if the task is still dumpable
+///   (`task_still_dumpable()`: its `execve` did not make it setuid or unreadable, it did not
+///   `PR_SET_DUMPABLE` 0), or the caller has `CAP_SYS_PTRACE` in the user namespace of that
+///   `execve`.
+///
+/// The tracer rule stands in for the same-user rule of `ptrace_may_access()`, the rule of
+/// `/proc/<pid>/maps`, which is not exported to modules. With the dumpability check it is
+/// exactly what `PTRACE_PEEKDATA` allows the tracer on every access
+/// (`ptracer_access_allowed()` in `kernel/ptrace.c`), except that any thread of the tracer's
+/// thread group may ask: it holds only while the tracer is attached, and only for the caller's
+/// own thread group, so a process of the same user that procfs would show but that the caller
+/// does not trace is refused. The LSM hook of `ptrace_may_access()` is not exported either; a
+/// tracer passed it to attach. The capabilities are checked without an audit record, as
+/// `ptrace_may_access()` checks them for a read, since the other rules may still allow.
 fn may_read(task: &Task) -> bool {
     let me = kernel::current!().tgid();
-    task.tgid() == me || task.tracer_tgid() == Some(me) || task.ptrace_has_cap_noaudit()
+    if task.tgid() == me {
+        return true;
+    }
+    (task.tracer_tgid() == Some(me) || task.ptrace_has_cap_noaudit())
+        && task.still_dumpable_noaudit()
 }
 
 /// Reads the summary of `mm`: its layout and `map_count` under its mmap read lock (and
@@ -147,9 +155,10 @@ pub(crate) fn summary(mm: &MmWithUser) -> Result<MmscopeMmSummary> {
 
 /// Reads one VMA into a record.
 ///
-/// `layout` is its address space's layout, for the heap and the stack; `this_file` is an open
-/// file of `/dev/mmscope`, to recognise mappings of the device.
-fn record(vma: &VmaRef, layout: &Layout, this_file: &File) -> MmscopeVma {
+/// `layout` gives its address space's layout, read only for anonymous memory, to tell the heap
+/// and the stack; `this_file` is an open file of `/dev/mmscope`, to recognise mappings of the
+/// device.
+fn record(vma: &VmaRef, layout: impl FnOnce() -> Layout, this_file: &File) -> MmscopeVma {
     let mut rec = MmscopeVma {
         start: vma.start() as u64,
         end: vma.end() as u64,
@@ -175,12 +184,15 @@ fn record(vma: &VmaRef, layout: &Layout, this_file: &File) -> MmscopeVma {
             b"[vvar]" | b"[vvar_vclock]" => VmaKind::Vvar,
             _ => VmaKind::Special,
         }
-    } else if is_initial_heap(vma, layout) {
-        VmaKind::Heap
-    } else if is_initial_stack(vma, layout) {
-        VmaKind::Stack
     } else {
-        VmaKind::Anon
+        let layout = layout();
+        if is_initial_heap(vma, &layout) {
+            VmaKind::Heap
+        } else if is_initial_stack(vma, &layout) {
+            VmaKind::Stack
+        } else {
+            VmaKind::Anon
+        }
     };
     rec.kind = kind as u32;
     rec
@@ -284,7 +296,7 @@ pub(crate) fn collect_vmas(
     for (recorded, vma) in lock.vmas_from(start).enumerate() {
         if recorded == limit
             || out
-                .push_within_capacity(record(vma, &layout, this_file))
+                .push_within_capacity(record(vma, || layout, this_file))
                 .is_err()
         {
             return Ok(Walk {
@@ -315,12 +327,12 @@ pub(crate) fn query_vma(
     this_file: &File,
 ) -> Result<MmscopeVma> {
     if let Some(vma) = mm.lock_vma_under_rcu(addr) {
-        return Ok(record(&vma, &mm.layout(), this_file));
+        return Ok(record(&vma, || mm.layout(), this_file));
     }
     let lock = mm.mmap_read_lock_killable()?;
     let vma = lock.vmas_from(addr).next().ok_or(ENOENT)?;
     if !or_next && vma.start() > addr {
         return Err(ENOENT);
     }
-    Ok(record(vma, &mm.layout(), this_file))
+    Ok(record(vma, || mm.layout(), this_file))
 }

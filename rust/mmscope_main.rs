@@ -25,6 +25,7 @@ use kernel::{
         seq_print,
         SeqFile, //
     },
+    sync::Arc,
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -42,11 +43,6 @@ use lazy_mem::{
     Limits, //
 };
 use mm_ext::VmaExt;
-use vm_ops::{
-    VmFault,
-    VmFaultResult,
-    VmOperations, //
-};
 
 module! {
     type: MmscopeModule,
@@ -102,26 +98,19 @@ fn limits() -> Result<Limits> {
     })
 }
 
-/// The state of one open of `/dev/mmscope`: the file's private data.
-#[pin_data]
+/// The state of one open of `/dev/mmscope`.
 struct MmscopeFile {
-    /// The memory object this open file maps; its mappings keep the file, and so the object,
-    /// alive past `close`.
-    #[pin]
-    mem: LazyMem,
+    /// The memory object this open file maps; its mappings keep it alive past `close`.
+    mem: Arc<LazyMem>,
 }
 
 #[vtable]
 impl MiscDevice for MmscopeFile {
-    type Ptr = Pin<KBox<Self>>;
+    type Ptr = KBox<Self>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
-        KBox::try_pin_init(
-            try_pin_init!(MmscopeFile {
-                mem <- LazyMem::new(limits()?),
-            }),
-            GFP_KERNEL_ACCOUNT,
-        )
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+        let mem = Arc::pin_init(LazyMem::new(limits()?), GFP_KERNEL_ACCOUNT)?;
+        Ok(KBox::new(MmscopeFile { mem }, GFP_KERNEL_ACCOUNT)?)
     }
 
     /// Maps the memory object. Nothing is allocated here; see [`LazyMem`].
@@ -129,7 +118,7 @@ impl MiscDevice for MmscopeFile {
     /// Fails with `EPERM` for `PROT_EXEC` (mappings of the device are never executable, and
     /// `mprotect` cannot make them so), and with `EINVAL` if the mapping reaches past the
     /// object's size limit (as `mmap(2)` does for a length or offset too large).
-    fn mmap(me: Pin<&MmscopeFile>, _file: &File, vma: &VmaNew) -> Result {
+    fn mmap(me: &MmscopeFile, _file: &File, vma: &VmaNew) -> Result {
         if vma.executable() {
             return Err(EPERM);
         }
@@ -140,10 +129,11 @@ impl MiscDevice for MmscopeFile {
             return Err(EINVAL);
         }
         vma.set_mixedmap();
-        vm_ops::install(vma, me.get_ref())
+        vm_ops::install(vma, me.mem.clone());
+        Ok(())
     }
 
-    fn ioctl(me: Pin<&MmscopeFile>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &MmscopeFile, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         let user = UserSlice::new(UserPtr::from_addr(arg), _IOC_SIZE(cmd));
         match cmd {
             uapi::MMSCOPE_IOC_VERSION => user.writer().write(&uapi::MMSCOPE_ABI_VERSION)?,
@@ -157,22 +147,12 @@ impl MiscDevice for MmscopeFile {
         Ok(0)
     }
 
-    fn show_fdinfo(me: Pin<&MmscopeFile>, m: &SeqFile, _file: &File) {
+    fn show_fdinfo(me: &MmscopeFile, m: &SeqFile, _file: &File) {
         let obj = me.mem.stats();
         seq_print!(m, "mmscope-faults:\t{}\n", obj.faults);
         seq_print!(m, "mmscope-pages:\t{}\n", obj.pages);
         seq_print!(m, "mmscope-limit-pages:\t{}\n", obj.limit_pages);
         seq_print!(m, "mmscope-faultaround-pages:\t{}\n", obj.faultaround_pages);
-    }
-}
-
-#[vtable]
-impl VmOperations for MmscopeFile {
-    /// Audited: [`LazyMem::fault`] uses nothing but the VMA of the fault and the object.
-    const FAULT_UNDER_VMA_LOCK: bool = true;
-
-    fn fault(&self, vmf: &VmFault) -> VmFaultResult {
-        self.mem.fault(vmf)
     }
 }
 

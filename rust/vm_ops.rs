@@ -5,22 +5,28 @@
 //! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
 //! [`include/linux/mm_types.h`](srctree/include/linux/mm_types.h).
 //!
-//! A driver that maps its own memory into userspace implements [`VmOperations`] for the data
-//! its open files own and calls [`install`] from its `mmap` file operation.
+//! A driver that maps its own memory into userspace implements [`VmOperations`] for the data its
+//! mappings share and calls [`install`] from its `mmap` file operation.
 //!
 //! # Lifetime of the data
 //!
-//! The data a mapping reaches is the mapped file's private data, borrowed. No reference is
-//! counted per VMA, and the table has no `->open` or `->close`: every VMA holds a reference to
-//! its file (`vma->vm_file`, taken by `mmap` and by each copy the kernel makes when it splits,
-//! forks or moves a VMA), and `remove_vma()` (`mm/vma.c`) closes a VMA before it drops that
-//! reference. The file's `->release`, which frees its private data, runs at the last `fput()`,
-//! so after every VMA that maps it is gone, whether by `munmap` or by `exit_mmap()`. (Rust
-//! binder's page ranges rely on the same order.) A table without `->close` also lets the kernel
-//! merge neighbouring VMAs of the same file again, as it does for any file mapping.
+//! Every VMA that results, the first one and each copy the kernel makes of it when it splits,
+//! forks or moves the mapping, owns one reference to that data through `vm_private_data`: the
+//! table's `->open` takes it for a copy, its `->close` drops it. The data therefore lives exactly
+//! as long as its longest-lived mapping (and whatever other references the driver keeps), with
+//! no assumption about who else owns it.
 //!
-//! This file is the only place that touches `struct vm_operations_struct` and `struct vm_fault`
-//! directly.
+//! Borrowing the mapped file's private data instead, with no reference per VMA, would also be
+//! sound (every VMA holds its file, and `remove_vma()` in `mm/vma.c` closes a VMA before it
+//! drops that reference, so the file's `->release` comes after the last VMA), but only if the
+//! borrow is known to be the whole object `->release` frees: an address check cannot tell it
+//! from a part of it that is dropped earlier (a `Revocable` at offset 0, say), and the file
+//! operations table that would prove it is private to `kernel::miscdevice`. Dropping `->close`
+//! would not let the VMAs merge either: `VM_MIXEDMAP` is one of `VM_SPECIAL`'s flags, which
+//! `vma_merge_new_range()` and `vma_merge_existing_range()` refuse.
+//!
+//! Besides `vm_ops->name` (read in `mm_ext.rs`), this file is the only place that touches
+//! `struct vm_operations_struct`, and the only one that touches `struct vm_fault`.
 
 use core::{
     ffi::c_void,
@@ -46,6 +52,10 @@ use kernel::{
         PAGE_SIZE, //
     },
     prelude::*,
+    sync::{
+        Arc,
+        ArcBorrow, //
+    },
     types::{
         ForeignOwnable,
         Opaque, //
@@ -76,7 +86,10 @@ pub(crate) enum VmFaultResult {
     /// (or, on a write to a private mapping, a copy of it, written into the page it allocated
     /// for that before calling the handler, so the write needs no second fault), and unlocks
     /// it. The reference goes to the page table entry, which drops it when it is unmapped; a
-    /// copy-on-write fault drops it once the copy is made.
+    /// copy-on-write fault drops it once the copy is made. On a write to a shared mapping the
+    /// kernel also marks the page dirty and updates the mapped file's times
+    /// (`fault_dirty_shared_page()`), as for any file; pages mapped by the handler itself with
+    /// [`insert_pages`] get neither.
     Page(SharedPage),
     /// `VM_FAULT_NOPAGE`: the handler mapped the faulting address itself (or another task did
     /// meanwhile); the access is retried.
@@ -259,8 +272,8 @@ const INSERT_BATCH: usize = 16;
 /// Maps `pages` at consecutive addresses from `address` with `vm_insert_pages()`. Each mapping
 /// takes a reference of its own.
 ///
-/// The kernel walks to the page table once per call (allocating the levels that are missing)
-/// and takes the page table lock once per 8 pages, rather than once per page as
+/// The kernel walks to the page table once per page table it fills (allocating the levels that
+/// are missing) and takes the page table lock once per 8 pages, rather than once per page as
 /// `vm_insert_page()` does.
 ///
 /// Returns how many pages were mapped, from the first, and the error that stopped the run, if
@@ -301,12 +314,18 @@ pub(crate) fn insert_pages<'a>(
     (mapped, Ok(()))
 }
 
-/// The operations of the VMAs that map a driver's file, `struct vm_operations_struct`.
+/// The operations of the VMAs that map a driver's data, `struct vm_operations_struct`.
 ///
-/// `Self` is the data the file owns (its private data); the callbacks borrow it. See the
-/// module documentation for why it outlives every VMA.
+/// `Self` is the data the mappings share; each VMA holds an [`Arc<Self>`] in `vm_private_data`
+/// (see the module documentation), and the callbacks borrow it.
+///
+/// The kernel's own `->open` and `->close` manage those references and are not offered to
+/// implementors: `->close` also runs from `exit_mmap()`, when the address space has no users
+/// left, and from `munmap` after the mmap lock was downgraded to read
+/// (`vms_complete_munmap_vmas()` in `mm/vma.c`), where a `&VmaRef` would promise more than is
+/// true (`VmaRef::mm()` gives an `MmWithUser`).
 #[vtable]
-pub(crate) trait VmOperations: Sync + Sized + 'static {
+pub(crate) trait VmOperations: Send + Sync + Sized + 'static {
     /// Handles a page fault: an access to a page of the VMA that no page table entry maps.
     ///
     /// Context: may sleep. The VMA is read-locked: by its VMA lock alone if
@@ -337,60 +356,89 @@ pub(crate) trait VmOperations: Sync + Sized + 'static {
     const FAULT_UNDER_VMA_LOCK: bool = false;
 }
 
-/// Makes `T`'s operations the operations of a VMA being set up, with `data` as what they reach.
+/// Makes `T`'s operations the operations of a VMA being set up, with `data` as what it maps.
 ///
-/// `data` must be the private data of the file being mapped (`vma->vm_file->private_data`
-/// points to it), which the file owns until its `->release`: then it outlives every VMA that
-/// maps the file (see the module documentation). That is checked: anything else fails with
-/// `EINVAL`. A miscdevice whose `Ptr` is `KBox<T>` or `Pin<KBox<T>>` passes the `T` its `mmap`
-/// callback is given.
-///
-/// Call this last in the `mmap` callback: a VMA whose `mmap` callback fails is torn down
-/// without its operations being called.
-pub(crate) fn install<T: VmOperations>(vma: &VmaNew, data: &T) -> Result {
-    let raw = vma.as_ptr();
-    let data: *const T = data;
-    // SAFETY: `VmaNew` guarantees that the VMA is undergoing setup in `f_op->mmap`: valid, and
-    // with `vm_file` set to the file being mapped, to which it holds a reference.
-    let file = unsafe { (*raw).vm_file };
-    if file.is_null() {
-        return Err(EINVAL);
-    }
-    // SAFETY: `file` is the file being mapped, valid while the VMA holds its reference. Its
-    // private data is set by its `open` and only read after that.
-    if unsafe { (*file).private_data }.cast_const() != data.cast() {
-        return Err(EINVAL);
-    }
-    // INVARIANT: From here on `vm_private_data` points to a `T` owned by `vm_file`, and
-    // `vm_ops` is `T`'s table. Neither changes: the driver's `mmap` sets them once, and the
-    // kernel copies both (with a new file reference) into every VMA it makes from this one.
-    // SAFETY: The VMA is being set up in `f_op->mmap`, where the driver may set `vm_ops` and
-    // `vm_private_data` and nothing else accesses them yet.
+/// The VMA takes over `data`; it is dropped when the kernel closes the VMA. Call this last in the
+/// `mmap` callback: once it is called, the callback must succeed, as the kernel does not close a
+/// VMA whose `mmap` callback failed.
+pub(crate) fn install<T: VmOperations>(vma: &VmaNew, data: Arc<T>) {
+    let vma = vma.as_ptr();
+    // INVARIANT: From here on `vm_private_data` owns a reference to an `Arc<T>` and `vm_ops` is
+    // `T`'s table, whose `->close` drops that reference.
+    // SAFETY: `VmaNew` guarantees that the VMA is undergoing setup in `f_op->mmap`, where the
+    // driver may set `vm_ops` and `vm_private_data` and nothing else accesses them yet.
     unsafe {
-        (*raw).vm_private_data = data.cast_mut().cast();
-        (*raw).vm_ops = VmOperationsVTable::<T>::build();
+        (*vma).vm_private_data = data.into_foreign();
+        (*vma).vm_ops = VmOperationsVTable::<T>::build();
     }
-    Ok(())
 }
 
 /// The `struct vm_operations_struct` of `T`.
 ///
 /// # Invariants
 ///
-/// Every VMA whose `vm_ops` points to this table has a `vm_private_data` that points to a `T`
-/// owned by its `vm_file`, which the VMA holds a reference to.
+/// Every VMA whose `vm_ops` points to this table has a `vm_private_data` that owns a reference to
+/// an `Arc<T>` (from [`ForeignOwnable::into_foreign`]).
 struct VmOperationsVTable<T: VmOperations>(PhantomData<T>);
 
 impl<T: VmOperations> VmOperationsVTable<T> {
+    /// Borrows the data of one of our VMAs.
+    ///
+    /// # Safety
+    ///
+    /// `vma` must use this table, be valid for `'a`, and not be closed during `'a`.
+    unsafe fn data<'a>(vma: *const bindings::vm_area_struct) -> ArcBorrow<'a, T> {
+        // SAFETY: The caller guarantees that `vma` is valid.
+        let private = unsafe { (*vma).vm_private_data };
+        // SAFETY: By the type invariants `private` owns a reference to an `Arc<T>`, which the VMA
+        // keeps until it is closed, after `'a`.
+        unsafe { <Arc<T> as ForeignOwnable>::borrow(private) }
+    }
+
+    /// `->open`: a new VMA copied from one of ours (by a split, `fork` or `mremap`) takes a
+    /// reference of its own.
+    ///
+    /// # Safety
+    ///
+    /// `vma` must be a new copy of a VMA that uses this table, not yet visible to other tasks,
+    /// as in `->open`.
+    unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: The copy has the `vm_private_data` of its source, whose reference stays valid
+        // during this call: the source VMA is not closed while the kernel copies it (the mmap
+        // write lock is held, or, for `fork`, the parent's mmap write lock).
+        let data = unsafe { Self::data(vma) };
+        let owned: Arc<T> = data.into();
+        // SAFETY: The copy is not visible to other tasks yet, so we may write its private data.
+        // INVARIANT: `vm_private_data` owns the new reference.
+        unsafe { (*vma).vm_private_data = owned.into_foreign() };
+    }
+
+    /// `->close`: the VMA gives its reference back.
+    ///
+    /// Runs from `remove_vma()` (on `munmap`, after the mmap lock was downgraded to read; and
+    /// from `exit_mmap()`, when the address space has no users) and from the error paths of a
+    /// split or `fork` that opened a copy; once per VMA, after its pages were unmapped.
+    ///
+    /// # Safety
+    ///
+    /// `vma` must use this table and be being removed, as in `->close`.
+    unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: The VMA is valid during this call and is being removed: nothing else uses its
+        // private data any more.
+        let private = unsafe { (*vma).vm_private_data };
+        // SAFETY: By the type invariants `private` owns a reference to an `Arc<T>`; the VMA gives
+        // it up here, once, as `->close` is called once per VMA.
+        drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign(private) });
+    }
+
     /// # Safety
     ///
     /// `vmf` must be a fault being handled in a VMA that uses this table, as in `->fault`.
     unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: The caller passes a valid fault whose VMA is read-locked during the callback.
         let vmf = unsafe { VmFault::from_raw(vmf) };
-        // SAFETY: The VMA is valid and read-locked, so `vm_private_data` is stable; by the type
-        // invariants it points to a `T` owned by the file the VMA holds, alive for the call.
-        let data = unsafe { &*(*vmf.vma().as_ptr()).vm_private_data.cast::<T>() };
+        // SAFETY: The VMA uses this table and cannot be closed while it is read-locked.
+        let data = unsafe { Self::data(vmf.vma().as_ptr()) };
         match data.fault(vmf) {
             VmFaultResult::Page(page) => {
                 // SAFETY: The fault is valid, and `page` is the field the kernel takes the
@@ -419,6 +467,9 @@ impl<T: VmOperations> VmOperationsVTable<T> {
     }
 
     const VTABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        // `->open` and `->close` manage the reference each VMA owns, so they are always set.
+        open: Some(Self::open),
+        close: Some(Self::close),
         fault: if T::HAS_FAULT {
             Some(Self::fault)
         } else {

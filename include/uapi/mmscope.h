@@ -108,8 +108,8 @@
  * @pages_freed:           all objects: pages freed since load
  * @peak_pages:            all objects: most pages allocated at one time
  * @max_pages:             the cap on all objects' pages (max_mb)
- * @objects:               memory objects alive: open files, counting those
- *                         closed whose mappings are still there
+ * @objects:               memory objects alive (open files, and mappings
+ *                         that outlive their file)
  */
 struct mmscope_mem_stats {
 	__u32 size;
@@ -148,22 +148,22 @@ struct mmscope_mem_stats {
  * The ioctls below report the memory map of the calling process, or with
  * MMSCOPE_F_PID of the process pid. Another process may be read
  *   - if it is in the caller's thread group;
- *   - if a thread of the caller's thread group traces it (ABI version 4):
- *     attaching (PTRACE_SEIZE, PTRACE_ATTACH, or the tracee's PTRACE_TRACEME)
- *     passed ptrace_may_access(PTRACE_MODE_ATTACH), LSMs and Yama included,
- *     which is stricter than the read check of /proc/<pid>/maps. The rule
- *     holds while the tracer is attached: a former tracer is refused. A tool
- *     may seize a process without stopping it (PTRACE_SEIZE), read it, and
- *     detach;
- *   - if the caller has CAP_SYS_PTRACE in the target's user namespace.
+ *   - if a thread of the caller's thread group traces it (ABI version 4), or
+ *     the caller has CAP_SYS_PTRACE in the target's user namespace; and in
+ *     both cases only while the target is dumpable (its execve() did not make
+ *     it setuid or unreadable, it did not PR_SET_DUMPABLE 0) or the caller
+ *     has CAP_SYS_PTRACE in the user namespace of that execve(). For a
+ *     tracer that is what PTRACE_PEEKDATA allows it on every access, asked
+ *     from any thread of its thread group. The rule holds while the tracer is
+ *     attached: a former tracer is refused. A tool may seize a process
+ *     without stopping it (PTRACE_SEIZE), read it, and detach.
  * The rule is applied as mm_access() applies procfs's: under the target's
  * exec_update_lock, so that it is decided for the image whose address space
  * is read, never for one an execve() has replaced meanwhile (a former
  * tracer cannot read the setuid program its tracee execs after a detach).
  * ptrace_may_access() itself is not exported to modules, so mmscope does not
- * re-implement procfs's same-user and dumpability checks: it refuses a
- * process of the same user that nobody traces, which /proc/<pid>/maps would
- * show.
+ * re-implement procfs's same-user rule: it refuses a process of the same
+ * user that the caller does not trace, which /proc/<pid>/maps would show.
  *
  * Each request starts with the same header:
  *
