@@ -504,6 +504,51 @@ fn reserve(len: usize) -> Result<*mut u8, Outcome> {
     Ok(m.into_raw().0)
 }
 
+/// Reserves `pages` pages of address space (an inaccessible anonymous mapping), unmapped with
+/// whatever was mapped over it when dropped: room for [`map_fixed`].
+fn reserve_pages(pages: usize) -> Result<Mapping, Outcome> {
+    Mapping::new(
+        pages * page_size(),
+        libc::PROT_NONE,
+        PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )
+    .context("reserve address space")
+}
+
+/// Maps `pages` pages of `dev` from page `pgoff` on, shared, at exactly `addr` (`MAP_FIXED`).
+///
+/// # Safety
+///
+/// `addr..addr + pages * page_size()` must lie in a reservation of the caller's
+/// ([`reserve_pages`]), which nothing else uses.
+unsafe fn map_fixed(
+    dev: &Device,
+    addr: *mut u8,
+    pages: usize,
+    prot: i32,
+    pgoff: usize,
+) -> io::Result<()> {
+    let ps = page_size();
+    // SAFETY: The caller guarantees that the range is a reservation of its own, which MAP_FIXED
+    // may replace.
+    let got = unsafe {
+        libc::mmap(
+            addr.cast(),
+            pages * ps,
+            prot,
+            SHARED | libc::MAP_FIXED,
+            dev.as_raw_fd(),
+            (pgoff * ps) as libc::off_t,
+        )
+    };
+    if got == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `mremap`, as a `Mapping` on success.
 fn mremap(old: Mapping, new_len: usize, flags: i32, dest: *mut u8) -> io::Result<Mapping> {
     let (addr, len) = old.into_raw();
@@ -633,20 +678,22 @@ pub fn madv_dontneed_keeps_data() -> TestResult {
     Ok(())
 }
 
-/// An mmap reaching past the size limit fails with EFBIG, before and after lowering it.
-pub fn mmap_past_limit_is_efbig() -> TestResult {
+/// An mmap reaching past the size limit fails with EINVAL, before and after lowering it, and
+/// also when it is placed right after a mapping of the object that it would extend: a merge
+/// with that mapping must not take it past the check.
+pub fn mmap_past_limit_is_einval() -> TestResult {
     let ps = page_size();
     let (dev, s) = open()?;
     let limit = s.obj_limit_pages as usize;
     expect_errno(
         dev.map((limit + 1) * ps, RW, SHARED, 0).map(|m| m.addr()),
-        libc::EFBIG,
+        libc::EINVAL,
         "mmap of limit + 1 pages",
     )?;
     expect_errno(
         dev.map(ps, RW, SHARED, (limit * ps) as u64)
             .map(|m| m.addr()),
-        libc::EFBIG,
+        libc::EINVAL,
         "mmap of one page at the limit",
     )?;
     map(&dev, 1, RW, SHARED, limit - 1)?;
@@ -655,10 +702,21 @@ pub fn mmap_past_limit_is_efbig() -> TestResult {
     check_eq!(stats(&dev)?.obj_limit_pages, 16, "limit after lowering");
     expect_errno(
         dev.map(17 * ps, RW, SHARED, 0).map(|m| m.addr()),
-        libc::EFBIG,
+        libc::EINVAL,
         "mmap of 17 pages with a 16-page limit",
     )?;
     map(&dev, 16, RW, SHARED, 0)?;
+    // Pages 8..16 mapped, then page 16 right after them, with the same protection and flags.
+    let space = reserve_pages(10)?;
+    let at = |page: usize| space.addr().wrapping_add(page * ps);
+    // SAFETY: Pages 1..9 of our reservation.
+    unsafe { map_fixed(&dev, at(1), 8, RW, 8) }.context("mmap of pages 8..16")?;
+    expect_errno(
+        // SAFETY: Page 9 of our reservation, right after the mapping of pages 8..16.
+        unsafe { map_fixed(&dev, at(9), 1, RW, 16) },
+        libc::EINVAL,
+        "mmap of page 16 right after a mapping of pages 8..16, with a 16-page limit",
+    )?;
     Ok(())
 }
 

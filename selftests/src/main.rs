@@ -105,8 +105,8 @@ const TESTS: &[Test] = &[
         run: lazy::madv_dontneed_keeps_data,
     },
     Test {
-        name: "mmap_past_limit_is_efbig",
-        run: lazy::mmap_past_limit_is_efbig,
+        name: "mmap_past_limit_is_einval",
+        run: lazy::mmap_past_limit_is_einval,
     },
     Test {
         name: "access_past_limit_is_sigbus",
