@@ -162,6 +162,10 @@ const TESTS: &[Test] = &[
         run: mm::ten_thousand_vmas_paginated,
     },
     Test {
+        name: "vma_list_walks_from_address_zero",
+        run: mm::vma_list_walks_from_address_zero,
+    },
+    Test {
         name: "vma_query_matches_list",
         run: mm::vma_query_matches_list,
     },
