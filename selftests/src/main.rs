@@ -8,6 +8,7 @@
 //! Usage: `mmscope-selftests [FILTER]` runs the tests whose names contain `FILTER`;
 //! `mmscope-selftests --helper NAME` is one of the programs the tests run (see [`helpers`]).
 
+mod access;
 mod bench;
 mod cli;
 mod device;
@@ -184,6 +185,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "tracer_reads_its_tracee",
         run: mm::tracer_reads_its_tracee,
+    },
+    Test {
+        name: "tracer_rule_refuses_third_parties",
+        run: access::tracer_rule_refuses_third_parties,
     },
     Test {
         name: "compat_32bit_userspace",

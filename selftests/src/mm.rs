@@ -819,7 +819,7 @@ pub fn mm_ioctls_bad_input() -> TestResult {
 
 /// Switches the calling (child) process to `uid`, dumpable so that processes of the same user
 /// may inspect it, as after a normal login.
-fn become_user(uid: u32) -> bool {
+pub(crate) fn become_user(uid: u32) -> bool {
     // SAFETY: Plain credential syscalls on the calling process.
     unsafe {
         libc::setgroups(0, std::ptr::null()) == 0
@@ -946,7 +946,7 @@ pub fn compat_32bit_userspace() -> TestResult {
 }
 
 /// `PTRACE_SEIZE`s `pid` and returns 0, or the errno.
-fn seize(pid: i32) -> i32 {
+pub(crate) fn seize(pid: i32) -> i32 {
     // SAFETY: PTRACE_SEIZE takes no memory arguments.
     if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0usize, 0usize) } == 0 {
         0
@@ -956,7 +956,7 @@ fn seize(pid: i32) -> i32 {
 }
 
 /// Interrupts the seized `pid`, waits for it to stop and detaches: what a tool does to let go.
-fn let_go(pid: i32) -> bool {
+pub(crate) fn let_go(pid: i32) -> bool {
     let mut status = 0;
     // SAFETY: ptrace and waitpid on our own tracee; `status` is a valid out-pointer.
     unsafe {
