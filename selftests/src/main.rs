@@ -191,6 +191,10 @@ const TESTS: &[Test] = &[
         run: access::tracer_rule_refuses_third_parties,
     },
     Test {
+        name: "exec_after_detach_is_never_read",
+        run: access::exec_after_detach_is_never_read,
+    },
+    Test {
         name: "compat_32bit_userspace",
         run: mm::compat_32bit_userspace,
     },

@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::AtomicU64;
 
 /// Turns a C-style return value into an `io::Result`.
 pub fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
@@ -133,6 +134,11 @@ impl Forked {
             .ok_or_else(|| io::Error::other("waitpid returned no child"))
     }
 
+    /// How the child ended, or `None` while it runs.
+    pub fn try_wait(&mut self) -> io::Result<Option<ChildEnd>> {
+        self.reap(libc::WNOHANG)
+    }
+
     /// `waitpid` with `options`, remembering the end once there is one.
     fn reap(&mut self, options: i32) -> io::Result<Option<ChildEnd>> {
         if self.end.is_none() {
@@ -194,6 +200,35 @@ impl Pipe {
                 return None;
             }
         }
+    }
+}
+
+/// Counters in a page of shared anonymous memory, made before `fork` so that parent and
+/// children see the same ones: how a child reports what it did, even when it is killed.
+pub struct SharedCounters {
+    map: mmscope::Mapping,
+}
+
+impl SharedCounters {
+    /// A page of counters, all 0, populated (charged to the caller's memory cgroup) now.
+    pub fn new() -> io::Result<Self> {
+        let map = mmscope::Mapping::new(
+            page_size(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )?;
+        map.write(0, 0);
+        Ok(Self { map })
+    }
+
+    /// Counter `i`.
+    pub fn get(&self, i: usize) -> &AtomicU64 {
+        assert!(i < page_size() / 8, "counter {i} is past the page");
+        // SAFETY: The mapping is a page-aligned page that lives as long as `self`, so counter
+        // `i` is inside it and aligned; it is only ever accessed atomically.
+        unsafe { &*self.map.addr().cast::<AtomicU64>().add(i) }
     }
 }
 
