@@ -266,6 +266,10 @@ const TESTS: &[Test] = &[
         run: lifecycle::memcg_limit_kills_only_the_offender,
     },
     Test {
+        name: "fault_ahead_window_never_oom_kills",
+        run: lifecycle::fault_ahead_window_never_oom_kills,
+    },
+    Test {
         name: "stress_against_model",
         run: stress::stress_against_model,
     },
