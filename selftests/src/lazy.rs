@@ -504,6 +504,207 @@ fn reserve(len: usize) -> Result<*mut u8, Outcome> {
     Ok(m.into_raw().0)
 }
 
+/// Reserves `pages` pages of address space (an inaccessible anonymous mapping), unmapped with
+/// whatever was mapped over it when dropped: room for [`map_fixed`].
+fn reserve_pages(pages: usize) -> Result<Mapping, Outcome> {
+    Mapping::new(
+        pages * page_size(),
+        libc::PROT_NONE,
+        PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )
+    .context("reserve address space")
+}
+
+/// Maps `pages` pages of `dev` from page `pgoff` on, shared, at exactly `addr` (`MAP_FIXED`).
+///
+/// # Safety
+///
+/// `addr..addr + pages * page_size()` must lie in a reservation of the caller's
+/// ([`reserve_pages`]), which nothing else uses.
+unsafe fn map_fixed(
+    dev: &Device,
+    addr: *mut u8,
+    pages: usize,
+    prot: i32,
+    pgoff: usize,
+) -> io::Result<()> {
+    let ps = page_size();
+    // SAFETY: The caller guarantees that the range is a reservation of its own, which MAP_FIXED
+    // may replace.
+    let got = unsafe {
+        libc::mmap(
+            addr.cast(),
+            pages * ps,
+            prot,
+            SHARED | libc::MAP_FIXED,
+            dev.as_raw_fd(),
+            (pgoff * ps) as libc::off_t,
+        )
+    };
+    if got == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// VMAs as `(start, end, page offset)`.
+type Spans = Vec<(u64, u64, u64)>;
+
+/// The VMAs that overlap `lo..hi`: those of `/proc/self/maps` and those of the module's VMA
+/// list (all of them mappings of the device), and the smaps mnemonics of the module's flags
+/// for each.
+fn vmas_in(dev: &Device, lo: usize, hi: usize) -> Result<(Spans, Spans, String), Outcome> {
+    let ps = page_size() as u64;
+    let (lo, hi) = (lo as u64, hi as u64);
+    let maps = fs::read_to_string("/proc/self/maps").context("read /proc/self/maps")?;
+    let theirs = maps
+        .lines()
+        .filter_map(sys::parse_maps_line)
+        .filter(|m| m.end > lo && m.start < hi)
+        .map(|m| (m.start, m.end, m.offset / ps))
+        .collect();
+    let mut vmas = Vec::new();
+    dev.vmas_into(None, &mut vmas)
+        .context("MMSCOPE_IOC_VMA_LIST")?;
+    vmas.retain(|v| v.end > lo && v.start < hi);
+    let ours = vmas.iter().map(|v| (v.start, v.end, v.pgoff)).collect();
+    let flags = vmas
+        .iter()
+        .map(|v| {
+            let names: Vec<&str> = (0..mmscope::abi::VMA_FLAGS.len())
+                .filter(|i| v.flags & 1 << i != 0)
+                .map(|i| mmscope::abi::VMA_FLAGS[i])
+                .collect();
+            format!("[{}]", names.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    for v in &vmas {
+        check_eq!(
+            v.kind,
+            mmscope::abi::kind::MMSCOPE,
+            "kind of the VMA at {:#x}",
+            v.start
+        );
+    }
+    Ok((theirs, ours, flags))
+}
+
+/// Expects exactly the VMAs `want` in `lo..hi`, in `/proc/self/maps` and in the VMA list.
+fn expect_vmas(
+    dev: &Device,
+    lo: usize,
+    hi: usize,
+    want: &[(u64, u64, u64)],
+    what: &str,
+) -> TestResult {
+    let (theirs, ours, flags) = vmas_in(dev, lo, hi)?;
+    check_eq!(
+        theirs,
+        want,
+        "{what}: /proc/self/maps (the VMA list's flags: {flags})"
+    );
+    check_eq!(ours, want, "{what}: the VMA list (flags: {flags})");
+    Ok(())
+}
+
+/// `mprotect` of `pages` pages from `addr`.
+///
+/// # Safety
+///
+/// The range must be a mapping of the caller's that holds nothing Rust refers to.
+unsafe fn protect(addr: *mut u8, pages: usize, prot: i32) -> io::Result<()> {
+    // SAFETY: The caller guarantees the range is its own; only its protection changes.
+    if unsafe { libc::mprotect(addr.cast(), pages * page_size(), prot) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Mappings of the device merge as file mappings do: two `mmap`s of the same open file back
+/// to back, with contiguous offsets and the same protection and flags, are one VMA; an
+/// `mprotect` of its middle splits it in three, and `mprotect` back makes it one again;
+/// offsets that are not contiguous stay two VMAs. The pages behind the merged VMA are the
+/// object's: written through it, they read the same through another mapping of the object.
+/// Ground truth: `/proc/self/maps`, against which the module's VMA list is held too.
+pub fn device_vmas_merge_like_file_vmas() -> TestResult {
+    let ps = page_size();
+    let (dev, _) = open()?;
+    // Guard pages (inaccessible anonymous memory, which never merges with the device's) on
+    // both sides of 8 pages.
+    let space = reserve_pages(10)?;
+    let at = |page: usize| space.addr().wrapping_add((page + 1) * ps);
+    let span = |from: usize, to: usize, pgoff: u64| (at(from) as u64, at(to) as u64, pgoff);
+    let (lo, hi) = (at(0) as usize, at(8) as usize);
+    // SAFETY: Pages 1..5 of our reservation.
+    unsafe { map_fixed(&dev, at(0), 4, RW, 0) }.context("mmap of pages 0..4")?;
+    // SAFETY: Pages 5..9 of our reservation.
+    unsafe { map_fixed(&dev, at(4), 4, RW, 4) }.context("mmap of pages 4..8 right after")?;
+    expect_vmas(
+        &dev,
+        lo,
+        hi,
+        &[span(0, 8, 0)],
+        "mmaps of pages 0..4 and 4..8, back to back",
+    )?;
+    // SAFETY: Pages 3..5 of the device mapping, which holds nothing Rust refers to.
+    unsafe { protect(at(3), 2, libc::PROT_READ) }.context("mprotect of pages 3..5")?;
+    expect_vmas(
+        &dev,
+        lo,
+        hi,
+        &[span(0, 3, 0), span(3, 5, 3), span(5, 8, 5)],
+        "after mprotect of pages 3..5 to read-only",
+    )?;
+    // SAFETY: As above.
+    unsafe { protect(at(3), 2, RW) }.context("mprotect of pages 3..5 back")?;
+    expect_vmas(
+        &dev,
+        lo,
+        hi,
+        &[span(0, 8, 0)],
+        "after mprotect of pages 3..5 back to read-write",
+    )?;
+
+    // SAFETY: The 8 pages are the device mapping made above; the view is given up before
+    // `space` unmaps them.
+    let merged = std::mem::ManuallyDrop::new(unsafe { Mapping::from_raw(at(0), 8 * ps) });
+    merged.write(ps + 7, 0x17);
+    merged.write(6 * ps + 7, 0x67);
+    let whole = map(&dev, 8, libc::PROT_READ, SHARED, 0)?;
+    check_eq!(
+        whole.read(ps + 7),
+        0x17,
+        "page 1, written through the merged VMA, read through another mapping"
+    );
+    check_eq!(
+        whole.read(6 * ps + 7),
+        0x67,
+        "page 6, written through the merged VMA, read through another mapping"
+    );
+    check_eq!(stats(&dev)?.obj_pages, 2, "pages the object holds");
+
+    let other = reserve_pages(10)?;
+    let at2 = |page: usize| other.addr().wrapping_add((page + 1) * ps);
+    // SAFETY: Pages 1..5 of our second reservation.
+    unsafe { map_fixed(&dev, at2(0), 4, RW, 0) }.context("mmap of pages 0..4")?;
+    // SAFETY: Pages 5..9 of our second reservation.
+    unsafe { map_fixed(&dev, at2(4), 4, RW, 8) }.context("mmap of pages 8..12 right after")?;
+    expect_vmas(
+        &dev,
+        at2(0) as usize,
+        at2(8) as usize,
+        &[
+            (at2(0) as u64, at2(4) as u64, 0),
+            (at2(4) as u64, at2(8) as u64, 8),
+        ],
+        "mmaps of pages 0..4 and 8..12, back to back",
+    )?;
+    Ok(())
+}
+
 /// `mremap`, as a `Mapping` on success.
 fn mremap(old: Mapping, new_len: usize, flags: i32, dest: *mut u8) -> io::Result<Mapping> {
     let (addr, len) = old.into_raw();
@@ -633,20 +834,22 @@ pub fn madv_dontneed_keeps_data() -> TestResult {
     Ok(())
 }
 
-/// An mmap reaching past the size limit fails with EFBIG, before and after lowering it.
-pub fn mmap_past_limit_is_efbig() -> TestResult {
+/// An mmap reaching past the size limit fails with EINVAL, before and after lowering it, and
+/// also when it is placed right after a mapping of the object that it would extend: a merge
+/// with that mapping must not take it past the check.
+pub fn mmap_past_limit_is_einval() -> TestResult {
     let ps = page_size();
     let (dev, s) = open()?;
     let limit = s.obj_limit_pages as usize;
     expect_errno(
         dev.map((limit + 1) * ps, RW, SHARED, 0).map(|m| m.addr()),
-        libc::EFBIG,
+        libc::EINVAL,
         "mmap of limit + 1 pages",
     )?;
     expect_errno(
         dev.map(ps, RW, SHARED, (limit * ps) as u64)
             .map(|m| m.addr()),
-        libc::EFBIG,
+        libc::EINVAL,
         "mmap of one page at the limit",
     )?;
     map(&dev, 1, RW, SHARED, limit - 1)?;
@@ -655,10 +858,21 @@ pub fn mmap_past_limit_is_efbig() -> TestResult {
     check_eq!(stats(&dev)?.obj_limit_pages, 16, "limit after lowering");
     expect_errno(
         dev.map(17 * ps, RW, SHARED, 0).map(|m| m.addr()),
-        libc::EFBIG,
+        libc::EINVAL,
         "mmap of 17 pages with a 16-page limit",
     )?;
     map(&dev, 16, RW, SHARED, 0)?;
+    // Pages 8..16 mapped, then page 16 right after them, with the same protection and flags.
+    let space = reserve_pages(10)?;
+    let at = |page: usize| space.addr().wrapping_add(page * ps);
+    // SAFETY: Pages 1..9 of our reservation.
+    unsafe { map_fixed(&dev, at(1), 8, RW, 8) }.context("mmap of pages 8..16")?;
+    expect_errno(
+        // SAFETY: Page 9 of our reservation, right after the mapping of pages 8..16.
+        unsafe { map_fixed(&dev, at(9), 1, RW, 16) },
+        libc::EINVAL,
+        "mmap of page 16 right after a mapping of pages 8..16, with a 16-page limit",
+    )?;
     Ok(())
 }
 

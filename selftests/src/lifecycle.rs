@@ -10,6 +10,7 @@ use crate::{check, check_eq};
 use mmscope::Device;
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::Ordering::SeqCst;
 
 /// How many times [`reload_with_users`] loads the module.
 const RELOADS: usize = 100;
@@ -102,7 +103,7 @@ pub fn memcg_limit_kills_only_the_offender() -> TestResult {
         let procs = cg.join("cgroup.procs");
         // The OOM killer prints its report (with a stack trace) to the console: bracket it
         // for the log judge, which allows a stack trace there and nothing else.
-        println!("MMSCOPE-EXPECTED-OOM: begin");
+        expected_oom("begin");
         let end = in_child(|| {
             if fs::write(&procs, std::process::id().to_string()).is_err() {
                 return 3;
@@ -122,19 +123,13 @@ pub fn memcg_limit_kills_only_the_offender() -> TestResult {
             0
         })
         .context("fork")?;
-        println!("MMSCOPE-EXPECTED-OOM: end");
+        expected_oom("end");
         check_eq!(
             end,
             ChildEnd::Signaled(libc::SIGKILL),
             "the process over its limit"
         );
-        let events = fs::read_to_string(cg.join("memory.events")).context("memory.events")?;
-        let kills = events
-            .lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        check!(kills >= 1, "memory.events records no OOM kill: {events}");
+        check!(oom_kills(&cg)? >= 1, "memory.events records no OOM kill");
         check_eq!(
             probe.mem_stats()?.pages,
             before,
@@ -156,6 +151,161 @@ pub fn memcg_limit_kills_only_the_offender() -> TestResult {
             probe.mem_stats()?.obj_pages,
             4,
             "pages of a process outside"
+        );
+        Ok(())
+    })();
+    fs::remove_dir(&cg).context("remove the cgroup")?;
+    result
+}
+
+/// Marks the `begin` or `end` of a stretch where the OOM killer is expected, for the log judge
+/// (`scripts/judge-log.sh`), which allows the stack trace of its report there.
+///
+/// Through the kernel log, so that the mark reaches the console in order with the report, whole:
+/// the console prints the kernel's messages later than the write that follows them on stdout,
+/// and a line on stdout can be cut in two by one of them. On stdout after a pause if the kernel
+/// log cannot be written.
+fn expected_oom(mark: &str) {
+    let line = format!("MMSCOPE-EXPECTED-OOM: {mark}\n");
+    if fs::write("/dev/kmsg", &line).is_err() {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        print!("{line}");
+    }
+}
+
+/// The `oom_kill` count of the memory cgroup `cg`'s `memory.events`.
+fn oom_kills(cg: &Path) -> Result<u64, Outcome> {
+    let events = fs::read_to_string(cg.join("memory.events")).context("memory.events")?;
+    events
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| Outcome::Fail(format!("no oom_kill line in memory.events: {events}")))
+}
+
+/// Shared counters of [`fault_ahead_window_never_oom_kills`]: the pages the first child
+/// touched, and what the second one held before exiting.
+const TOUCHED: usize = 0;
+const HELD: usize = 1;
+
+/// The pages of the window that fault-ahead allocates beyond the faulting page are a guess,
+/// allocated without reclaim (but charged to the memory cgroup): they never call in the OOM
+/// killer. In a memory cgroup with a few MiB of room, child A touches pages of the device one
+/// at a time until the cgroup's OOM killer ends it, which measures the room, c pages, in real
+/// use; child B does the same up to page c - 12, then advises `MADV_SEQUENTIAL` and touches
+/// pages c - 12 to c - 9, so that the 16-page window from c - 12 would need 4 pages more than
+/// there is room for, while the pages B touches fit with 8 to spare. B must exit normally, with
+/// no OOM kill in `memory.events`, holding between c - 8 and c pages. Ground truth: how each
+/// child ended, and the cgroup's own `memory.events`.
+pub fn fault_ahead_window_never_oom_kills() -> TestResult {
+    /// Room above what the cgroup holds at the start.
+    const ROOM: u64 = 4 << 20;
+    let ps = page_size();
+    let cg = sys::new_memcg("mmscope-ahead")?;
+    let result = (|| -> TestResult {
+        let current = fs::read_to_string(cg.join("memory.current")).context("memory.current")?;
+        let current: u64 = current
+            .trim()
+            .parse()
+            .map_err(|_| Outcome::Fail(format!("memory.current {current:?}")))?;
+        fs::write(cg.join("memory.max"), (current + ROOM).to_string()).context("memory.max")?;
+        if cg.join("memory.swap.max").exists() {
+            fs::write(cg.join("memory.swap.max"), "0").context("memory.swap.max")?;
+        }
+        let procs = cg.join("cgroup.procs");
+        let counters = sys::SharedCounters::new().context("map shared counters")?;
+        // Both children map twice the room: the limit, not the mapping, ends the touching.
+        let pages = 2 * ROOM as usize / ps;
+        let enter = || fs::write(&procs, std::process::id().to_string()).is_ok();
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let before = oom_kills(&cg)?;
+        // The OOM killer prints its report (with a stack trace) to the console: bracket it
+        // for the log judge, which allows a stack trace there and nothing else.
+        expected_oom("begin");
+        let a = in_child(|| {
+            if !enter() {
+                return 3;
+            }
+            let Ok(dev) = Device::open() else { return 4 };
+            let Ok(m) = dev.map(pages * ps, rw, libc::MAP_SHARED, 0) else {
+                return 5;
+            };
+            for p in 0..pages {
+                m.write(p * ps, 1);
+                counters.get(TOUCHED).store(p as u64 + 1, SeqCst);
+            }
+            0
+        })
+        .context("fork")?;
+        expected_oom("end");
+        let after_a = oom_kills(&cg)?;
+        let c = counters.get(TOUCHED).load(SeqCst) as usize;
+        check_eq!(
+            a,
+            ChildEnd::Signaled(libc::SIGKILL),
+            "child A, touching pages until the cgroup is full ({c} touched)"
+        );
+        check!(
+            after_a > before,
+            "memory.events records no OOM kill for child A ({before} before, {after_a} after)"
+        );
+        check!(
+            c >= 64,
+            "child A touched only {c} pages before the OOM killer came"
+        );
+        // Should B meet the OOM killer anyway, its report is bracketed too: the failure is
+        // the test's to report.
+        expected_oom("begin");
+        let b = in_child(|| {
+            if !enter() {
+                return 3;
+            }
+            let Ok(dev) = Device::open() else { return 4 };
+            let Ok(m) = dev.map(pages * ps, rw, libc::MAP_SHARED, 0) else {
+                return 5;
+            };
+            for p in 0..c - 12 {
+                m.write(p * ps, 1);
+            }
+            let rest = m.addr().wrapping_add((c - 12) * ps);
+            // SAFETY: The rest of our mapping; the advice changes how it is faulted in, not
+            // what it holds.
+            if unsafe { libc::madvise(rest.cast(), (pages - (c - 12)) * ps, libc::MADV_SEQUENTIAL) }
+                != 0
+            {
+                return 6;
+            }
+            for p in c - 12..c - 8 {
+                m.write(p * ps, 1);
+            }
+            let Ok(s) = dev.mem_stats() else { return 7 };
+            counters.get(HELD).store(s.obj_pages, SeqCst);
+            0
+        })
+        .context("fork")?;
+        expected_oom("end");
+        let after_b = oom_kills(&cg)?;
+        let held = counters.get(HELD).load(SeqCst);
+        println!(
+            "# room c = {c} pages; B held {held} pages; oom_kill {before} -> {after_a} (A) -> \
+             {after_b} (B)"
+        );
+        check_eq!(
+            b,
+            ChildEnd::Exited(0),
+            "child B, whose fault-ahead window from page c - 12 = {} reaches 4 pages past the \
+             room (3: cgroup, 4: open, 5: mmap, 6: madvise, 7: MMSCOPE_IOC_MEM_STATS)",
+            c - 12
+        );
+        check_eq!(
+            after_b,
+            after_a,
+            "OOM kills in memory.events while child B ran"
+        );
+        check!(
+            (c as u64 - 8..=c as u64).contains(&held),
+            "child B held {held} pages, not between c - 8 = {} and c = {c}",
+            c - 8
         );
         Ok(())
     })();

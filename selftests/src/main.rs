@@ -8,6 +8,7 @@
 //! Usage: `mmscope-selftests [FILTER]` runs the tests whose names contain `FILTER`;
 //! `mmscope-selftests --helper NAME` is one of the programs the tests run (see [`helpers`]).
 
+mod access;
 mod bench;
 mod cli;
 mod device;
@@ -97,6 +98,10 @@ const TESTS: &[Test] = &[
         run: lazy::partial_munmap_and_mprotect,
     },
     Test {
+        name: "device_vmas_merge_like_file_vmas",
+        run: lazy::device_vmas_merge_like_file_vmas,
+    },
+    Test {
         name: "mremap_move_shrink_grow",
         run: lazy::mremap_move_shrink_grow,
     },
@@ -105,8 +110,8 @@ const TESTS: &[Test] = &[
         run: lazy::madv_dontneed_keeps_data,
     },
     Test {
-        name: "mmap_past_limit_is_efbig",
-        run: lazy::mmap_past_limit_is_efbig,
+        name: "mmap_past_limit_is_einval",
+        run: lazy::mmap_past_limit_is_einval,
     },
     Test {
         name: "access_past_limit_is_sigbus",
@@ -162,6 +167,10 @@ const TESTS: &[Test] = &[
         run: mm::ten_thousand_vmas_paginated,
     },
     Test {
+        name: "vma_list_walks_from_address_zero",
+        run: mm::vma_list_walks_from_address_zero,
+    },
+    Test {
         name: "vma_query_matches_list",
         run: mm::vma_query_matches_list,
     },
@@ -176,6 +185,14 @@ const TESTS: &[Test] = &[
     Test {
         name: "tracer_reads_its_tracee",
         run: mm::tracer_reads_its_tracee,
+    },
+    Test {
+        name: "tracer_rule_refuses_third_parties",
+        run: access::tracer_rule_refuses_third_parties,
+    },
+    Test {
+        name: "exec_after_detach_is_never_read",
+        run: access::exec_after_detach_is_never_read,
     },
     Test {
         name: "compat_32bit_userspace",
@@ -247,6 +264,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "memcg_limit_kills_only_the_offender",
         run: lifecycle::memcg_limit_kills_only_the_offender,
+    },
+    Test {
+        name: "fault_ahead_window_never_oom_kills",
+        run: lifecycle::fault_ahead_window_never_oom_kills,
     },
     Test {
         name: "stress_against_model",

@@ -505,6 +505,8 @@ pub fn ten_thousand_vmas_paginated() -> TestResult {
     let mut page = vec![Vma::default(); 1000];
     b.vmas.resize(PAGES + 1024, Vma::default());
     read_proc(c"/proc/self/maps", &mut b.text).context("read maps")?;
+    // Where each call said to go on: (records before it, next_addr).
+    let mut resumes = Vec::with_capacity(PAGES / 1000 + 8);
     let mut count = 0;
     let mut start = 0;
     let mut calls = 0;
@@ -519,6 +521,10 @@ pub fn ten_thousand_vmas_paginated() -> TestResult {
         if list.next_addr == 0 {
             break;
         }
+        check!(calls < PAGES, "the walk does not end");
+        if resumes.len() < resumes.capacity() {
+            resumes.push((count, list.next_addr));
+        }
         start = list.next_addr;
     }
     b.vmas.truncate(count);
@@ -529,13 +535,99 @@ pub fn ten_thousand_vmas_paginated() -> TestResult {
         "calls for {count} VMAs at 1000 a call"
     );
     compare_with_maps(&b.vmas, &b.text)?;
+    for &(done, next) in &resumes {
+        check_eq!(
+            next,
+            b.vmas[done].end - 1,
+            "next_addr after {done} records: the last byte of the first VMA not reported"
+        );
+    }
     let empty = dev
         .vma_list_page(None, 0, &mut [])
         .context("VMA list with no room")?;
     check_eq!(empty.count, 0, "records written with no room");
     check_eq!(empty.total as usize, count, "total with no room");
-    check_eq!(empty.next_addr, b.vmas[0].start, "next_addr with no room");
+    check_eq!(
+        empty.next_addr,
+        b.vmas[0].end - 1,
+        "next_addr with no room: the last byte of the first VMA"
+    );
     Ok(())
+}
+
+/// `next_addr` never says "done" while VMAs remain, even when one starts at address 0: with
+/// `vm.mmap_min_addr` at 0 and a page mapped there, a call with no room returns the last byte of
+/// that page (not 0), and a walk from 0 one VMA a call, each call going on from the last one's
+/// `next_addr`, returns exactly the VMAs of `/proc/self/maps`, the one at 0 included. Ground
+/// truth: `/proc/self/maps`. The sysctl is restored afterwards.
+pub fn vma_list_walks_from_address_zero() -> TestResult {
+    const SYSCTL: &str = "/proc/sys/vm/mmap_min_addr";
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        skip!("needs root to set vm.mmap_min_addr");
+    }
+    let Ok(saved) = std::fs::read_to_string(SYSCTL) else {
+        skip!("there is no {SYSCTL} to let a page be mapped at address 0");
+    };
+    if let Err(e) = std::fs::write(SYSCTL, "0") {
+        skip!("cannot set {SYSCTL} to 0: {e}");
+    }
+    let result = (|| -> TestResult {
+        let ps = page_size();
+        let page0 = match Mapping::new_at(0, ps, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) {
+            Ok(m) => m,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                skip!("a mapping at address 0 is refused with {SYSCTL} at 0: {e}")
+            }
+            Err(e) => return Err(Outcome::Fail(format!("mmap of a page at 0: {e}"))),
+        };
+        // Never touched: Rust has no valid pointer to address 0. The VMA is what counts.
+        check_eq!(page0.addr() as usize, 0, "address of the page mapped at 0");
+        let dev = Device::open().context("open /dev/mmscope")?;
+        let mut b = Buffers::new(4096);
+        let mut one = [Vma::default()];
+        // Where each call said to go on: (records before it, next_addr).
+        let mut resumes = Vec::with_capacity(4096);
+        read_proc(c"/proc/self/maps", &mut b.text).context("read maps")?;
+        let mut start = 0;
+        loop {
+            let list = dev
+                .vma_list_page(None, start, &mut one)
+                .context("MMSCOPE_IOC_VMA_LIST")?;
+            if list.count == 1 && b.vmas.len() < b.vmas.capacity() {
+                b.vmas.push(one[0]);
+            }
+            if list.next_addr == 0 || resumes.len() == resumes.capacity() {
+                break;
+            }
+            resumes.push((b.vmas.len(), list.next_addr));
+            start = list.next_addr;
+        }
+        let empty = dev
+            .vma_list_page(None, 0, &mut [])
+            .context("VMA list with no room")?;
+        compare_with_maps(&b.vmas, &b.text)?;
+        check_eq!(b.vmas[0].start, 0, "the first VMA listed starts at 0");
+        check!(
+            empty.next_addr != 0,
+            "next_addr with no room is 0, as if there were no VMA, with a VMA at 0"
+        );
+        check_eq!(
+            empty.next_addr,
+            b.vmas[0].end - 1,
+            "next_addr with no room: the last byte of the VMA at 0"
+        );
+        for &(done, next) in &resumes {
+            check_eq!(
+                next,
+                b.vmas[done].end - 1,
+                "next_addr after {done} records: the last byte of the first VMA not reported"
+            );
+        }
+        Ok(())
+    })();
+    std::fs::write(SYSCTL, saved.trim()).context(format!("restore {SYSCTL}"))?;
+    result
 }
 
 /// The address query returns the VMA covering an address, the next one with
@@ -727,7 +819,7 @@ pub fn mm_ioctls_bad_input() -> TestResult {
 
 /// Switches the calling (child) process to `uid`, dumpable so that processes of the same user
 /// may inspect it, as after a normal login.
-fn become_user(uid: u32) -> bool {
+pub(crate) fn become_user(uid: u32) -> bool {
     // SAFETY: Plain credential syscalls on the calling process.
     unsafe {
         libc::setgroups(0, std::ptr::null()) == 0
@@ -854,7 +946,7 @@ pub fn compat_32bit_userspace() -> TestResult {
 }
 
 /// `PTRACE_SEIZE`s `pid` and returns 0, or the errno.
-fn seize(pid: i32) -> i32 {
+pub(crate) fn seize(pid: i32) -> i32 {
     // SAFETY: PTRACE_SEIZE takes no memory arguments.
     if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0usize, 0usize) } == 0 {
         0
@@ -864,7 +956,7 @@ fn seize(pid: i32) -> i32 {
 }
 
 /// Interrupts the seized `pid`, waits for it to stop and detaches: what a tool does to let go.
-fn let_go(pid: i32) -> bool {
+pub(crate) fn let_go(pid: i32) -> bool {
     let mut status = 0;
     // SAFETY: ptrace and waitpid on our own tracee; `status` is a valid out-pointer.
     unsafe {

@@ -5,7 +5,8 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::AtomicU64;
 
 /// Turns a C-style return value into an `io::Result`.
 pub fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
@@ -74,7 +75,7 @@ pub fn page_size() -> usize {
 }
 
 /// How a forked child ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChildEnd {
     /// It exited with this status.
     Exited(i32),
@@ -85,6 +86,29 @@ pub enum ChildEnd {
 /// Runs `f` in a forked child and reports how the child ended; `f`'s return value is its exit
 /// status. For accesses that are expected to raise a signal, and for sharing across `fork`.
 pub fn in_child(f: impl FnOnce() -> i32) -> io::Result<ChildEnd> {
+    fork_child(f)?.wait()
+}
+
+/// A forked child that runs while its parent goes on: [`Forked::wait`] reports how it ended,
+/// and dropping it unwaited kills and reaps it, so that a failing test leaves nothing behind.
+pub struct Forked {
+    pid: i32,
+    /// How it ended, once reaped.
+    end: Option<ChildEnd>,
+}
+
+/// How a child ended, from its `waitpid` status.
+fn child_end(status: i32) -> ChildEnd {
+    if libc::WIFSIGNALED(status) {
+        ChildEnd::Signaled(libc::WTERMSIG(status))
+    } else {
+        ChildEnd::Exited(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Starts `f` in a forked child and returns at once; `f`'s return value is the child's exit
+/// status.
+pub fn fork_child(f: impl FnOnce() -> i32) -> io::Result<Forked> {
     // SAFETY: The test process is single-threaded when it forks; the child only runs `f`.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -95,16 +119,117 @@ pub fn in_child(f: impl FnOnce() -> i32) -> io::Result<ChildEnd> {
         // SAFETY: _exit ends the child without running the parent's exit handlers.
         unsafe { libc::_exit(code) };
     }
-    let mut status = 0;
-    // SAFETY: `pid` is our child and `status` a valid out-pointer.
-    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
-        return Err(io::Error::last_os_error());
+    Ok(Forked { pid, end: None })
+}
+
+impl Forked {
+    /// The child's process ID.
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
-    Ok(if libc::WIFSIGNALED(status) {
-        ChildEnd::Signaled(libc::WTERMSIG(status))
-    } else {
-        ChildEnd::Exited(libc::WEXITSTATUS(status))
-    })
+
+    /// Waits for the child to end and reports how it did.
+    pub fn wait(mut self) -> io::Result<ChildEnd> {
+        self.reap(0)?
+            .ok_or_else(|| io::Error::other("waitpid returned no child"))
+    }
+
+    /// How the child ended, or `None` while it runs.
+    pub fn try_wait(&mut self) -> io::Result<Option<ChildEnd>> {
+        self.reap(libc::WNOHANG)
+    }
+
+    /// `waitpid` with `options`, remembering the end once there is one.
+    fn reap(&mut self, options: i32) -> io::Result<Option<ChildEnd>> {
+        if self.end.is_none() {
+            let mut status = 0;
+            // SAFETY: `pid` is our child, not reaped yet, and `status` a valid out-pointer.
+            match unsafe { libc::waitpid(self.pid, &mut status, options) } {
+                0 => return Ok(None),
+                pid if pid == self.pid => self.end = Some(child_end(status)),
+                _ => return Err(io::Error::last_os_error()),
+            }
+        }
+        Ok(self.end.clone())
+    }
+}
+
+impl Drop for Forked {
+    fn drop(&mut self) {
+        if self.end.is_none() {
+            // SAFETY: `pid` is our child, not reaped yet: it cannot be another process.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = self.reap(0);
+        }
+    }
+}
+
+/// A pipe that processes forked after it is made use to wait for one another, one byte a step.
+pub struct Pipe {
+    rd: OwnedFd,
+    wr: OwnedFd,
+}
+
+impl Pipe {
+    /// A new pipe, closed on exec.
+    pub fn new() -> io::Result<Self> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
+        // SAFETY: pipe2 returned two new descriptors that nothing else owns.
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Self { rd, wr })
+    }
+
+    /// Writes the byte `b`; false if it could not.
+    pub fn send(&self, b: u8) -> bool {
+        // SAFETY: Writes one byte from a live local to our descriptor.
+        unsafe { libc::write(self.wr.as_raw_fd(), (&b as *const u8).cast(), 1) == 1 }
+    }
+
+    /// Waits for the next byte; `None` at end of file or on an error.
+    pub fn recv(&self) -> Option<u8> {
+        let mut b = 0u8;
+        loop {
+            // SAFETY: Reads at most one byte into a live local from our descriptor.
+            let n = unsafe { libc::read(self.rd.as_raw_fd(), (&mut b as *mut u8).cast(), 1) };
+            if n == 1 {
+                return Some(b);
+            }
+            if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return None;
+            }
+        }
+    }
+}
+
+/// Counters in a page of shared anonymous memory, made before `fork` so that parent and
+/// children see the same ones: how a child reports what it did, even when it is killed.
+pub struct SharedCounters {
+    map: mmscope::Mapping,
+}
+
+impl SharedCounters {
+    /// A page of counters, all 0, populated (charged to the caller's memory cgroup) now.
+    pub fn new() -> io::Result<Self> {
+        let map = mmscope::Mapping::new(
+            page_size(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )?;
+        map.write(0, 0);
+        Ok(Self { map })
+    }
+
+    /// Counter `i`.
+    pub fn get(&self, i: usize) -> &AtomicU64 {
+        assert!(i < page_size() / 8, "counter {i} is past the page");
+        // SAFETY: The mapping is a page-aligned page that lives as long as `self`, so counter
+        // `i` is inside it and aligned; it is only ever accessed atomically.
+        unsafe { &*self.map.addr().cast::<AtomicU64>().add(i) }
+    }
 }
 
 /// One line of `/proc/<pid>/maps`.

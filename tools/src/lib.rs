@@ -87,7 +87,8 @@ impl Device {
 
     /// One call of `MMSCOPE_IOC_VMA_LIST`: fills `records` with the VMAs of this process (or of
     /// `pid`) from the first one ending above `start` on. Returns the list header as the kernel
-    /// filled it: `count` records written, `total` VMAs, `next_addr` to continue (0: done).
+    /// filled it: `count` records written, `total` VMAs, `next_addr` to continue from (the last
+    /// byte of the first VMA not written, never 0; 0: done).
     ///
     /// The caller must not allocate between calls if it wants the pages to join seamlessly;
     /// this function does not allocate.

@@ -472,9 +472,18 @@ fn lazy_cmd(dev: &Device, run: Lazy, json: bool) -> Result<ExitCode, Failure> {
             )
         };
     });
+    // The device refuses a mapping that reaches past the object's size limit with EINVAL,
+    // which other causes share: the limit, read again, tells which it was.
+    let limit_now = || dev.mem_stats().map(|s| s.obj_limit_pages * page_size());
     run.map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) if limit_now().is_ok_and(|limit| size > limit) => Failure(format!(
+            "the device refused to map {}: it is more than an object may hold ({}, the module \
+             parameter object_max_mb); give a smaller SIZE",
+            units::size(size),
+            units::size(limit_now().unwrap_or(0))
+        )),
         Some(libc::EFBIG) => Failure(format!(
-            "{} does not fit in an object; give a smaller SIZE",
+            "{} does not fit in this machine's address space; give a smaller SIZE",
             units::size(size)
         )),
         Some(libc::ENOMEM) => Failure(format!(
