@@ -98,10 +98,6 @@ const TESTS: &[Test] = &[
         run: lazy::partial_munmap_and_mprotect,
     },
     Test {
-        name: "device_vmas_merge_like_file_vmas",
-        run: lazy::device_vmas_merge_like_file_vmas,
-    },
-    Test {
         name: "mremap_move_shrink_grow",
         run: lazy::mremap_move_shrink_grow,
     },
