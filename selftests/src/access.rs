@@ -536,3 +536,97 @@ pub fn exec_after_detach_is_never_read() -> TestResult {
     let _ = fs::remove_dir_all(&dir);
     result
 }
+
+/// A word of the test binary's data, the same address in every process forked from it, for
+/// `PTRACE_PEEKDATA`.
+static PEEK_WORD: AtomicU64 = AtomicU64::new(0x6d6d_7363_6f70_6521);
+
+/// Whether `PTRACE_PEEKDATA` of [`PEEK_WORD`] in the stopped tracee `pid` succeeds.
+fn peek_allowed(pid: i32) -> bool {
+    // SAFETY: PTRACE_PEEKDATA reads a word of our stopped tracee; errno tells a failure from a
+    // word that happens to be -1.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let word = libc::ptrace(
+            libc::PTRACE_PEEKDATA,
+            pid,
+            PEEK_WORD.as_ptr() as usize,
+            0usize,
+        );
+        word != -1 || *libc::__errno_location() == 0
+    }
+}
+
+/// The tracer rule follows the tracee's dumpability, as `PTRACE_PEEKDATA` does: an
+/// unprivileged tracer (uid 1000) of its own child (`PTRACE_TRACEME`, which skips the attach
+/// check) reads it while the child is dumpable, and is refused the summary, the VMA list and
+/// the query with `EACCES` once the child has made itself non-dumpable (`PR_SET_DUMPABLE` 0, as
+/// a setuid program or an unreadable binary is after `execve`). Ground truth: whether the
+/// kernel lets the same tracer `PTRACE_PEEKDATA` the stopped child, asked each time.
+pub fn tracer_refused_when_tracee_not_dumpable() -> TestResult {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        skip!("needs root to run an unprivileged tracer");
+    }
+    let dev = Device::open().context("open /dev/mmscope")?;
+    // The tracer, uid 1000: for a dumpable then a non-dumpable child, 1 bit per case where the
+    // module's answer (all three answered / all three refused) disagrees with PEEKDATA.
+    let tracer = in_child(|| {
+        if !become_user(1000) {
+            return 100;
+        }
+        let mut code = 0;
+        for (case, dumpable) in [(0, true), (1, false)] {
+            let hold = match Pipe::new() {
+                Ok(pipe) => pipe,
+                Err(_) => return 101,
+            };
+            let Ok(child) = fork_child(|| {
+                // SAFETY: Plain process-control calls on the calling process.
+                unsafe {
+                    if libc::ptrace(libc::PTRACE_TRACEME, 0, 0usize, 0usize) != 0
+                        || (!dumpable && libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+                    {
+                        return 1;
+                    }
+                    libc::raise(libc::SIGSTOP);
+                }
+                hold.recv();
+                0
+            }) else {
+                return 102;
+            };
+            let c = child.pid();
+            let mut status = 0;
+            // SAFETY: Waits for our own child to stop; `status` is a valid out-pointer.
+            let stopped = unsafe { libc::waitpid(c, &mut status, libc::__WALL) } == c
+                && libc::WIFSTOPPED(status);
+            if !stopped {
+                return 103;
+            }
+            let peek = peek_allowed(c);
+            let module = if peek {
+                not_answered(&dev, c) == 0
+            } else {
+                not_refused(&dev, c) == 0
+            };
+            if peek != dumpable {
+                // The kernel itself did not behave as the case assumes.
+                code |= 16 << case;
+            }
+            if !module {
+                code |= 1 << case;
+            }
+            drop(child);
+        }
+        code
+    })
+    .context("fork the tracer")?;
+    check_eq!(
+        tracer,
+        ChildEnd::Exited(0),
+        "the module agrees with PTRACE_PEEKDATA (1: dumpable child not read, 2: non-dumpable \
+         child read; 16/32: PEEKDATA did not follow dumpability; 100-103: setup)"
+    );
+    Ok(())
+}

@@ -187,6 +187,10 @@ const TESTS: &[Test] = &[
         run: access::tracer_rule_refuses_third_parties,
     },
     Test {
+        name: "tracer_refused_when_tracee_not_dumpable",
+        run: access::tracer_refused_when_tracee_not_dumpable,
+    },
+    Test {
         name: "exec_after_detach_is_never_read",
         run: access::exec_after_detach_is_never_read,
     },
