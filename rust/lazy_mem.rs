@@ -280,13 +280,19 @@ impl LazyMem {
         if let Some(held) = self.lookup(pgoff) {
             return Ok((held, false));
         }
-        self.add(&mut state, pgoff, page.clone())?;
+        self.add(&mut state, pgoff, page.clone(), GFP_KERNEL_ACCOUNT)?;
         Ok((page, true))
     }
 
     /// Adds `page` at `pgoff`, which holds no page, within the size limit and the module-wide
-    /// cap.
-    fn add(&self, state: &mut AllocState, pgoff: usize, page: SharedPage) -> Result<(), PageError> {
+    /// cap; the page array allocates what it needs for it with `gfp`.
+    fn add(
+        &self,
+        state: &mut AllocState,
+        pgoff: usize,
+        page: SharedPage,
+        gfp: Flags,
+    ) -> Result<(), PageError> {
         if pgoff >= state.limit_pages {
             return Err(PageError::Limit);
         }
@@ -296,12 +302,7 @@ impl LazyMem {
             GLOBAL.pages.fetch_sub(1, Relaxed);
             return Err(PageError::Limit);
         }
-        if self
-            .pages
-            .lock()
-            .store(pgoff, page, GFP_KERNEL_ACCOUNT)
-            .is_err()
-        {
+        if self.pages.lock().store(pgoff, page, gfp).is_err() {
             GLOBAL.pages.fetch_sub(1, Relaxed);
             return Err(PageError::NoMemory);
         }
@@ -328,7 +329,8 @@ impl LazyMem {
     }
 
     /// Maps the pages in `slots` at consecutive addresses from `start`, skipping empty slots and
-    /// addresses where something is mapped already; slot `at` is the faulting page.
+    /// addresses where something is mapped already; slot `at` is the faulting page (out of
+    /// range if the faulting page is not among them).
     ///
     /// Each run of consecutive pages is mapped under one page table lock.
     fn map_slots(
@@ -387,10 +389,16 @@ impl LazyMem {
         Self::map_slots(vma, start, slots, at)
     }
 
-    /// Fault-ahead, for a mapping advised `MADV_SEQUENTIAL`: allocates the pages the object does
-    /// not hold yet in the [`FAULT_AHEAD_PAGES`] from the faulting page on (within the VMA, the
-    /// size limit and the module-wide cap), and maps them with the faulting page and the held
-    /// ones, where nothing is mapped yet.
+    /// Fault-ahead, for a mapping advised `MADV_SEQUENTIAL`: maps the faulting page, then
+    /// allocates the pages the object does not hold yet in the [`FAULT_AHEAD_PAGES`] from it on
+    /// (within the VMA, the page table of the faulting page, the size limit and the module-wide
+    /// cap), and maps them with the held ones, where nothing is mapped yet.
+    ///
+    /// Nothing the window needs allocates with a blocking allocation: the faulting page is
+    /// mapped first, so that its page table, which the fault needs anyway, is allocated before
+    /// the guess takes any room; the window ends at that page table's end, so that
+    /// `vm_insert_pages()` (which allocates page tables with `GFP_KERNEL`) never allocates one
+    /// for guessed pages alone; and the page array stores them with the guess's flags.
     ///
     /// These allocations are a guess: they never wait for reclaim (`GFP_NOWAIT`), so the fault
     /// neither stalls in reclaim nor invokes the OOM killer for memory nobody asked for. They
@@ -400,11 +408,15 @@ impl LazyMem {
     /// the window, without an error.
     fn fault_ahead(&self, vma: &VmaMixedMap, vmf: &VmFault, page: &SharedPage) -> Mapped {
         let address = vmf.address();
+        let table_end = (address | (vm_ops::PMD_SIZE - 1)).saturating_add(1);
         let end = address
             .saturating_add(FAULT_AHEAD_PAGES * PAGE_SIZE)
-            .min(vma.end());
+            .min(vma.end())
+            .min(table_end);
+        let first = Self::map_slots(vma, address, &[Some(page.clone())], 0);
         let mut slots: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
         let slots = &mut slots[..(end - address) >> PAGE_SHIFT];
+        // Slot 0, the faulting page, is mapped (or failed to be) already.
         slots[0] = Some(page.clone());
         let pgoff = vmf.pgoff();
         self.lookup_window(pgoff, slots);
@@ -427,14 +439,18 @@ impl LazyMem {
                 let Some(page) = new.take() else { continue };
                 if let Some(held) = self.lookup(pgoff + i) {
                     slots[i] = Some(held);
-                } else if self.add(&mut state, pgoff + i, page.clone()).is_ok() {
+                } else if self.add(&mut state, pgoff + i, page.clone(), guess).is_ok() {
                     slots[i] = Some(page);
                 } else {
                     break;
                 }
             }
         }
-        Self::map_slots(vma, address, slots, 0)
+        let rest = Self::map_slots(vma, address + PAGE_SIZE, &slots[1..], usize::MAX);
+        Mapped {
+            around: rest.around,
+            faulting: first.faulting,
+        }
     }
 }
 

@@ -266,6 +266,9 @@ unsafe impl ForeignOwnable for SharedPage {
     }
 }
 
+/// `PMD_SIZE`: the range of addresses one page table (of PTEs) maps, aligned to it.
+pub(crate) const PMD_SIZE: usize = 1 << bindings::PMD_SHIFT;
+
 /// How many pages [`insert_pages`] hands to `vm_insert_pages()` at once.
 const INSERT_BATCH: usize = 16;
 

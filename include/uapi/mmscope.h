@@ -85,11 +85,12 @@
  *
  * Fault-ahead is opt-in: on a mapping advised MADV_SEQUENTIAL, a fault (other
  * than a write to a MAP_PRIVATE mapping) allocates the pages the object does
- * not hold yet in the 64 KiB from the faulting page on, within the mapping
- * and the size limit, and maps them, so a sequential first touch takes one
+ * not hold yet in the 64 KiB from the faulting page on, within the mapping,
+ * the faulting page's page table (2 MiB aligned) and the size limit, and
+ * maps them, so a sequential first touch takes one
  * fault per 16 pages. Its allocations are a guess: they never wait for
- * reclaim, so they cannot invoke the OOM killer (the faulting page itself
- * can, as any page fault can); when one fails, or the module's cap is
+ * reclaim, so they cannot invoke the OOM killer (the faulting page itself,
+ * and its page table, can, as in any page fault); when one fails, or the module's cap is
  * reached, the window ends there without an error.
  * MADV_NORMAL or MADV_RANDOM makes the mapping exactly lazy again.
  */
@@ -187,7 +188,9 @@ struct mmscope_mem_stats {
  *   - the layout (start_code to env_end, mmap_base, task_size) and map_count
  *     are one snapshot, consistent with each other and with the VMAs at that
  *     moment: brk() changes brk under the mmap write lock, prctl(PR_SET_MM)
- *     the layout under arg_lock, which the read takes too;
+ *     the layout under arg_lock, which the read takes too. The exception is
+ *     a process in the middle of execve(), whose new layout is written
+ *     without either lock until the new program starts;
  *   - total_vm, data_vm, exec_vm, stack_vm and hiwater_vm may lag a munmap()
  *     running at the same time, which removes its VMAs (and lowers
  *     map_count) under the write lock but these counters after downgrading
