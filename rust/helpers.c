@@ -4,7 +4,8 @@
  * kernel crate has no helper for, compiled here so that Rust calls the real
  * thing (its checks, tracepoints and lockdep annotations included), as
  * rust/helpers/ does in-tree. Each is a plain call of the function it is named
- * after; the Rust declarations are in vm_ops.rs and mm_ext.rs.
+ * after, or the few lines of a static function of the kernel's that is not
+ * exported (said where); the Rust declarations are in vm_ops.rs and mm_ext.rs.
  */
 
 #include <linux/capability.h>

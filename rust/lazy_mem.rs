@@ -4,14 +4,14 @@
 //!
 //! A [`LazyMem`] is a sparse array of pages indexed by page offset, like the page cache of a
 //! memfd. `mmap` allocates nothing; the first access to a page offset, through any mapping of the
-//! object, faults into `LazyMem`'s [`VmOperations::fault`], which allocates a zeroed page, charged to the memory
-//! cgroup of the faulting task, and maps it. Every later access to that offset, through any
+//! object, faults into its [`VmOperations::fault`], which allocates a zeroed page, charged to the
+//! memory cgroup of the faulting task, and maps it. Every later access to that offset, through any
 //! mapping of the same object, reaches the same page. Pages are freed when the object is dropped:
 //! when the file is closed and its last mapping is gone.
 //!
 //! # Locking
 //!
-//! Lock order: mmap lock (or VMA lock) → [`LazyMem::alloc_lock`] → the page array's spinlock →
+//! Lock order: mmap lock (or VMA lock) → [`LazyMem::alloc_lock`] → the page array's lock →
 //! page table lock (taken inside `vm_insert_pages`, and by the kernel when it maps the page a
 //! fault hands it).
 //!
@@ -396,9 +396,11 @@ impl LazyMem {
     ///
     /// Nothing the window needs allocates with a blocking allocation: the faulting page is
     /// mapped first, so that its page table, which the fault needs anyway, is allocated before
-    /// the guess takes any room; the window ends at that page table's end, so that
-    /// `vm_insert_pages()` (which allocates page tables with `GFP_KERNEL`) never allocates one
-    /// for guessed pages alone; and the page array stores them with the guess's flags.
+    /// the guess takes any room (and if it cannot be, nothing is guessed); the window ends at
+    /// that page table's end, so that `vm_insert_pages()` (which allocates page tables with
+    /// `GFP_KERNEL`) does not allocate one for guessed pages alone, unless a concurrent
+    /// `MADV_DONTNEED` of the whole table freed it in between; and the page array stores them
+    /// with the guess's flags.
     ///
     /// These allocations are a guess: they never wait for reclaim (`GFP_NOWAIT`), so the fault
     /// neither stalls in reclaim nor invokes the OOM killer for memory nobody asked for. They
@@ -414,20 +416,27 @@ impl LazyMem {
             .min(vma.end())
             .min(table_end);
         let first = Self::map_slots(vma, address, &[Some(page.clone())], 0);
+        if !first.faulting {
+            // The page table could not be had (`ENOMEM`, `EFAULT`): no guessing now. The
+            // kernel maps the page the fault returns, allocating the table itself.
+            return first;
+        }
         let mut slots: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
         let slots = &mut slots[..(end - address) >> PAGE_SHIFT];
-        // Slot 0, the faulting page, is mapped (or failed to be) already.
+        // Slot 0, the faulting page, is mapped already.
         slots[0] = Some(page.clone());
         let pgoff = vmf.pgoff();
         self.lookup_window(pgoff, slots);
         // Allocate what is missing before taking the lock, as a single fault does.
         let mut fresh: [Option<SharedPage>; FAULT_AHEAD_PAGES] = Default::default();
         // `GFP_NOWAIT` (which includes `__GFP_NOWARN`) with `GFP_KERNEL_ACCOUNT`'s
-        // `__GFP_ACCOUNT`, which has no name of its own in the kernel crate.
-        let guess = GFP_NOWAIT | (GFP_KERNEL_ACCOUNT & !GFP_KERNEL) | __GFP_ZERO;
+        // `__GFP_ACCOUNT`, which has no name of its own in the kernel crate. `__GFP_ZERO` is for
+        // the pages only: the page array's nodes come from a cache with a constructor, which
+        // `__GFP_ZERO` must not reach.
+        let guess = GFP_NOWAIT | (GFP_KERNEL_ACCOUNT & !GFP_KERNEL);
         for (new, held) in fresh.iter_mut().zip(slots.iter()) {
             if held.is_none() {
-                match Self::alloc_page(guess) {
+                match Self::alloc_page(guess | __GFP_ZERO) {
                     Ok(page) => *new = Some(page),
                     Err(_) => break,
                 }

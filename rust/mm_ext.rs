@@ -209,6 +209,10 @@ pub(crate) trait MmExt {
     /// each field is a value it had, but `brk` may be older or newer than the rest.
     fn layout(&self) -> Layout;
 
+    /// `start_brk`, `brk` and `start_stack`, read under `arg_lock` as [`layout`](Self::layout)
+    /// reads them: what `vma_is_initial_heap()` and `vma_is_initial_stack()` look at.
+    fn heap_and_stack(&self) -> HeapAndStack;
+
     /// The VM counters, each read once.
     ///
     /// These are not a snapshot, even under the mmap read lock: `munmap` lowers `total_vm`,
@@ -254,6 +258,14 @@ pub(crate) struct Layout {
     pub(crate) env_end: usize,
     pub(crate) mmap_base: usize,
     pub(crate) task_size: usize,
+}
+
+/// The fields that tell the initial heap and stack of an address space.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HeapAndStack {
+    pub(crate) start_brk: usize,
+    pub(crate) brk: usize,
+    pub(crate) start_stack: usize,
 }
 
 /// The VM counters of an address space, in pages.
@@ -312,6 +324,24 @@ impl MmExt for MmWithUser {
         // SAFETY: We took the lock above.
         unsafe { bindings::spin_unlock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
         layout
+    }
+
+    fn heap_and_stack(&self) -> HeapAndStack {
+        let m = self.as_raw();
+        // SAFETY: As in `layout`.
+        unsafe { bindings::spin_lock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
+        // SAFETY: As in `layout`.
+        let fields = unsafe {
+            let f = &raw const (*m).__bindgen_anon_1;
+            HeapAndStack {
+                start_brk: read_once(&raw const (*f).start_brk),
+                brk: read_once(&raw const (*f).brk),
+                start_stack: read_once(&raw const (*f).start_stack),
+            }
+        };
+        // SAFETY: We took the lock above.
+        unsafe { bindings::spin_unlock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
+        fields
     }
 
     fn vm_counters(&self) -> VmCounters {
@@ -448,10 +478,10 @@ pub(crate) trait TaskExt {
     /// rule of `ptrace_may_access()`, checked without an audit record when it is missing.
     fn ptrace_has_cap_noaudit(&self) -> bool;
 
-    /// `task_still_dumpable()`: whether the task's image may be inspected by a task of its
-    /// owner (its `execve` left it dumpable: not setuid, not an unreadable binary, no
-    /// `PR_SET_DUMPABLE` 0), or the caller has `CAP_SYS_PTRACE` in the user namespace of that
-    /// `execve`. Read after the checks made before it (`smp_rmb()`, as in
+    /// `task_still_dumpable()`: whether the task may be inspected by a task of its owner
+    /// (nothing made it non-dumpable: an `execve` of a setuid or unreadable program, a change of
+    /// credentials, `PR_SET_DUMPABLE` 0), or the caller has `CAP_SYS_PTRACE` in the user
+    /// namespace of its `execve`. Read after the checks made before it (`smp_rmb()`, as in
     /// `__ptrace_may_access()`); checked without an audit record.
     fn still_dumpable_noaudit(&self) -> bool;
 

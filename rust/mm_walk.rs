@@ -13,7 +13,7 @@
 
 use crate::mm_ext::{
     self,
-    Layout,
+    HeapAndStack,
     MmExt,
     RssCounter,
     TaskExt,
@@ -94,19 +94,22 @@ pub(crate) fn with_target_mm<R>(
 /// - A task of the caller's own thread group: always.
 /// - Otherwise, if a thread of the caller's thread group traces it, or the caller has
 ///   `CAP_SYS_PTRACE` in its user namespace; and then only if the task is still dumpable
-///   (`task_still_dumpable()`: its `execve` did not make it setuid or unreadable, it did not
-///   `PR_SET_DUMPABLE` 0), or the caller has `CAP_SYS_PTRACE` in the user namespace of that
-///   `execve`.
+///   (`task_still_dumpable()`: no `execve` of a setuid or unreadable program, no change of
+///   credentials, no `PR_SET_DUMPABLE` 0 made it non-dumpable), or the caller has
+///   `CAP_SYS_PTRACE` in the user namespace of its `execve`.
 ///
 /// The tracer rule stands in for the same-user rule of `ptrace_may_access()`, the rule of
-/// `/proc/<pid>/maps`, which is not exported to modules. With the dumpability check it is
-/// exactly what `PTRACE_PEEKDATA` allows the tracer on every access
-/// (`ptracer_access_allowed()` in `kernel/ptrace.c`), except that any thread of the tracer's
-/// thread group may ask: it holds only while the tracer is attached, and only for the caller's
-/// own thread group, so a process of the same user that procfs would show but that the caller
-/// does not trace is refused. The LSM hook of `ptrace_may_access()` is not exported either; a
-/// tracer passed it to attach. The capabilities are checked without an audit record, as
-/// `ptrace_may_access()` checks them for a read, since the other rules may still allow.
+/// `/proc/<pid>/maps`, which is not exported to modules. With the dumpability check it is what
+/// `PTRACE_PEEKDATA` allows the tracer on every access (`ptracer_access_allowed()` in
+/// `kernel/ptrace.c`), except that any thread of the tracer's thread group may ask, and that the
+/// capability is the caller's current one rather than the one the tracer had when it attached.
+/// It holds only while the tracer is attached, and only for the caller's own thread group, so a
+/// process of the same user that procfs would show but that the caller does not trace is
+/// refused. The LSM hook of `ptrace_may_access()` is not exported either: a tracer passed it to
+/// attach (or, for `PTRACE_TRACEME`, its `ptrace_traceme` hook). The capabilities are checked
+/// without an audit record, as for `/proc/<pid>/stat`: a missing capability is not a denial
+/// here while the tracer rule may still allow, and a read that is refused fails with `EACCES`
+/// for the caller to see.
 fn may_read(task: &Task) -> bool {
     let me = kernel::current!().tgid();
     if task.tgid() == me {
@@ -155,10 +158,14 @@ pub(crate) fn summary(mm: &MmWithUser) -> Result<MmscopeMmSummary> {
 
 /// Reads one VMA into a record.
 ///
-/// `layout` gives its address space's layout, read only for anonymous memory, to tell the heap
-/// and the stack; `this_file` is an open file of `/dev/mmscope`, to recognise mappings of the
+/// `heap_and_stack` gives its address space's heap and stack fields, read only for anonymous
+/// memory; `this_file` is an open file of `/dev/mmscope`, to recognise mappings of the
 /// device.
-fn record(vma: &VmaRef, layout: impl FnOnce() -> Layout, this_file: &File) -> MmscopeVma {
+fn record(
+    vma: &VmaRef,
+    heap_and_stack: impl FnOnce() -> HeapAndStack,
+    this_file: &File,
+) -> MmscopeVma {
     let mut rec = MmscopeVma {
         start: vma.start() as u64,
         end: vma.end() as u64,
@@ -185,7 +192,7 @@ fn record(vma: &VmaRef, layout: impl FnOnce() -> Layout, this_file: &File) -> Mm
             _ => VmaKind::Special,
         }
     } else {
-        let layout = layout();
+        let layout = heap_and_stack();
         if is_initial_heap(vma, &layout) {
             VmaKind::Heap
         } else if is_initial_stack(vma, &layout) {
@@ -199,12 +206,12 @@ fn record(vma: &VmaRef, layout: impl FnOnce() -> Layout, this_file: &File) -> Mm
 }
 
 /// `vma_is_initial_heap()`: the VMA overlaps `start_brk..brk`.
-fn is_initial_heap(vma: &VmaRef, layout: &Layout) -> bool {
+fn is_initial_heap(vma: &VmaRef, layout: &HeapAndStack) -> bool {
     vma.start() < layout.brk && vma.end() > layout.start_brk
 }
 
 /// `vma_is_initial_stack()`: the VMA holds `start_stack`.
-fn is_initial_stack(vma: &VmaRef, layout: &Layout) -> bool {
+fn is_initial_stack(vma: &VmaRef, layout: &HeapAndStack) -> bool {
     vma.start() <= layout.start_stack && vma.end() >= layout.start_stack
 }
 
@@ -291,7 +298,7 @@ pub(crate) fn collect_vmas(
     this_file: &File,
 ) -> Result<Walk> {
     let lock = mm.mmap_read_lock_killable()?;
-    let layout = mm.layout();
+    let layout = mm.heap_and_stack();
     let map_count = lock.map_count() as u64;
     for (recorded, vma) in lock.vmas_from(start).enumerate() {
         if recorded == limit
@@ -327,12 +334,12 @@ pub(crate) fn query_vma(
     this_file: &File,
 ) -> Result<MmscopeVma> {
     if let Some(vma) = mm.lock_vma_under_rcu(addr) {
-        return Ok(record(&vma, || mm.layout(), this_file));
+        return Ok(record(&vma, || mm.heap_and_stack(), this_file));
     }
     let lock = mm.mmap_read_lock_killable()?;
     let vma = lock.vmas_from(addr).next().ok_or(ENOENT)?;
     if !or_next && vma.start() > addr {
         return Err(ENOENT);
     }
-    Ok(record(vma, || mm.layout(), this_file))
+    Ok(record(vma, || mm.heap_and_stack(), this_file))
 }

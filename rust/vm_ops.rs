@@ -322,11 +322,11 @@ pub(crate) fn insert_pages<'a>(
 /// `Self` is the data the mappings share; each VMA holds an [`Arc<Self>`] in `vm_private_data`
 /// (see the module documentation), and the callbacks borrow it.
 ///
-/// The kernel's own `->open` and `->close` manage those references and are not offered to
+/// The table's `->open` and `->close` manage those references and are not offered to
 /// implementors: `->close` also runs from `exit_mmap()`, when the address space has no users
-/// left, and from `munmap` after the mmap lock was downgraded to read
+/// left, and on `munmap` after the mmap lock was downgraded to read
 /// (`vms_complete_munmap_vmas()` in `mm/vma.c`), where a `&VmaRef` would promise more than is
-/// true (`VmaRef::mm()` gives an `MmWithUser`).
+/// true (`VmaRef::mm()` gives an `MmWithUser`, and says the mmap lock may be taken).
 #[vtable]
 pub(crate) trait VmOperations: Send + Sync + Sized + 'static {
     /// Handles a page fault: an access to a page of the VMA that no page table entry maps.
@@ -418,9 +418,13 @@ impl<T: VmOperations> VmOperationsVTable<T> {
 
     /// `->close`: the VMA gives its reference back.
     ///
-    /// Runs from `remove_vma()` (on `munmap`, after the mmap lock was downgraded to read; and
-    /// from `exit_mmap()`, when the address space has no users) and from the error paths of a
-    /// split or `fork` that opened a copy; once per VMA, after its pages were unmapped.
+    /// Runs once per VMA, after its pages were unmapped: from `remove_vma()` on `munmap` (with
+    /// the mmap lock downgraded to read, when the caller asked for that), from
+    /// `vms_clean_up_area()` when `mmap(MAP_FIXED)` replaces the mapping (mmap write lock),
+    /// from `exit_mmap()` (the address space has no users), from `tear_down_vmas()` when a
+    /// `fork` fails after opening copies, and from `copy_vma()` when `mremap` cannot link the
+    /// copy it opened. A closed VMA gets the kernel's dummy operations, so it is never closed
+    /// twice.
     ///
     /// # Safety
     ///

@@ -85,13 +85,13 @@
  *
  * Fault-ahead is opt-in: on a mapping advised MADV_SEQUENTIAL, a fault (other
  * than a write to a MAP_PRIVATE mapping) allocates the pages the object does
- * not hold yet in the 64 KiB from the faulting page on, within the mapping,
- * the faulting page's page table (2 MiB aligned) and the size limit, and
- * maps them, so a sequential first touch takes one
- * fault per 16 pages. Its allocations are a guess: they never wait for
- * reclaim, so they cannot invoke the OOM killer (the faulting page itself,
- * and its page table, can, as in any page fault); when one fails, or the module's cap is
- * reached, the window ends there without an error.
+ * not hold yet in the 16 pages from the faulting page on, within the
+ * mapping, the faulting page's page table (the aligned PMD_SIZE range, 2 MiB
+ * with 4 KiB pages) and the size limit, and maps them, so a sequential first
+ * touch takes one fault per 16 pages. Its allocations are a guess: they never
+ * wait for reclaim, so they cannot invoke the OOM killer (the faulting page
+ * itself, and its page table, can, as in any page fault); when one fails, or
+ * the module's cap is reached, allocation stops there, without an error.
  * MADV_NORMAL or MADV_RANDOM makes the mapping exactly lazy again.
  */
 
@@ -154,8 +154,10 @@ struct mmscope_mem_stats {
  *     both cases only while the target is dumpable (its execve() did not make
  *     it setuid or unreadable, it did not PR_SET_DUMPABLE 0) or the caller
  *     has CAP_SYS_PTRACE in the user namespace of that execve(). For a
- *     tracer that is what PTRACE_PEEKDATA allows it on every access, asked
- *     from any thread of its thread group. The rule holds while the tracer is
+ *     tracer that is what PTRACE_PEEKDATA allows it on every access, but
+ *     asked from any thread of its thread group, and with the caller's
+ *     current capabilities. Credential changes (setuid() and the like) make
+ *     a process non-dumpable too. The rule holds while the tracer is
  *     attached: a former tracer is refused. A tool may seize a process
  *     without stopping it (PTRACE_SEIZE), read it, and detach.
  * The rule is applied as mm_access() applies procfs's: under the target's

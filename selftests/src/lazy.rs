@@ -960,7 +960,10 @@ pub fn fault_ahead_on_madv_sequential() -> TestResult {
     const AHEAD: u64 = 16;
     let ps = page_size();
     let (dev, _) = open()?;
-    let m = map(&dev, PAGES, RW, SHARED, 0)?;
+    // Aligned to a page table, whose end would end a window.
+    let m = dev
+        .map_pmd_aligned(PAGES * ps, RW, SHARED, 0)
+        .context("mmap aligned to a page table")?;
     advise(&m, PAGES * ps, libc::MADV_SEQUENTIAL, "MADV_SEQUENTIAL")?;
     let before = stats(&dev)?;
     let flt = sys::minor_faults();

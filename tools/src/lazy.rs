@@ -147,7 +147,9 @@ impl Lazy {
             usize::try_from(self.size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
         let pages = len / page;
         let rw = libc::PROT_READ | libc::PROT_WRITE;
-        let object = dev.map(len, rw, libc::MAP_SHARED, 0)?;
+        // Aligned, so that every fault-ahead window is a whole 64 KiB (a window ends where a
+        // page table does).
+        let object = dev.map_pmd_aligned(len, rw, libc::MAP_SHARED, 0)?;
         if self.sequential {
             // SAFETY: Our own mapping; the advice changes how it is faulted in, not its data.
             if unsafe { libc::madvise(object.addr().cast(), len, libc::MADV_SEQUENTIAL) } != 0 {

@@ -7,6 +7,10 @@
 //! difference between two), [`maps`], [`trace`] with [`report`] and [`plot`], and [`lazy`],
 //! one module per subcommand.
 
+/// `PMD_SIZE` on x86-64 with 4 KiB pages: the addresses one page table maps. The module's
+/// fault-ahead window ends at a page table's end.
+pub const PMD_SIZE: usize = 2 << 20;
+
 pub mod abi;
 pub mod access;
 pub mod lazy;
@@ -158,6 +162,18 @@ impl Device {
         Mapping::new(len, prot, flags, self.file.as_raw_fd(), offset)
     }
 
+    /// Maps `len` bytes of the object from `offset` at an address aligned to [`PMD_SIZE`], so
+    /// that fault-ahead windows, which end at a page table's end, are the same on every run.
+    pub fn map_pmd_aligned(
+        &self,
+        len: usize,
+        prot: i32,
+        flags: i32,
+        offset: u64,
+    ) -> io::Result<Mapping> {
+        Mapping::new_aligned(len, PMD_SIZE, prot, flags, self.file.as_raw_fd(), offset)
+    }
+
     /// Issues `ioctl(fd, cmd, arg)` and turns a -1 into the `errno` error.
     ///
     /// # Safety
@@ -211,6 +227,56 @@ impl Mapping {
         }
         Ok(Self {
             addr: addr.cast(),
+            len,
+        })
+    }
+
+    /// `mmap` of `len` bytes at an address aligned to `align` (a power of two): a reservation
+    /// `align` larger is made first, and the mapping placed in it with `MAP_FIXED`.
+    pub fn new_aligned(
+        len: usize,
+        align: usize,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        offset: u64,
+    ) -> io::Result<Self> {
+        let span = len
+            .checked_add(align)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        let reserved = Self::new(
+            span,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )?;
+        let start = (reserved.addr as usize).next_multiple_of(align);
+        // SAFETY: `start..start + len` lies inside our own reservation, which nothing else uses;
+        // MAP_FIXED replaces that part of it.
+        let got = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                len,
+                prot,
+                flags | libc::MAP_FIXED,
+                fd,
+                offset as libc::off_t,
+            )
+        };
+        if got == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let (base, end) = (reserved.addr as usize, reserved.addr as usize + span);
+        std::mem::forget(reserved);
+        // SAFETY: The head and the tail of our reservation around the new mapping are ours and
+        // hold nothing.
+        unsafe {
+            libc::munmap(base as *mut libc::c_void, start - base);
+            libc::munmap((start + len) as *mut libc::c_void, end - (start + len));
+        }
+        Ok(Self {
+            addr: start as *mut u8,
             len,
         })
     }
