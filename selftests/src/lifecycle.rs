@@ -183,53 +183,112 @@ fn oom_kills(cg: &Path) -> Result<u64, Outcome> {
         .ok_or_else(|| Outcome::Fail(format!("no oom_kill line in memory.events: {events}")))
 }
 
-/// Shared counters of [`fault_ahead_window_never_oom_kills`]: the pages the first child
-/// touched, and what the second one held before exiting.
+/// Shared counters of [`fault_ahead_window_never_oom_kills`]: the pages child A touched, and
+/// for each child (A, B, C, in this order) the address of its mapping and (B and C) the pages it
+/// held before exiting.
 const TOUCHED: usize = 0;
-const HELD: usize = 1;
+const MAPPED_AT: usize = 1;
+const HELD: usize = 4;
 
-/// The pages of the window that fault-ahead allocates beyond the faulting page are a guess,
-/// allocated without reclaim (but charged to the memory cgroup): they never call in the OOM
-/// killer. In a memory cgroup with a few MiB of room, child A touches pages of the device one
-/// at a time until the cgroup's OOM killer ends it, which measures the room, c pages, in real
-/// use; child B does the same up to page c - 12, then advises `MADV_SEQUENTIAL` and touches
-/// pages c - 12 to c - 9, so that the 16-page window from c - 12 would need 4 pages more than
-/// there is room for, while the pages B touches fit with 8 to spare. B must exit normally, with
-/// no OOM kill in `memory.events`, holding between c - 8 and c pages. Ground truth: how each
-/// child ended, and the cgroup's own `memory.events`.
-pub fn fault_ahead_window_never_oom_kills() -> TestResult {
-    /// Room above what the cgroup holds at the start.
-    const ROOM: u64 = 4 << 20;
-    let ps = page_size();
-    let cg = sys::new_memcg("mmscope-ahead")?;
-    let result = (|| -> TestResult {
+/// A new memory cgroup (see [`sys::new_memcg`]) that may charge `room` bytes more than it holds
+/// now, none of it to swap.
+fn memcg_with_room(prefix: &str, room: u64) -> Result<std::path::PathBuf, Outcome> {
+    let cg = sys::new_memcg(prefix)?;
+    let limit = || -> TestResult {
         let current = fs::read_to_string(cg.join("memory.current")).context("memory.current")?;
         let current: u64 = current
             .trim()
             .parse()
             .map_err(|_| Outcome::Fail(format!("memory.current {current:?}")))?;
-        fs::write(cg.join("memory.max"), (current + ROOM).to_string()).context("memory.max")?;
+        fs::write(cg.join("memory.max"), (current + room).to_string()).context("memory.max")?;
         if cg.join("memory.swap.max").exists() {
             fs::write(cg.join("memory.swap.max"), "0").context("memory.swap.max")?;
         }
-        let procs = cg.join("cgroup.procs");
+        Ok(())
+    };
+    match limit() {
+        Ok(()) => Ok(cg),
+        Err(e) => {
+            let _ = fs::remove_dir(&cg);
+            Err(e)
+        }
+    }
+}
+
+/// The pages of the window that fault-ahead allocates beyond the faulting page are a guess,
+/// allocated without reclaim (but charged to the memory cgroup) and never mapped where they
+/// would need a page table of their own: they never call in the OOM killer. Each child below
+/// runs in a memory cgroup of its own with 1 MiB of room. Child A touches pages of the device
+/// one at a time until the cgroup's OOM killer ends it, which measures the room, c pages, in real
+/// use. Children B and C each do the same up to page c - 12, then advise `MADV_SEQUENTIAL` and
+/// touch pages c - 12 to c - 9, so that the 16-page window from c - 12 (to c + 3) would need 4
+/// pages more than there is room for, while the pages they touch fit with 8 to spare. Each must
+/// exit normally, with no OOM kill in its cgroup's `memory.events`, holding between c - 8 and c
+/// pages.
+///
+/// Every mapping is aligned to a page table (the 2 MiB one page table maps), so that each of B
+/// and C meets one bug, on every run. B's pages start at the mapping's start, as A's do, and its
+/// whole window lies in that first page table: a guess allocated with reclaim would OOM-kill B
+/// there. C's pages start further in, so that a page table starts at its page c - 8, where the
+/// window must end: a window that ran on would map its guessed pages, once they had filled the
+/// room, into a new page table, which `vm_insert_pages()` allocates with `GFP_KERNEL`, and the
+/// OOM killer would end C for it.
+///
+/// The margin counts page tables, each a 4 KiB page charged to the cgroup. The room is half of
+/// a page table's 512 pages, so A's pages 0 to c (the last one refused) lie in one page table,
+/// and so do B's and C's own pages and B's window: with the window ending at the page table,
+/// each child needs exactly one. All three map the same length from the same parent, so at the
+/// same address, and need the same tables above it. Their other charges differ by less than a
+/// page: the VMA that B's and C's advice splits off, and for C, whose offsets start further in,
+/// at most one node more of the page array.
+///
+/// A guess must meet the room exactly, or a window that ran on would find room for its page
+/// table after all: a guess, which never waits, ends where the cgroup's counter is full, while a
+/// page table's charge drains the cgroup's stocks of charges and retries, and so finds any charge
+/// that comes back meanwhile. So each child has a cgroup of its own, into which nothing that an
+/// earlier child's exit frees late (its page tables, for one, are freed after an RCU grace
+/// period) comes back in the middle of the window; and all three run on one CPU, where the
+/// cgroup keeps its stock (up to 64 pages a CPU, which only a charge that may wait takes back
+/// from another CPU). (A module whose window ran on had C OOM-killed here in 1 run of 4 with one
+/// cgroup for all three, in 12 of 13 with that cgroup on one CPU, and in 10 of 10 as here.)
+/// Ground truth: how each child ended, and its cgroup's own `memory.events`.
+pub fn fault_ahead_window_never_oom_kills() -> TestResult {
+    /// Room above what each cgroup holds at the start: half of what a page table maps.
+    const ROOM: u64 = 1 << 20;
+    let ps = page_size();
+    let table = mmscope::PMD_SIZE / ps;
+    let mut cgroups = Vec::new();
+    let result = (|| -> TestResult {
+        // The children inherit it: every charge, and the stock of charges, on one CPU.
+        sys::pin_to_this_cpu().context("sched_setaffinity to this CPU")?;
+        for name in ["a", "b", "c"] {
+            cgroups.push(memcg_with_room(&format!("mmscope-ahead-{name}"), ROOM)?);
+        }
         let counters = sys::SharedCounters::new().context("map shared counters")?;
-        // Both children map twice the room: the limit, not the mapping, ends the touching.
+        // A touches up to twice the room: the limit, not the mapping, ends the touching. C's
+        // pages start up to a page table further in.
         let pages = 2 * ROOM as usize / ps;
-        let enter = || fs::write(&procs, std::process::id().to_string()).is_ok();
+        let len = pages * ps + mmscope::PMD_SIZE;
+        // Child `i` (0: A, 1: B, 2: C) moves itself into its cgroup.
+        let enter = |i: usize| {
+            fs::write(
+                cgroups[i].join("cgroup.procs"),
+                std::process::id().to_string(),
+            )
+            .is_ok()
+        };
         let rw = libc::PROT_READ | libc::PROT_WRITE;
-        let before = oom_kills(&cg)?;
+        let map = |dev: &Device| dev.map_pmd_aligned(len, rw, libc::MAP_SHARED, 0);
         // The OOM killer prints its report (with a stack trace) to the console: bracket it
         // for the log judge, which allows a stack trace there and nothing else.
         expected_oom("begin");
         let a = in_child(|| {
-            if !enter() {
+            if !enter(0) {
                 return 3;
             }
             let Ok(dev) = Device::open() else { return 4 };
-            let Ok(m) = dev.map(pages * ps, rw, libc::MAP_SHARED, 0) else {
-                return 5;
-            };
+            let Ok(m) = map(&dev) else { return 5 };
+            counters.get(MAPPED_AT).store(m.addr() as u64, SeqCst);
             for p in 0..pages {
                 m.write(p * ps, 1);
                 counters.get(TOUCHED).store(p as u64 + 1, SeqCst);
@@ -238,7 +297,7 @@ pub fn fault_ahead_window_never_oom_kills() -> TestResult {
         })
         .context("fork")?;
         expected_oom("end");
-        let after_a = oom_kills(&cg)?;
+        let kills_a = oom_kills(&cgroups[0])?;
         let c = counters.get(TOUCHED).load(SeqCst) as usize;
         check_eq!(
             a,
@@ -246,69 +305,88 @@ pub fn fault_ahead_window_never_oom_kills() -> TestResult {
             "child A, touching pages until the cgroup is full ({c} touched)"
         );
         check!(
-            after_a > before,
-            "memory.events records no OOM kill for child A ({before} before, {after_a} after)"
+            kills_a > 0,
+            "memory.events of A's cgroup records no OOM kill"
         );
         check!(
             c >= 64,
             "child A touched only {c} pages before the OOM killer came"
         );
-        // Should B meet the OOM killer anyway, its report is bracketed too: the failure is
-        // the test's to report.
-        expected_oom("begin");
-        let b = in_child(|| {
-            if !enter() {
+        // Child `i` (1: B, 2: C) touches its pages from page `skew` of its mapping on.
+        let sequential = |i: usize, skew: usize| {
+            if !enter(i) {
                 return 3;
             }
             let Ok(dev) = Device::open() else { return 4 };
-            let Ok(m) = dev.map(pages * ps, rw, libc::MAP_SHARED, 0) else {
-                return 5;
-            };
+            let Ok(m) = map(&dev) else { return 5 };
+            counters.get(MAPPED_AT + i).store(m.addr() as u64, SeqCst);
+            let at = |p: usize| (skew + p) * ps;
             for p in 0..c - 12 {
-                m.write(p * ps, 1);
+                m.write(at(p), 1);
             }
-            let rest = m.addr().wrapping_add((c - 12) * ps);
+            let rest = m.addr().wrapping_add(at(c - 12));
             // SAFETY: The rest of our mapping; the advice changes how it is faulted in, not
             // what it holds.
-            if unsafe { libc::madvise(rest.cast(), (pages - (c - 12)) * ps, libc::MADV_SEQUENTIAL) }
-                != 0
-            {
+            if unsafe { libc::madvise(rest.cast(), len - at(c - 12), libc::MADV_SEQUENTIAL) } != 0 {
                 return 6;
             }
             for p in c - 12..c - 8 {
-                m.write(p * ps, 1);
+                m.write(at(p), 1);
             }
             let Ok(s) = dev.mem_stats() else { return 7 };
-            counters.get(HELD).store(s.obj_pages, SeqCst);
+            counters.get(HELD + i).store(s.obj_pages, SeqCst);
             0
-        })
-        .context("fork")?;
-        expected_oom("end");
-        let after_b = oom_kills(&cg)?;
-        let held = counters.get(HELD).load(SeqCst);
+        };
+        // Runs child `i` from page `skew` of its mapping on: how it ended, the OOM kills in its
+        // cgroup's `memory.events`, and the pages it held.
+        let run = |i: usize, skew: usize| -> Result<(ChildEnd, u64, u64), Outcome> {
+            // Should the child meet the OOM killer anyway, its report is bracketed too: the
+            // failure is the test's to report.
+            expected_oom("begin");
+            let end = in_child(|| sequential(i, skew)).context("fork")?;
+            expected_oom("end");
+            let kills = oom_kills(&cgroups[i])?;
+            Ok((end, kills, counters.get(HELD + i).load(SeqCst)))
+        };
+        // B from the page table's start; C so that a page table starts at its page c - 8.
+        let (end_b, kills_b, held_b) = run(1, 0)?;
+        let (end_c, kills_c, held_c) = run(2, (table - (c - 8) % table) % table)?;
+        let mapped_at = |i: usize| counters.get(MAPPED_AT + i).load(SeqCst);
         println!(
-            "# room c = {c} pages; B held {held} pages; oom_kill {before} -> {after_a} (A) -> \
-             {after_b} (B)"
+            "# room c = {c} pages; B held {held_b} pages, C {held_c}; mapped at {:#x}, {:#x}, \
+             {:#x}; OOM kills {kills_a} (A), {kills_b} (B), {kills_c} (C)",
+            mapped_at(0),
+            mapped_at(1),
+            mapped_at(2)
         );
+        let codes = "3: cgroup, 4: open, 5: mmap, 6: madvise, 7: MMSCOPE_IOC_MEM_STATS";
         check_eq!(
-            b,
+            end_b,
             ChildEnd::Exited(0),
-            "child B, whose fault-ahead window from page c - 12 = {} reaches 4 pages past the \
-             room (3: cgroup, 4: open, 5: mmap, 6: madvise, 7: MMSCOPE_IOC_MEM_STATS)",
+            "child B, whose fault-ahead window from page c - 12 = {} lies in one page table and \
+             reaches 4 pages past the room ({codes})",
             c - 12
         );
+        check_eq!(kills_b, 0, "OOM kills in memory.events of B's cgroup");
         check_eq!(
-            after_b,
-            after_a,
-            "OOM kills in memory.events while child B ran"
+            end_c,
+            ChildEnd::Exited(0),
+            "child C, whose fault-ahead window from page c - 12 = {} would run into a new page \
+             table at page c - 8 ({codes})",
+            c - 12
         );
-        check!(
-            (c as u64 - 8..=c as u64).contains(&held),
-            "child B held {held} pages, not between c - 8 = {} and c = {c}",
-            c - 8
-        );
+        check_eq!(kills_c, 0, "OOM kills in memory.events of C's cgroup");
+        for (child, held) in [("B", held_b), ("C", held_c)] {
+            check!(
+                (c as u64 - 8..=c as u64).contains(&held),
+                "child {child} held {held} pages, not between c - 8 = {} and c = {c}",
+                c - 8
+            );
+        }
         Ok(())
     })();
-    fs::remove_dir(&cg).context("remove the cgroup")?;
+    for cg in &cgroups {
+        fs::remove_dir(cg).context("remove a cgroup")?;
+    }
     result
 }

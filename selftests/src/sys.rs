@@ -74,6 +74,21 @@ pub fn page_size() -> usize {
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
 }
 
+/// Pins the calling thread, and the processes it forks from now on, to the CPU it is running
+/// on.
+pub fn pin_to_this_cpu() -> io::Result<()> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = cvt(unsafe { libc::sched_getcpu() }.into())? as usize;
+    // SAFETY: An all-zero `cpu_set_t` is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET sets a bit of `set`; a CPU past the set's size panics, never writes out of
+    // bounds.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid `cpu_set_t` of the size passed, and outlives the call.
+    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) }.into())?;
+    Ok(())
+}
+
 /// How a forked child ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChildEnd {
