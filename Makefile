@@ -12,6 +12,8 @@
 #   make bench               the fault path and walks against the kernel's own paths
 #   make test-debug          the same on the debug kernel (KASAN, lockdep, kmemleak,
 #                            fault injection)
+#   make test-compat         the same on the oldest supported kernel (scripts/lib.sh),
+#                            and how the kernel is chosen when a suite drops one
 #   make shell               boot the guest with the module loaded and a shell
 #   make docs                regenerate the README's example output in the guest
 #   make clean               remove the build outputs
@@ -31,11 +33,13 @@ MODULE_OUT ?= $(OUT)/module
 KO = $(MODULE_OUT)/rust/mmscope.ko
 
 # The kernel build directory. Unless given, the project's cached kernel of that
-# flavour: fetched and built on first use (scripts/kernel.sh), evaluated once.
+# flavour: fetched and built on first use (scripts/kernel.sh), evaluated once;
+# the newest supported series Debian has, or KERNEL=SERIES (or oldest).
+KERNEL ?=
 ifeq ($(origin KDIR),undefined)
 KDIR_DEFAULT := 1
 KDIR = $(eval KDIR := $(shell MMSCOPE_KERNEL_FRAGMENTS="$(KERNEL_FRAGMENTS)" \
-	$(CURDIR)/scripts/kernel.sh))$(KDIR)
+	MMSCOPE_KERNEL="$(KERNEL)" $(CURDIR)/scripts/kernel.sh))$(KDIR)
 DEPS := deps
 endif
 
@@ -62,7 +66,8 @@ HOST_PROGRAMS := /usr/bin/sort
 INITRAMFS := $(RUN_OUT)/initramfs.cpio.gz
 GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS)
 
-.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test test-debug demo bench \
+.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test test-debug \
+	test-compat demo bench \
 	shell docs clean rust-analyzer
 
 all: modules
@@ -114,15 +119,25 @@ initramfs: modules userspace compat32 progs heap
 		$(PROGS_DIR) $(HEAP_DIR) $(HOST_PROGRAMS)
 
 # The selftests; the claims table they measure must be the one the README holds.
+# The README's list of tested kernels takes this run's kernel.
 test: check initramfs
 	$(GUEST) $(RUN_OUT)/guest-test.log test $(RUN_OUT)/test-out
 	scripts/update-readme.py --check $(RUN_OUT)/test-out claims
+	scripts/update-readme.py --kernels $(OUT)
 
 # The same on the debug kernel: KASAN, lockdep, DEBUG_VM, kmemleak (a leak fails
 # the run), Rust's assertions and overflow checks, and the fault-injection tests.
 test-debug:
 	$(MAKE) test KERNEL_FRAGMENTS="configs/base.config configs/debug.config" \
 		RUN_OUT=$(OUT)/debug MODULE_OUT=$(OUT)/debug/module
+
+# The same on the oldest supported kernel, whose kernel crate differs most from the
+# newest's (rust/compat.rs), after checking how scripts/kernel.sh moves on when a
+# suite no longer carries a series.
+test-compat:
+	$(MAKE) kernel KERNEL=oldest
+	scripts/test-kernel-choice.sh
+	$(MAKE) test KERNEL=oldest RUN_OUT=$(OUT)/compat MODULE_OUT=$(OUT)/compat/module
 
 # The module's fault path and walks side by side with the kernel's own, in one guest
 # boot: the table goes to build/bench.md and the README. Benchmarks, not tests:

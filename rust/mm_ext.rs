@@ -471,6 +471,9 @@ pub(crate) fn task_from_pid(nr: i32) -> Result<ARef<Task>> {
 
 /// Accessors on a task.
 pub(crate) trait TaskExt {
+    /// `tgid`: the id of the task's thread group, in the initial pid namespace.
+    fn thread_group_id(&self) -> Pid;
+
     /// The thread group id of the task tracing this one now, as `ptrace_parent()` tells.
     fn tracer_tgid(&self) -> Option<Pid>;
 
@@ -499,6 +502,11 @@ pub(crate) trait TaskExt {
 }
 
 impl TaskExt for Task {
+    fn thread_group_id(&self) -> Pid {
+        // SAFETY: The task is valid (`&Task`); `tgid` is set at fork and never changes.
+        unsafe { (*self.as_ptr()).tgid }
+    }
+
     fn tracer_tgid(&self) -> Option<Pid> {
         let _rcu = rcu::read_lock();
         // SAFETY: The task is valid (`&Task`), and the RCU read lock is held, as

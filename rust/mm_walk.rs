@@ -111,8 +111,8 @@ pub(crate) fn with_target_mm<R>(
 /// here while the tracer rule may still allow, and a read that is refused fails with `EACCES`
 /// for the caller to see.
 fn may_read(task: &Task) -> bool {
-    let me = kernel::current!().tgid();
-    if task.tgid() == me {
+    let me = kernel::current!().thread_group_id();
+    if task.thread_group_id() == me {
         return true;
     }
     (task.tracer_tgid() == Some(me) || task.ptrace_has_cap_noaudit())

@@ -32,6 +32,7 @@ use kernel::{
     },
 };
 
+mod compat;
 mod lazy_mem;
 mod mm_ext;
 mod mm_walk;
@@ -93,8 +94,10 @@ fn limits() -> Result<Limits> {
             .ok_or(EINVAL)
     };
     Ok(Limits {
-        object_pages: pages(module_parameters::object_max_mb.value())?,
-        max_pages: pages(module_parameters::max_mb.value())? as u64,
+        object_pages: pages(compat::param_value(
+            module_parameters::object_max_mb.value(),
+        ))?,
+        max_pages: pages(compat::param_value(module_parameters::max_mb.value()))? as u64,
     })
 }
 

@@ -1,21 +1,50 @@
 #!/usr/bin/env bash
-# Fetch Debian's linux-source-$KERNEL_SERIES, configure it from tinyconfig plus
-# the committed fragments and build bzImage and modules, in a cache outside the
-# repository keyed by the exact kernel version, the fragments and the toolchain.
-# Prints the build directory (the KDIR for out-of-tree modules) on stdout; all
-# progress goes to stderr.
+# Fetch Debian's linux-source of a supported kernel series (scripts/lib.sh:
+# KERNELS, newest first), configure it from tinyconfig plus the committed
+# fragments and build bzImage and modules, in a cache outside the repository
+# keyed by the exact kernel version, the fragments and the toolchain. Prints the
+# build directory (the KDIR for out-of-tree modules) on stdout; all progress
+# goes to stderr.
 #
 #   scripts/kernel.sh          fetch and build if needed, print the build dir
 #   scripts/kernel.sh --path   print the build dir only if it is already built
+#   scripts/kernel.sh --which  fetch the source if needed, print its series
+#                              and suite, build nothing
 #
-# MMSCOPE_KERNEL_FRAGMENTS lists the fragments (default: configs/base.config).
+# The newest series whose source is unpacked in the cache, or else can be
+# fetched from its suite, is used: when a suite drops a series (backports keep
+# only their newest), the next one is tried, and each miss is said.
+#   MMSCOPE_KERNEL=SERIES      only that supported series (`oldest`: the last)
+#   MMSCOPE_KERNELS="S:SUITE ..." instead of the supported list (to try a suite)
+#   MMSCOPE_KERNEL_FRAGMENTS   the fragments (default: configs/base.config)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 read -r -a FRAGMENTS <<<"${MMSCOPE_KERNEL_FRAGMENTS:-configs/base.config}"
-SRC_ROOT=$CACHE_DIR/src-$KERNEL_SERIES
-SRC=$SRC_ROOT/linux-source-$KERNEL_SERIES
-KMAKE=(make -s -C "$SRC" "LLVM=-$LLVM_VERSION")
+if [ -n "${MMSCOPE_KERNELS:-}" ]; then
+	read -r -a KERNELS <<<"$MMSCOPE_KERNELS"
+fi
+case "${MMSCOPE_KERNEL:-}" in
+"") CANDIDATES=("${KERNELS[@]}") ;;
+oldest) CANDIDATES=("${KERNELS[-1]}") ;;
+*)
+	CANDIDATES=()
+	for k in "${KERNELS[@]}"; do
+		[ "${k%%:*}" = "$MMSCOPE_KERNEL" ] && CANDIDATES+=("$k")
+	done
+	[ ${#CANDIDATES[@]} -gt 0 ] ||
+		die "kernel $MMSCOPE_KERNEL is not supported; the supported ones are ${KERNELS[*]%%:*}"
+	;;
+esac
+
+# use_kernel SERIES SUITE: the kernel the steps below work on.
+use_kernel() {
+	KERNEL_SERIES=$1
+	KERNEL_SUITE=$2
+	SRC_ROOT=$CACHE_DIR/src-$KERNEL_SERIES
+	SRC=$SRC_ROOT/linux-source-$KERNEL_SERIES
+	KMAKE=(make -s -C "$SRC" "LLVM=-$LLVM_VERSION")
+}
 
 # debian_mirror: the Debian archive URI the host already uses, so that no
 # mirror is hard-coded here; MMSCOPE_DEBIAN_MIRROR overrides it.
@@ -31,7 +60,8 @@ debian_mirror() {
 	} | grep -E '/debian/?$' | head -n 1 || true
 }
 
-# fetch_source: download and unpack linux-source-$KERNEL_SERIES once.
+# fetch_source: download and unpack linux-source-$KERNEL_SERIES once. Returns
+# 1, having said why, when $KERNEL_SUITE cannot be read or does not carry it.
 fetch_source() {
 	[ -f "$SRC/.mmscope-unpacked" ] && return
 	step "fetch linux-source-$KERNEL_SERIES from $KERNEL_SUITE"
@@ -40,14 +70,22 @@ fetch_source() {
 	[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt; set MMSCOPE_DEBIAN_MIRROR to one"
 	apt_dir=$CACHE_DIR/apt
 	rm -rf "$apt_dir" "$SRC_ROOT"
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$SRC_ROOT"
+	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
 	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $KERNEL_SUITE main" \
 		>"$apt_dir/sources.list"
 	local apt=(apt-get -qq -o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=-
 		-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
-	"${apt[@]}" update </dev/null || die "apt-get update of $KERNEL_SUITE from $mirror failed"
-	(cd "$apt_dir" && "${apt[@]}" download "linux-source-$KERNEL_SERIES" </dev/null) ||
-		die "apt-get download linux-source-$KERNEL_SERIES failed"
+	if ! "${apt[@]}" update </dev/null; then
+		echo "mmscope: cannot read the suite $KERNEL_SUITE from $mirror" >&2
+		rm -rf "$apt_dir"
+		return 1
+	fi
+	if ! (cd "$apt_dir" && "${apt[@]}" download "linux-source-$KERNEL_SERIES" </dev/null); then
+		echo "mmscope: $KERNEL_SUITE has no linux-source-$KERNEL_SERIES (any more)" >&2
+		rm -rf "$apt_dir"
+		return 1
+	fi
+	mkdir -p "$SRC_ROOT"
 	step "unpack linux-source-$KERNEL_SERIES"
 	dpkg-deb -x "$apt_dir"/linux-source-"$KERNEL_SERIES"_*.deb "$apt_dir/deb" || die "dpkg-deb -x failed"
 	tar -xf "$apt_dir/deb/usr/src/linux-source-$KERNEL_SERIES.tar.xz" -C "$SRC_ROOT" ||
@@ -74,19 +112,43 @@ build_dir() {
 }
 
 if [ "${1:-}" = --path ]; then
-	[ -f "$SRC/.mmscope-unpacked" ] || exit 0
-	dir=$(build_dir)
-	[ -f "$dir/.mmscope-built" ] && echo "$dir"
+	for k in "${CANDIDATES[@]}"; do
+		use_kernel "${k%%:*}" "${k#*:}"
+		[ -f "$SRC/.mmscope-unpacked" ] || continue
+		dir=$(build_dir)
+		[ -f "$dir/.mmscope-built" ] && echo "$dir" && exit 0
+	done
 	exit 0
 fi
 
 mkdir -p "$CACHE_DIR"
 exec 9>"$CACHE_DIR/.lock"
 flock 9
-fetch_source
+# The newest candidate whose source is here already, or can be fetched.
+found=
+tried=()
+for k in "${CANDIDATES[@]}"; do
+	use_kernel "${k%%:*}" "${k#*:}"
+	if fetch_source; then
+		found=1
+		break
+	fi
+	tried+=("linux-source-$KERNEL_SERIES from $KERNEL_SUITE")
+done
+if [ -z "$found" ]; then
+	STEP="find a kernel source"
+	die "no supported kernel could be fetched (tried: ${tried[*]}; see above). Check the network and MMSCOPE_DEBIAN_MIRROR, or build against your own Rust-enabled kernel: make KDIR=/path/to/its/build"
+fi
+if [ ${#tried[@]} -gt 0 ]; then
+	echo "mmscope: using linux-source-$KERNEL_SERIES from $KERNEL_SUITE instead of ${tried[*]}" >&2
+fi
+if [ "${1:-}" = --which ]; then
+	echo "$KERNEL_SERIES $KERNEL_SUITE"
+	exit 0
+fi
 BUILD=$(build_dir)
 if [ -f "$BUILD/.mmscope-built" ]; then
-	step "reuse cached kernel $BUILD"
+	step "reuse cached kernel $BUILD (linux-source-$KERNEL_SERIES, $KERNEL_SUITE)"
 	echo "$BUILD"
 	exit 0
 fi

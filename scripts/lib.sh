@@ -1,10 +1,16 @@
 # Shared settings and helpers for the mmscope build and test scripts.
 # Sourced, not executed.
 
-# The kernel series the project builds against: bump this one line to move.
-KERNEL_SERIES=7.3
-# The Debian suite that carries linux-source-$KERNEL_SERIES.
-KERNEL_SUITE=trixie-backports
+# The Rust-enabled kernels mmscope supports, newest first, as SERIES:SUITE: the
+# Debian suite whose linux-source-SERIES package carries the series. The one
+# place that names them: scripts/kernel.sh uses the newest it can have, `make
+# test-compat` the oldest (the last line). When Debian ships the next series,
+# add its line on top, and a shim in rust/compat.rs for each kernel crate API
+# it changed (the module's build says which).
+KERNELS=(
+	7.3:trixie-backports
+	7.2:sid
+)
 # bindgen-cli version installed from crates.io (the kernel needs >= 0.71.1).
 BINDGEN_VERSION=0.72.1
 # LLVM suffix passed to kbuild as LLVM=-$LLVM_VERSION.

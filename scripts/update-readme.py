@@ -9,6 +9,9 @@
 #   scripts/update-readme.py --check DIR NAME...
 # With --only, update the blocks NAME... only (`make bench` keeps its table so).
 #   scripts/update-readme.py --only DIR NAME...
+# With --kernels, update the block "kernels" from the guest logs of the last
+# test run of each flavour under OUT (build/): its kernel and its result.
+#   scripts/update-readme.py --kernels OUT
 import difflib
 import pathlib
 import re
@@ -84,7 +87,42 @@ def check(src, names):
     print(f"update-readme: README.md agrees with {src} ({', '.join(names)})", file=sys.stderr)
 
 
+# The test runs `make test`, `make test-debug` and `make test-compat` leave, under
+# the build directory: (log, what the README calls the run).
+RUNS = [
+    ("guest-test.log", "`make test`"),
+    ("debug/guest-test.log", "`make test-debug` (KASAN, lockdep, kmemleak)"),
+    ("compat/guest-test.log", "`make test-compat` (the oldest supported kernel)"),
+]
+
+
+def kernels(out):
+    """The README block "kernels": the kernel and the result of each flavour's last run."""
+    rows = []
+    for log, run in RUNS:
+        path = out / log
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        version = re.search(r"Linux version (\S+)", text)
+        results = re.findall(r"^(\d+ passed, \d+ failed.*)$", text, re.M)
+        if not version or not results:
+            continue
+        rows.append(f"| {run} | Linux {version.group(1)} | {results[-1].strip()} |")
+    if not rows:
+        fail(f"no test run's log under {out}")
+    body = "\n".join(["| run | kernel | selftests |", "|---|---|---|", *rows])
+    text = README.read_text()
+    if not pattern("kernels").search(text):
+        fail("README.md has no generated:kernels section")
+    README.write_text(pattern("kernels").sub(lambda m: m.group(1) + body + "\n" + m.group(2), text))
+    print(f"update-readme: README.md (kernels) updated from the runs under {out}", file=sys.stderr)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--kernels":
+        kernels(pathlib.Path(sys.argv[2]))
+        return
     if len(sys.argv) >= 3 and sys.argv[1] == "--check":
         names = sys.argv[3:] or list(BLOCKS)
         unknown = [n for n in names if n not in BLOCKS]
