@@ -10,6 +10,9 @@
 
 #include <linux/capability.h>
 #include <linux/cred.h>
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/mm.h>
 #include <linux/mmap_lock.h>
 #include <linux/ptrace.h>
@@ -24,6 +27,7 @@ unsigned long mmscope_get_mm_counter_sum(struct mm_struct *mm, int member);
 struct task_struct *mmscope_ptrace_parent(struct task_struct *task);
 bool mmscope_ptrace_has_cap_noaudit(struct task_struct *task);
 bool mmscope_task_still_dumpable_noaudit(struct task_struct *task);
+int mmscope_file_hold_module(struct file *file);
 
 void mmscope_get_page(struct page *page)
 {
@@ -85,4 +89,42 @@ bool mmscope_task_still_dumpable_noaudit(struct task_struct *task)
 	if (READ_ONCE(es->dumpable) == TASK_DUMPABLE_OWNER)
 		return true;
 	return ns_capable_noaudit(es->user_ns, CAP_SYS_PTRACE);
+}
+
+/*
+ * The file operations of the device with their owner set, for kernels whose
+ * kernel crate builds a miscdevice's file_operations without one (Linux 7.2;
+ * 7.3 sets .owner). Copied from the first open file's, once.
+ */
+static struct file_operations mmscope_owned_fops;
+static bool mmscope_owned_fops_ready;
+static DEFINE_MUTEX(mmscope_owned_fops_lock);
+
+/*
+ * From the device's ->open: make the file hold the module, as every file does
+ * whose operations have an owner. Without one (Linux 7.2), neither the open
+ * file nor the mappings that hold it keep the module loaded, and rmmod would
+ * free the code their operations point to. So give the file a copy of its
+ * operations with the owner set, the way misc_open() gives it the device's:
+ * replace_fops() with a reference fops_get() took, which fops_put() in
+ * __fput() drops after ->release. Nothing to do where the owner is set.
+ */
+int mmscope_file_hold_module(struct file *file)
+{
+	const struct file_operations *fops;
+
+	if (file->f_op->owner)
+		return 0;
+	mutex_lock(&mmscope_owned_fops_lock);
+	if (!mmscope_owned_fops_ready) {
+		mmscope_owned_fops = *file->f_op;
+		mmscope_owned_fops.owner = THIS_MODULE;
+		mmscope_owned_fops_ready = true;
+	}
+	mutex_unlock(&mmscope_owned_fops_lock);
+	fops = fops_get(&mmscope_owned_fops);
+	if (!fops)
+		return -ENODEV;
+	replace_fops(file, fops);
+	return 0;
 }

@@ -17,7 +17,8 @@
 //! - [`TaskExt`] on `Task`: the tracer (`ptrace_parent()`), `CAP_SYS_PTRACE` in the task's user
 //!   namespace, and its address space with `mm_access()`'s locking; [`task_from_pid`].
 //!
-//! Besides `vm_ops.rs`, this is the only file of the module with `unsafe` code.
+//! Besides `vm_ops.rs` (and `compat.rs`, the shims for older kernels), this is the only file of
+//! the module with `unsafe` code.
 
 use core::{
     ffi::c_int,

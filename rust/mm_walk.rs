@@ -11,6 +11,7 @@
 //! Memory is bounded by the caller's record buffer. The raw accessors are in [`crate::mm_ext`],
 //! the only way this file reaches the kernel's structures.
 
+use crate::compat;
 use crate::mm_ext::{
     self,
     HeapAndStack,
@@ -257,7 +258,7 @@ const EXPORTED_VM_FLAGS: [usize; 24] = [
     flags::MAYREAD,
     flags::MAYWRITE,
     flags::MAYEXEC,
-    flags::MAYSHARE,
+    compat::VM_MAYSHARE,
     VM_GROWSDOWN,
     VM_LOCKED,
     flags::IO,

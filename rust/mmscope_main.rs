@@ -111,7 +111,8 @@ struct MmscopeFile {
 impl MiscDevice for MmscopeFile {
     type Ptr = KBox<Self>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+    fn open(file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+        compat::file_hold_module(file)?;
         let mem = Arc::pin_init(LazyMem::new(limits()?), GFP_KERNEL_ACCOUNT)?;
         Ok(KBox::new(MmscopeFile { mem }, GFP_KERNEL_ACCOUNT)?)
     }
