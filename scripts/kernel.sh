@@ -61,7 +61,8 @@ debian_mirror() {
 }
 
 # fetch_source: download and unpack linux-source-$KERNEL_SERIES once. Returns
-# 1, having said why, when $KERNEL_SUITE cannot be read or does not carry it.
+# 1, having said why, when $KERNEL_SUITE does not carry it; any other failure
+# dies. (Called as an `if` condition, where `set -e` is off: each step checks.)
 fetch_source() {
 	[ -f "$SRC/.mmscope-unpacked" ] && return
 	step "fetch linux-source-$KERNEL_SERIES from $KERNEL_SUITE"
@@ -69,29 +70,29 @@ fetch_source() {
 	mirror=$(debian_mirror)
 	[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt; set MMSCOPE_DEBIAN_MIRROR to one"
 	apt_dir=$CACHE_DIR/apt
-	rm -rf "$apt_dir" "$SRC_ROOT"
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+	rm -rf "$apt_dir"
+	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" || die "cannot create $apt_dir"
 	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $KERNEL_SUITE main" \
-		>"$apt_dir/sources.list"
+		>"$apt_dir/sources.list" || die "cannot write $apt_dir/sources.list"
 	local apt=(apt-get -qq -o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=-
 		-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
-	if ! "${apt[@]}" update </dev/null; then
-		echo "mmscope: cannot read the suite $KERNEL_SUITE from $mirror" >&2
-		rm -rf "$apt_dir"
-		return 1
-	fi
+	# A suite that cannot be read (network, mirror) is an error, not a reason to move on:
+	# apt-get update alone exits 0 when it fails to fetch.
+	"${apt[@]}" --error-on=any update </dev/null ||
+		die "apt-get update of $KERNEL_SUITE from $mirror failed (network, or MMSCOPE_DEBIAN_MIRROR)"
 	if ! (cd "$apt_dir" && "${apt[@]}" download "linux-source-$KERNEL_SERIES" </dev/null); then
 		echo "mmscope: $KERNEL_SUITE has no linux-source-$KERNEL_SERIES (any more)" >&2
 		rm -rf "$apt_dir"
 		return 1
 	fi
-	mkdir -p "$SRC_ROOT"
+	rm -rf "$SRC_ROOT"
+	mkdir -p "$SRC_ROOT" || die "cannot create $SRC_ROOT"
 	step "unpack linux-source-$KERNEL_SERIES"
 	dpkg-deb -x "$apt_dir"/linux-source-"$KERNEL_SERIES"_*.deb "$apt_dir/deb" || die "dpkg-deb -x failed"
 	tar -xf "$apt_dir/deb/usr/src/linux-source-$KERNEL_SERIES.tar.xz" -C "$SRC_ROOT" ||
 		die "untar of linux-source-$KERNEL_SERIES.tar.xz failed"
-	rm -rf "$apt_dir"
-	touch "$SRC/.mmscope-unpacked"
+	rm -rf "$apt_dir" || die "cannot remove $apt_dir"
+	touch "$SRC/.mmscope-unpacked" || die "cannot mark $SRC unpacked"
 }
 
 # build_dir: the cache key, from the exact version, the fragments and the tools.
