@@ -297,52 +297,43 @@ impl MmExt for MmWithUser {
     }
 
     fn layout(&self) -> Layout {
-        let m = self.as_raw();
-        // SAFETY: `self` has users, so it is valid; `arg_lock` is its spinlock.
-        unsafe { bindings::spin_lock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
-        // SAFETY: `m` is valid. Under `arg_lock`, the writers left are `brk()` (`brk`) and an
-        // `execve` building this address space (see the trait), all with plain stores of aligned
-        // words; `mmap_base` and `task_size` are set at `execve` before the address space can be
-        // reached by another task.
-        let layout = unsafe {
-            let f = &raw const (*m).__bindgen_anon_1;
-            Layout {
-                start_code: read_once(&raw const (*f).start_code),
-                end_code: read_once(&raw const (*f).end_code),
-                start_data: read_once(&raw const (*f).start_data),
-                end_data: read_once(&raw const (*f).end_data),
-                start_brk: read_once(&raw const (*f).start_brk),
-                brk: read_once(&raw const (*f).brk),
-                start_stack: read_once(&raw const (*f).start_stack),
-                arg_start: read_once(&raw const (*f).arg_start),
-                arg_end: read_once(&raw const (*f).arg_end),
-                env_start: read_once(&raw const (*f).env_start),
-                env_end: read_once(&raw const (*f).env_end),
-                mmap_base: read_once(&raw const (*f).mmap_base),
-                task_size: read_once(&raw const (*f).task_size),
+        read_under_arg_lock(self, |f| {
+            // SAFETY: `f` is valid for the call, and every concurrent store to these fields is a
+            // plain store of an aligned word (see `read_under_arg_lock`); `mmap_base` and
+            // `task_size` are set at `execve` before the address space can be reached by another
+            // task.
+            unsafe {
+                Layout {
+                    start_code: read_once(&raw const (*f).start_code),
+                    end_code: read_once(&raw const (*f).end_code),
+                    start_data: read_once(&raw const (*f).start_data),
+                    end_data: read_once(&raw const (*f).end_data),
+                    start_brk: read_once(&raw const (*f).start_brk),
+                    brk: read_once(&raw const (*f).brk),
+                    start_stack: read_once(&raw const (*f).start_stack),
+                    arg_start: read_once(&raw const (*f).arg_start),
+                    arg_end: read_once(&raw const (*f).arg_end),
+                    env_start: read_once(&raw const (*f).env_start),
+                    env_end: read_once(&raw const (*f).env_end),
+                    mmap_base: read_once(&raw const (*f).mmap_base),
+                    task_size: read_once(&raw const (*f).task_size),
+                }
             }
-        };
-        // SAFETY: We took the lock above.
-        unsafe { bindings::spin_unlock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
-        layout
+        })
     }
 
     fn heap_and_stack(&self) -> HeapAndStack {
-        let m = self.as_raw();
-        // SAFETY: As in `layout`.
-        unsafe { bindings::spin_lock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
-        // SAFETY: As in `layout`.
-        let fields = unsafe {
-            let f = &raw const (*m).__bindgen_anon_1;
-            HeapAndStack {
-                start_brk: read_once(&raw const (*f).start_brk),
-                brk: read_once(&raw const (*f).brk),
-                start_stack: read_once(&raw const (*f).start_stack),
+        read_under_arg_lock(self, |f| {
+            // SAFETY: As in `layout`: `f` is valid for the call, and every concurrent store to
+            // these fields is a plain store of an aligned word.
+            unsafe {
+                HeapAndStack {
+                    start_brk: read_once(&raw const (*f).start_brk),
+                    brk: read_once(&raw const (*f).brk),
+                    start_stack: read_once(&raw const (*f).start_stack),
+                }
             }
-        };
-        // SAFETY: We took the lock above.
-        unsafe { bindings::spin_unlock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
-        fields
+        })
     }
 
     fn vm_counters(&self) -> VmCounters {
@@ -370,6 +361,26 @@ impl MmExt for MmWithUser {
         // SAFETY: `self` has users, so it is valid, and `member` is one of its counters.
         unsafe { mmscope_get_mm_counter_sum(self.as_raw(), member as c_int) as u64 }
     }
+}
+
+/// The fields of `mm` (its `mm_struct`'s anonymous part), for `read` to read under `arg_lock`.
+///
+/// `read` gets a pointer valid for the call. Under `arg_lock`, the writers of the layout fields
+/// left are `brk()` (`brk`) and an `execve` building this address space (see
+/// [`MmExt::layout`]), all with plain stores of aligned words: `read` reads them with
+/// [`read_once`].
+fn read_under_arg_lock<R>(
+    mm: &MmWithUser,
+    read: impl FnOnce(*const bindings::mm_struct__bindgen_ty_1) -> R,
+) -> R {
+    let m = mm.as_raw();
+    // SAFETY: `mm` has users, so it is valid; `arg_lock` is its spinlock.
+    unsafe { bindings::spin_lock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
+    // SAFETY: `m` is valid; this only takes the address of its fields.
+    let value = read(unsafe { &raw const (*m).__bindgen_anon_1 });
+    // SAFETY: We took the lock above.
+    unsafe { bindings::spin_unlock(&raw mut (*m).__bindgen_anon_1.arg_lock) };
+    value
 }
 
 /// A hold of an address space's mmap read lock, taken by [`MmExt::mmap_read_lock_killable`].

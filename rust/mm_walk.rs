@@ -193,10 +193,10 @@ fn record(
             _ => VmaKind::Special,
         }
     } else {
-        let layout = heap_and_stack();
-        if is_initial_heap(vma, &layout) {
+        let fields = heap_and_stack();
+        if is_initial_heap(vma, &fields) {
             VmaKind::Heap
-        } else if is_initial_stack(vma, &layout) {
+        } else if is_initial_stack(vma, &fields) {
             VmaKind::Stack
         } else {
             VmaKind::Anon
@@ -207,13 +207,13 @@ fn record(
 }
 
 /// `vma_is_initial_heap()`: the VMA overlaps `start_brk..brk`.
-fn is_initial_heap(vma: &VmaRef, layout: &HeapAndStack) -> bool {
-    vma.start() < layout.brk && vma.end() > layout.start_brk
+fn is_initial_heap(vma: &VmaRef, mm: &HeapAndStack) -> bool {
+    vma.start() < mm.brk && vma.end() > mm.start_brk
 }
 
 /// `vma_is_initial_stack()`: the VMA holds `start_stack`.
-fn is_initial_stack(vma: &VmaRef, layout: &HeapAndStack) -> bool {
-    vma.start() <= layout.start_stack && vma.end() >= layout.start_stack
+fn is_initial_stack(vma: &VmaRef, mm: &HeapAndStack) -> bool {
+    vma.start() <= mm.start_stack && vma.end() >= mm.start_stack
 }
 
 /// The `MMSCOPE_VMA_*` bits of `vm_flags`, for [`MmscopeVma::flags`]: one step per flag set.
@@ -299,12 +299,12 @@ pub(crate) fn collect_vmas(
     this_file: &File,
 ) -> Result<Walk> {
     let lock = mm.mmap_read_lock_killable()?;
-    let layout = mm.heap_and_stack();
+    let fields = mm.heap_and_stack();
     let map_count = lock.map_count() as u64;
     for (recorded, vma) in lock.vmas_from(start).enumerate() {
         if recorded == limit
             || out
-                .push_within_capacity(record(vma, || layout, this_file))
+                .push_within_capacity(record(vma, || fields, this_file))
                 .is_err()
         {
             return Ok(Walk {
