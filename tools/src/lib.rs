@@ -202,6 +202,38 @@ impl AsRawFd for Device {
     }
 }
 
+/// `mmap(addr, len, prot, flags, fd, offset)`: the address of the new mapping, or the `errno`.
+///
+/// # Safety
+///
+/// With `MAP_FIXED` in `flags`, `addr..addr + len` must hold nothing of the caller's that
+/// anything still uses: the mapping replaces it.
+unsafe fn mmap(
+    addr: usize,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    offset: u64,
+) -> io::Result<*mut u8> {
+    // SAFETY: The caller vouches for what a MAP_FIXED mapping replaces; any other mmap only
+    // adds a mapping.
+    let got = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            prot,
+            flags,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if got == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(got.cast())
+}
+
 /// A memory mapping, unmapped on drop.
 pub struct Mapping {
     addr: *mut u8,
@@ -212,23 +244,8 @@ impl Mapping {
     /// `mmap(NULL, len, prot, flags, fd, offset)`; `fd` -1 for anonymous memory.
     pub fn new(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<Self> {
         // SAFETY: A new mapping at an address the kernel chooses overlaps nothing of ours.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                flags,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Self {
-            addr: addr.cast(),
-            len,
-        })
+        let addr = unsafe { mmap(0, len, prot, flags, fd, offset) }?;
+        Ok(Self { addr, len })
     }
 
     /// `mmap` of `len` bytes at an address aligned to `align` (a power of two): a reservation
@@ -254,19 +271,7 @@ impl Mapping {
         let start = (reserved.addr as usize).next_multiple_of(align);
         // SAFETY: `start..start + len` lies inside our own reservation, which nothing else uses;
         // MAP_FIXED replaces that part of it.
-        let got = unsafe {
-            libc::mmap(
-                start as *mut libc::c_void,
-                len,
-                prot,
-                flags | libc::MAP_FIXED,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if got == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        unsafe { mmap(start, len, prot, flags | libc::MAP_FIXED, fd, offset) }?;
         let (base, end) = (reserved.addr as usize, reserved.addr as usize + span);
         std::mem::forget(reserved);
         // SAFETY: The head and the tail of our reservation around the new mapping are ours and
@@ -285,23 +290,8 @@ impl Mapping {
     /// (`MAP_FIXED_NOREPLACE`: `EEXIST` if something is).
     pub fn new_at(addr: usize, len: usize, prot: i32, flags: i32) -> io::Result<Self> {
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
-        let got = unsafe {
-            libc::mmap(
-                addr as *mut libc::c_void,
-                len,
-                prot,
-                flags | libc::MAP_FIXED_NOREPLACE,
-                -1,
-                0,
-            )
-        };
-        if got == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Self {
-            addr: got.cast(),
-            len,
-        })
+        let addr = unsafe { mmap(addr, len, prot, flags | libc::MAP_FIXED_NOREPLACE, -1, 0) }?;
+        Ok(Self { addr, len })
     }
 
     /// Takes over a mapping made elsewhere (for example by `mremap`).
