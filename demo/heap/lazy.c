@@ -65,9 +65,14 @@ int main(void)
 	      "memset of 100 pages: RSS %s (%lld pages), %lu more of the block resident",
 	      delta_str(after_memset), after_memset / (long long)PAGE, block_touched - block);
 
+	/*
+	 * Only residency is in the verdict's words: how much address space the block adds
+	 * depends, for jemalloc, on where its extents fall from run to run (+12 or +18 MiB), and
+	 * the trace above shows it.
+	 */
 	if (zeroed <= 1)
-		claim("lazy-calloc", HOLDS, "calloc(1, 8 MiB): VM %s, %lu page%s of it resident",
-		      delta_str(vm_change(&s2, &s3)), zeroed, zeroed == 1 ? "" : "s");
+		claim("lazy-calloc", HOLDS, "calloc(1, 8 MiB): %lu page%s of it resident",
+		      zeroed, zeroed == 1 ? "" : "s");
 	else
 		claim("lazy-calloc", DOES_NOT_HOLD, "calloc(1, 8 MiB): %lu pages of it resident",
 		      zeroed);
