@@ -8,6 +8,10 @@
 #   make KDIR=/path/to/build build against your own Rust-enabled kernel build
 #   make demo                boot the guest and show what malloc really does, step by
 #                            step, with plots (build/demo/) and the claims table
+#   make trace CMD='prog args'  the same on your own program: it and every library
+#                            it needs go to the guest's disk, `mmscope trace
+#                            --svg --picture` runs it there; trace and plot in
+#                            build/trace/ (FILES='data.txt ...' adds files)
 #   make test                check, build, boot the guest and run the selftests
 #   make bench               the fault path and walks against the kernel's own paths
 #   make test-debug          the same on the debug kernel (KASAN, lockdep, kmemleak,
@@ -15,6 +19,7 @@
 #   make test-compat         the same on the oldest supported kernel (scripts/lib.sh),
 #                            and how the kernel is chosen when a suite drops one
 #   make shell               boot the guest with the module loaded and a shell
+#                            (FILES='prog data.txt' puts your files in /files)
 #   make docs                regenerate the README's example output in the guest
 #   make clean               remove the build outputs
 #   make rust-analyzer       write rust-project.json for editors
@@ -64,10 +69,16 @@ HEAP_STAMP := $(HEAP_DIR)/.built
 # A real program from the host, traced by the demo: GNU sort.
 HOST_PROGRAMS := /usr/bin/sort
 INITRAMFS := $(RUN_OUT)/initramfs.cpio.gz
-GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS)
+# The guest's read-only disk (scripts/disk.sh): the programs it runs, file-backed.
+DISK := $(RUN_OUT)/disk.erofs
+# Your files for the guest (make trace CMD=..., make shell FILES=...), checked and
+# gathered by scripts/stage-files.sh; none unless one of those asks.
+STAGE :=
+USER_FILES := $(OUT)/user-files
+GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS) $(DISK)
 
 .PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test test-debug \
-	test-compat demo bench \
+	test-compat demo bench trace stage \
 	shell docs clean rust-analyzer
 
 all: modules
@@ -114,15 +125,23 @@ compat32: $(DEPS)
 	@mkdir -p $(OUT)
 	gcc -m32 -static -O2 -Wall -Werror -I include/uapi -o $(COMPAT32) selftests/compat/compat32.c
 
+# The guest: its initramfs (the harness) and its disk (the programs).
 initramfs: modules userspace compat32 progs heap
-	scripts/initramfs.sh $(INITRAMFS) $(KO) $(SELFTESTS_BIN) $(COMPAT32) $(MMSCOPE_BIN) \
-		$(PROGS_DIR) $(HEAP_DIR) $(HOST_PROGRAMS)
+	scripts/initramfs.sh $(INITRAMFS) $(KO) $(SELFTESTS_BIN) $(COMPAT32) $(MMSCOPE_BIN)
+	scripts/disk.sh $(DISK) $(PROGS_DIR) $(HEAP_DIR) "$(STAGE)" $(HOST_PROGRAMS)
 
-# The selftests; the claims table they measure must be the one the README holds.
+# Your command and files, checked before anything is built or booted. CMD and
+# FILES reach the script through the environment, untouched by make's quoting.
+stage:
+	@scripts/stage-files.sh $(USER_FILES) "$$CMD" $$FILES
+
+# The selftests; the claims table they measure must be the one the README holds;
+# `make trace` on a program of yours, and on bad input.
 # The README's list of tested kernels takes this run's kernel.
 test: check initramfs
 	$(GUEST) $(RUN_OUT)/guest-test.log test $(RUN_OUT)/test-out
 	scripts/update-readme.py --check $(RUN_OUT)/test-out claims
+	scripts/test-user-program.sh
 	scripts/update-readme.py --kernels $(OUT)
 
 # The same on the debug kernel: KASAN, lockdep, DEBUG_VM, kmemleak (a leak fails
@@ -153,8 +172,20 @@ demo: initramfs
 	$(GUEST) $(OUT)/guest-demo.log demo $(OUT)/demo
 	@echo "mmscope: the plots and the claims table are in $(OUT)/demo/"
 
-# An interactive guest: the module loaded, mmscope on the PATH; `exit` powers it off.
-shell: initramfs
+# Your own program under the tracer in the guest (CMD='prog args', FILES='more files').
+trace:
+	@test -n "$$CMD" || { echo "mmscope: give the program to trace: make trace CMD='path/to/prog args'" >&2; exit 1; }
+	$(MAKE) stage
+	$(MAKE) initramfs STAGE=$(USER_FILES)
+	$(GUEST) $(OUT)/guest-trace.log trace $(OUT)/trace
+	@cat $(OUT)/trace/trace.txt
+	@echo "mmscope: the trace and its plot are in $(OUT)/trace/ (trace.txt, trace.svg)"
+
+# An interactive guest: the module loaded, mmscope on the PATH, your FILES in /files;
+# `exit` powers it off.
+shell:
+	$(if $(FILES),$(MAKE) stage)
+	$(MAKE) initramfs $(if $(FILES),STAGE=$(USER_FILES))
 	$(GUEST) $(OUT)/guest-shell.log shell
 
 # The README's example output, from real runs in the guest (scripts/guest-docs.sh).

@@ -8,6 +8,8 @@
 #   mmscope.run=docs   generate the README's example output into /out
 #   mmscope.run=demo   the heap scenarios, a real program and the claims table
 #   mmscope.run=bench  the benchmarks (mmscope-selftests --bench) into /out
+#   mmscope.run=trace  `make trace`: mmscope trace on your command (from the
+#                      disk's /mmscope/trace-cmd), the trace and plot into /out
 #   mmscope.run=probe  nothing: only show that the guest boots (KVM probe)
 /bin/busybox --install -s /bin
 export PATH=/bin:/mmscope/progs
@@ -22,6 +24,27 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 # debugfs: kmemleak and fault injection, on the debug kernel
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mkdir -p /out
+
+# The disk (scripts/disk.sh): every program the guest runs, on a read-only
+# EROFS image, so that their text and libraries are file-backed pages, as on
+# any machine. Its directories appear where the programs expect them: /usr,
+# /lib, /lib64, /files (yours), /mmscope/progs and /mmscope/heap.
+mount_disk() {
+	mount -t erofs -o ro /dev/vda /disk || return 1
+	for d in /disk/*; do
+		name=${d#/disk/}
+		if [ "$name" = mmscope ]; then
+			for m in /disk/mmscope/*; do
+				[ -d "$m" ] || continue
+				mkdir -p "/mmscope/${m#/disk/mmscope/}"
+				mount --bind "$m" "/mmscope/${m#/disk/mmscope/}" || return 1
+			done
+		else
+			mkdir -p "/$name"
+			mount --bind "$d" "/$name" || return 1
+		fi
+	done
+}
 
 mode=test
 for arg in $(cat /proc/cmdline); do
@@ -66,6 +89,7 @@ send_out() {
 if [ "$mode" = probe ]; then
 	finish probe=ok
 fi
+mount_disk || finish disk=failed
 
 kmemleak_baseline
 insmod /mmscope/mmscope.ko || finish insmod=failed
@@ -89,7 +113,8 @@ mmscope guest: the module is loaded and `mmscope` is on the PATH. Try
   mmscope trace -- malloc-touch
   mmscope lazy 1M --pattern stride:4
   mmscope-selftests maps        (the selftests whose names contain "maps")
-Files in /out come back to the host (build/guest-out/). Leave with `exit` or
+Your files (make shell FILES='prog data.txt') are in /files, read-only like
+every program here (on the guest's disk); /tmp is writable. Files in /out come back to the host (build/guest-out/). Leave with `exit` or
 Ctrl-D: the guest powers off.
 
 BANNER
@@ -106,6 +131,17 @@ docs)
 bench)
 	/mmscope/selftests --bench /out/bench.md
 	status=$?
+	;;
+trace)
+	# Your command, in /files (read-only, like the rest of the disk; /tmp is
+	# writable), as an ordinary program: its exit status is reported, not judged.
+	cd /files
+	eval "set -- $(cat /disk/mmscope/trace-cmd)"
+	echo "mmscope: tracing $*"
+	mmscope trace --svg /out/trace.svg --picture -o /out/trace.txt -- "$@"
+	echo "mmscope: the command ended with status $?"
+	[ -s /out/trace.txt ] || status=1
+	cd /
 	;;
 demo)
 	MMSCOPE_HEAP=/mmscope/heap MMSCOPE_BIN=/bin/mmscope sh /mmscope/demo.sh /out

@@ -9,7 +9,7 @@ set -euo pipefail
 APT_PACKAGES=(
 	"clang-$LLVM_VERSION" "lld-$LLVM_VERSION" "llvm-$LLVM_VERSION" "libclang-$LLVM_VERSION-dev"
 	bc flex bison libelf-dev libssl-dev cpio xz-utils make
-	qemu-system-x86 busybox-static
+	qemu-system-x86 busybox-static erofs-utils
 	gcc-multilib
 	musl-tools libjemalloc-dev libmimalloc-dev coreutils
 )

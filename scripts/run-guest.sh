@@ -3,8 +3,9 @@
 # terminal and a log file, bring back the files the run left in the guest's
 # /out, and judge the log: exit 0 only if the guest reported success and the
 # log holds no kernel splat.
-#   scripts/run-guest.sh BZIMAGE INITRD LOG [MODE [OUTDIR]]
-# MODE is test (default), docs, demo, bench or shell (interactive: the console is this
+#   scripts/run-guest.sh BZIMAGE INITRD DISK LOG [MODE [OUTDIR]]
+# DISK is the guest's read-only disk image (scripts/disk.sh), its first virtio
+# block device. MODE is test (default), docs, demo, bench, trace or shell (interactive: the console is this
 # terminal, no timeout). The guest's /out is unpacked into OUTDIR (default:
 # guest-out beside LOG).
 # MMSCOPE_TIMEOUT (seconds, default 600), MMSCOPE_SMP (default 2),
@@ -12,14 +13,14 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ $# -ge 3 ] || { echo "usage: $0 BZIMAGE INITRD LOG [MODE [OUTDIR]]" >&2; exit 2; }
-kernel=$1 initrd=$2 log=$3 mode=${4:-test}
-outdir=${5:-$(dirname "$log")/guest-out}
+[ $# -ge 4 ] || { echo "usage: $0 BZIMAGE INITRD DISK LOG [MODE [OUTDIR]]" >&2; exit 2; }
+kernel=$1 initrd=$2 disk=$3 log=$4 mode=${5:-test}
+outdir=${6:-$(dirname "$log")/guest-out}
 timeout_s=${MMSCOPE_TIMEOUT:-600}
 
 command -v qemu-system-x86_64 >/dev/null ||
 	die "qemu-system-x86_64 not found; run scripts/install-deps.sh (package qemu-system-x86)"
-for f in "$kernel" "$initrd"; do [ -f "$f" ] || die "$f is missing"; done
+for f in "$kernel" "$initrd" "$disk"; do [ -f "$f" ] || die "$f is missing"; done
 mkdir -p "$(dirname "$log")"
 port=$log.out
 rm -f "$port"
@@ -31,6 +32,7 @@ APPEND="console=ttyS0 panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable"
 # serial port into a file: the guest sends its /out there.
 QEMU=(qemu-system-x86_64 -m "${MMSCOPE_MEM:-1G}" -smp "${MMSCOPE_SMP:-2}"
 	-display none -no-reboot -kernel "$kernel" -initrd "$initrd"
+	-drive "file=$disk,if=virtio,format=raw,readonly=on"
 	-serial mon:stdio -serial "file:$port")
 
 # KVM only if a short probe boot reaches userspace: on some hosts /dev/kvm

@@ -1172,3 +1172,89 @@ pub fn cli_trace_real_program() -> TestResult {
     );
     Ok(())
 }
+
+/// `EROFS_SUPER_MAGIC_V1`: the filesystem of the guest's disk (`scripts/disk.sh`).
+const EROFS_SUPER_MAGIC: i64 = 0xE0F5_E1E2;
+
+/// The programs the guest traces run from its disk, as on any machine: the text of GNU sort
+/// and of libc is on a block device (the device the maps line names is the file's, with a
+/// major number), on EROFS by `statfs`, and counts as `RssFile`, not `RssShmem` (which it would
+/// from the initramfs, a tmpfs); the module classifies it as a file, as procfs names it.
+pub fn programs_run_from_disk() -> TestResult {
+    use std::os::unix::fs::MetadataExt;
+    let sort = "/usr/bin/sort";
+    let meta = match std::fs::metadata(sort) {
+        Ok(m) => m,
+        Err(_) => skip!("{sort} is not in this guest"),
+    };
+    let path = std::ffi::CString::new(sort).map_err(|e| Outcome::Fail(e.to_string()))?;
+    // SAFETY: `statfs` is plain old data; zeroes are a valid value.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `fs` a live statfs to fill.
+    let ret = unsafe { libc::statfs(path.as_ptr(), &mut fs) };
+    check_eq!(ret, 0, "statfs({sort})");
+    check_eq!(
+        fs.f_type as i64,
+        EROFS_SUPER_MAGIC,
+        "{sort} is on the guest's EROFS disk"
+    );
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    check!(
+        major != 0,
+        "{sort} is on a block device (its st_dev {major}:{minor} has a major number)"
+    );
+    // sort waits for its input on a pipe held open here: a process that holds still.
+    let mut child = Command::new(sort)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start sort")?;
+    let pid = child.id() as i32;
+    let res = (|| -> TestResult {
+        // Until sort has mapped its text and read from the pipe.
+        let maps_path = format!("/proc/{pid}/maps");
+        let mut maps = String::new();
+        for _ in 0..500 {
+            maps = std::fs::read_to_string(&maps_path).context("read maps")?;
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            if maps.contains(sort) && maps.contains("libc.so.6") && wchan.contains("pipe") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let code = maps
+            .lines()
+            .filter_map(parse_maps_line)
+            .find(|m| m.name == sort && m.perms == "r-xp")
+            .ok_or_else(|| Outcome::Fail(format!("no r-xp line of {sort} in {maps}")))?;
+        check_eq!(
+            (code.dev, code.inode),
+            ((major, minor), meta.ino()),
+            "sort's text maps the file on the disk"
+        );
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/status")).context("read status")?;
+        let file_kb = status_kb(&status, "RssFile").unwrap_or(0);
+        let shmem_kb = status_kb(&status, "RssShmem").unwrap_or(u64::MAX);
+        println!("# sort from the disk: RssFile {file_kb} kB, RssShmem {shmem_kb} kB");
+        check!(file_kb > 0, "sort's text and libraries count as RssFile");
+        check_eq!(shmem_kb, 0, "nothing of sort counts as RssShmem");
+        let out = output(mmscope(&["maps", "--json", &pid.to_string()])?)?;
+        check_eq!(out.status.code(), Some(0), "maps: {}", text(&out.stderr));
+        let doc = json(&text(&out.stdout))?;
+        let kind = doc["vmas"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["start"].as_u64() == Some(code.start)))
+            .and_then(|v| v["kind"].as_str())
+            .map(str::to_owned);
+        check_eq!(
+            kind.as_deref(),
+            Some("file"),
+            "the module's kind of sort's text"
+        );
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    res
+}

@@ -296,6 +296,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_real_program,
     },
     Test {
+        name: "programs_run_from_disk",
+        run: cli::programs_run_from_disk,
+    },
+    Test {
         name: "heap_small",
         run: || heap::scenario("small"),
     },
