@@ -192,6 +192,8 @@ shell:
 docs: initramfs
 	$(GUEST) $(OUT)/guest-docs.log docs $(OUT)/docs
 	scripts/update-readme.py $(OUT)/docs
+	scripts/test-user-program.sh
+	scripts/update-readme.py --only $(OUT)/trace user-trace
 
 clean:
 	$(eval KDIR_CLEAN := $(if $(KDIR_DEFAULT),$(shell $(CURDIR)/scripts/kernel.sh --path),$(KDIR)))

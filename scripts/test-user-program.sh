@@ -119,4 +119,11 @@ else
 	not_ok "at exit the RSS line shows file memory and no shmem: '$rss'"
 fi
 [ "$failed" -eq 0 ] || die "make trace does not work as documented (see above)"
+# For the README (`make docs`): the exec, the program's own calls (from its
+# second brk(NULL), after the loader's work), the summary and the picture.
+{
+	sed -n '1,2p' "$trace"
+	echo "...                      (the loader maps libc: see build/trace/trace.txt)"
+	awk '/ brk\(NULL\) = / { n++ } n >= 2' "$trace"
+} >"$OUT/trace/readme.txt"
 echo "mmscope: make trace works on a program of yours"
