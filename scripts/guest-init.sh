@@ -114,8 +114,9 @@ mmscope guest: the module is loaded and `mmscope` is on the PATH. Try
   mmscope lazy 1M --pattern stride:4
   mmscope-selftests maps        (the selftests whose names contain "maps")
 Your files (make shell FILES='prog data.txt') are in /files, read-only like
-every program here (on the guest's disk); /tmp is writable. Files in /out come back to the host (build/guest-out/). Leave with `exit` or
-Ctrl-D: the guest powers off.
+every program here (on the guest's disk); /tmp is writable. Files in /out
+come back to the host (build/guest-out/). Leave with `exit` or Ctrl-D: the
+guest powers off.
 
 BANNER
 	ln -s /mmscope/selftests /bin/mmscope-selftests
