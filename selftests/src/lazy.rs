@@ -1118,9 +1118,15 @@ const FILL_STEPS: &str = "2: setuid, 3: open, 4: mmap, 5: a first-touch fault wa
 
 /// Becomes `uid` and fills its allowance of `cap` pages with two objects: 200 pages in the
 /// first, the rest in a second; then a first touch past the allowance in each, in a child,
-/// must be SIGBUS. Records what it saw in `seen` from `base`; returns 0, or the step that
-/// failed ([`FILL_STEPS`]).
-fn fill_allowance(uid: u32, cap: usize, seen: &SharedCounters, base: usize) -> i32 {
+/// must be SIGBUS. Records what it saw in `seen` from `base`, then holds its objects until
+/// `hold` (if any) says; returns 0, or the step that failed ([`FILL_STEPS`]).
+fn fill_allowance(
+    uid: u32,
+    cap: usize,
+    seen: &SharedCounters,
+    base: usize,
+    hold: Option<&Pipe>,
+) -> i32 {
     const FIRST: usize = 200;
     let ps = page_size();
     if !become_user(uid) {
@@ -1164,6 +1170,10 @@ fn fill_allowance(uid: u32, cap: usize, seen: &SharedCounters, base: usize) -> i
     seen.get(base + SEEN_PAGES).store(s.pages, Relaxed);
     seen.get(base + SEEN_MAX_PAGES).store(s.max_pages, Relaxed);
     seen.get(base + SEEN_USER_PAGES).store(user, Relaxed);
+    seen.get(base + SEEN_DONE).store(1, Relaxed);
+    if let Some(hold) = hold {
+        hold.recv();
+    }
     0
 }
 
@@ -1188,9 +1198,8 @@ pub fn one_user_cannot_starve_another() -> TestResult {
         let hold = Pipe::new()?;
         // uid 1000 fills its allowance, and holds it until told.
         let mut holder = fork_child(|| {
-            let step = fill_allowance(1000, cap, &seen, 0);
+            let step = fill_allowance(1000, cap, &seen, 0, Some(&hold));
             seen.get(SEEN_DONE).store(step as u64 + 1, Relaxed);
-            hold.recv();
             step
         })
         .context("fork uid 1000")?;
@@ -1216,7 +1225,7 @@ pub fn one_user_cannot_starve_another() -> TestResult {
 
         // While uid 1000 holds its pages, uid 1001's faults get pages of their own.
         let other =
-            in_child(|| fill_allowance(1001, cap, &seen, SEEN_SLOTS)).context("uid 1001")?;
+            in_child(|| fill_allowance(1001, cap, &seen, SEEN_SLOTS, None)).context("uid 1001")?;
         check_eq!(
             other,
             ChildEnd::Exited(0),
@@ -1241,8 +1250,8 @@ pub fn one_user_cannot_starve_another() -> TestResult {
             ChildEnd::Exited(0),
             "uid 1000"
         );
-        let again =
-            in_child(|| fill_allowance(1000, cap, &seen, 2 * SEEN_SLOTS)).context("uid 1000")?;
+        let again = in_child(|| fill_allowance(1000, cap, &seen, 2 * SEEN_SLOTS, None))
+            .context("uid 1000")?;
         check_eq!(
             again,
             ChildEnd::Exited(0),
