@@ -250,7 +250,8 @@ impl UserRef {
                     },
                     GFP_KERNEL_ACCOUNT,
                 )?;
-                users.charges.push(charge.clone(), GFP_KERNEL_ACCOUNT)?;
+                // The list is the module's, not the user's: not charged to a memory cgroup.
+                users.charges.push(charge.clone(), GFP_KERNEL)?;
                 charge
             }
         };
@@ -266,6 +267,11 @@ impl Drop for UserRef {
         *objects -= 1;
         if *objects == 0 {
             users.charges.retain(|c| !Arc::ptr_eq(c, &self.0));
+            if users.charges.is_empty() {
+                // Free the list's buffer with the last user: the list is a static, never
+                // dropped, and the module cannot be unloaded while an object lives.
+                users.charges = KVec::new();
+            }
         }
     }
 }
