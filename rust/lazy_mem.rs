@@ -9,24 +9,42 @@
 //! mapping of the same object, reaches the same page. Pages are freed when the object is dropped:
 //! when the file is closed and its last mapping is gone.
 //!
+//! # Whose pages
+//!
+//! Each page is charged twice. The memory cgroup of the faulting task pays for it
+//! (`__GFP_ACCOUNT`), as for any anonymous page; that bounds what a workload may use. And the
+//! user who opened the object (the effective UID of the opening credentials) holds it against
+//! an allowance of `max_pages` (module parameter `max_mb`), shared by all objects that user
+//! opened, in a [`UserCharge`]: a module-wide cap would let one user's objects take all of it
+//! and make every other user's faults fail. A user's charge lives while any object of the user
+//! does, and is freed with the last one.
+//!
 //! # Locking
 //!
 //! Lock order: mmap lock (or VMA lock) → [`LazyMem::alloc_lock`] → the page array's lock →
 //! page table lock (taken inside `vm_insert_pages`, and by the kernel when it maps the page a
-//! fault hands it).
+//! fault hands it). Separately: mmap lock (an object dropped by `munmap` or `exit_mmap`) →
+//! [`USERS`], the list of users' charges, which is taken only when an object is created or
+//! dropped, never while a fault runs.
 //!
 //! - The page array's own spinlock protects lookups and stores; it is never held across
 //!   anything that sleeps.
 //! - `alloc_lock` serialises everything that adds pages or changes the size limit, so that two
 //!   tasks faulting the same new offset at once allocate exactly one page between them.
 //! - No lock of this file is held while a page is inserted into a page table.
+//! - A user's page count ([`UserCharge::pages`]) is an atomic counter, reserved before a page is
+//!   stored and released if it cannot be, as the module-wide count is: faults of objects of the
+//!   same user charge it without a common lock.
 
-use crate::vm_ops::{
-    self,
-    SharedPage,
-    VmFault,
-    VmFaultResult,
-    VmOperations, //
+use crate::{
+    mm_ext::USERS,
+    vm_ops::{
+        self,
+        SharedPage,
+        VmFault,
+        VmFaultResult,
+        VmOperations, //
+    }, //
 };
 use kernel::{
     alloc::{
@@ -46,8 +64,11 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
+        Arc,
+        GlobalLockedBy,
         Mutex, //
     },
+    task::Kuid,
     xarray::{
         AllocKind,
         XArray, //
@@ -130,7 +151,7 @@ fn raise_peak(peak: &Counter, value: u64) {
 /// Limits that apply to every object, from the module parameters.
 #[derive(Clone, Copy)]
 pub(crate) struct Limits {
-    /// The largest number of pages all objects together may hold.
+    /// The largest number of pages all objects of one user together may hold.
     pub(crate) max_pages: u64,
     /// The size limit of a new object, in pages.
     pub(crate) object_pages: usize,
@@ -138,7 +159,7 @@ pub(crate) struct Limits {
 
 /// Why a page could not be provided.
 enum PageError {
-    /// The offset is past the object's size limit, or the module-wide cap is reached.
+    /// The offset is past the object's size limit, or the user's allowance is used up.
     Limit,
     /// Memory could not be allocated.
     NoMemory,
@@ -175,6 +196,86 @@ impl Drop for ObjectCount {
     }
 }
 
+/// The charges of the users who hold objects, one per user: what [`USERS`] protects.
+pub(crate) struct Users {
+    /// The charges, in no order; a user's is found by a linear search, which runs only when an
+    /// object is created or dropped.
+    charges: KVec<Arc<UserCharge>>,
+}
+
+impl Users {
+    /// No user.
+    pub(crate) const fn new() -> Self {
+        Users {
+            charges: KVec::new(),
+        }
+    }
+}
+
+/// The pages all objects of one user hold, against the allowance of `max_pages` each user has.
+///
+/// # Invariants
+///
+/// `pages` is the sum of the `nr_pages` of the live objects that hold a [`UserRef`] to this
+/// charge, plus pages being added to one of them. The charge is in [`USERS`] while `objects`
+/// is nonzero, and `objects` counts the [`UserRef`]s to it.
+pub(crate) struct UserCharge {
+    /// The user: the effective UID of the credentials that opened the objects.
+    uid: Kuid,
+    /// Pages the user's objects hold.
+    pages: Counter,
+    /// The user's objects.
+    objects: GlobalLockedBy<usize, USERS>,
+}
+
+/// An object's share of its user's [`UserCharge`]: the charge stays in [`USERS`] while any
+/// share of it does.
+pub(crate) struct UserRef(Arc<UserCharge>);
+
+impl UserRef {
+    /// A share of the charge of `uid`, which is created if the user holds no object yet.
+    ///
+    /// Fails with `ENOMEM` if the charge or its place in the list cannot be allocated.
+    pub(crate) fn get(uid: Kuid) -> Result<Self> {
+        let mut users = USERS.lock();
+        let found = users.charges.iter().find(|c| c.uid == uid).cloned();
+        let charge = match found {
+            Some(charge) => charge,
+            None => {
+                let charge = Arc::new(
+                    UserCharge {
+                        uid,
+                        pages: Atomic::new(0),
+                        objects: GlobalLockedBy::new(0),
+                    },
+                    GFP_KERNEL_ACCOUNT,
+                )?;
+                // The list is the module's, not the user's: not charged to a memory cgroup.
+                users.charges.push(charge.clone(), GFP_KERNEL)?;
+                charge
+            }
+        };
+        *charge.objects.as_mut(&mut users) += 1;
+        Ok(UserRef(charge))
+    }
+}
+
+impl Drop for UserRef {
+    fn drop(&mut self) {
+        let mut users = USERS.lock();
+        let objects = self.0.objects.as_mut(&mut users);
+        *objects -= 1;
+        if *objects == 0 {
+            users.charges.retain(|c| !Arc::ptr_eq(c, &self.0));
+            if users.charges.is_empty() {
+                // Free the list's buffer with the last user: the list is a static, never
+                // dropped, and the module cannot be unloaded while an object lives.
+                users.charges = KVec::new();
+            }
+        }
+    }
+}
+
 /// A snapshot of one object's counters.
 pub(crate) struct MemStats {
     /// Faults served for this object.
@@ -185,6 +286,8 @@ pub(crate) struct MemStats {
     pub(crate) limit_pages: u64,
     /// Pages mapped by fault-around rather than by their own fault.
     pub(crate) faultaround_pages: u64,
+    /// Pages all objects of this object's user hold, against their allowance.
+    pub(crate) user_pages: u64,
 }
 
 /// A memory object whose pages are allocated on first touch.
@@ -192,7 +295,8 @@ pub(crate) struct MemStats {
 /// # Invariants
 ///
 /// `pages` holds at most one page per offset, each below `limit_pages` at the time it was added,
-/// and `GLOBAL.pages` counts every page of every live object.
+/// `GLOBAL.pages` counts every page of every live object, and `user`'s charge every page of
+/// every live object of the user.
 #[pin_data(PinnedDrop)]
 pub(crate) struct LazyMem {
     /// The pages, by page offset.
@@ -201,8 +305,10 @@ pub(crate) struct LazyMem {
     /// Serialises adding pages and changing the limit.
     #[pin]
     alloc_lock: Mutex<AllocState>,
-    /// The module-wide cap, fixed at creation.
+    /// The user's allowance, fixed at creation.
     max_pages: u64,
+    /// The charge of the user who opened the object.
+    user: UserRef,
     /// Pages held, equal to the number of entries in `pages`.
     nr_pages: Counter,
     /// Faults served.
@@ -214,8 +320,8 @@ pub(crate) struct LazyMem {
 }
 
 impl LazyMem {
-    /// An empty object with the given limits.
-    pub(crate) fn new(limits: Limits) -> impl PinInit<Self, Error> {
+    /// An empty object with the given limits, charged to `user`.
+    pub(crate) fn new(limits: Limits, user: UserRef) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             pages <- XArray::new(AllocKind::Alloc),
             alloc_lock <- new_mutex!(AllocState {
@@ -223,6 +329,7 @@ impl LazyMem {
                 populated_end: 0,
             }),
             max_pages: limits.max_pages,
+            user,
             nr_pages: Atomic::new(0),
             faults: Atomic::new(0),
             faultaround_pages: Atomic::new(0),
@@ -258,6 +365,7 @@ impl LazyMem {
             pages: self.nr_pages.load(Relaxed),
             limit_pages: self.limit_pages() as u64,
             faultaround_pages: self.faultaround_pages.load(Relaxed),
+            user_pages: self.user.0.pages.load(Relaxed),
         }
     }
 
@@ -284,8 +392,8 @@ impl LazyMem {
         Ok((page, true))
     }
 
-    /// Adds `page` at `pgoff`, which holds no page, within the size limit and the module-wide
-    /// cap; the page array allocates what it needs for it with `gfp`.
+    /// Adds `page` at `pgoff`, which holds no page, within the size limit and the user's
+    /// allowance; the page array allocates what it needs for it with `gfp`.
     fn add(
         &self,
         state: &mut AllocState,
@@ -296,14 +404,16 @@ impl LazyMem {
         if pgoff >= state.limit_pages {
             return Err(PageError::Limit);
         }
-        // Reserve the page in the module-wide count before storing it.
-        let total = GLOBAL.pages.fetch_add(1, Relaxed) + 1;
-        if total > self.max_pages {
-            GLOBAL.pages.fetch_sub(1, Relaxed);
+        // Reserve the page in the user's charge before storing it.
+        let charged = &self.user.0.pages;
+        if charged.fetch_add(1, Relaxed) + 1 > self.max_pages {
+            charged.fetch_sub(1, Relaxed);
             return Err(PageError::Limit);
         }
+        let total = GLOBAL.pages.fetch_add(1, Relaxed) + 1;
         if self.pages.lock().store(pgoff, page, gfp).is_err() {
             GLOBAL.pages.fetch_sub(1, Relaxed);
+            charged.fetch_sub(1, Relaxed);
             return Err(PageError::NoMemory);
         }
         state.populated_end = state.populated_end.max(pgoff + 1);
@@ -391,8 +501,8 @@ impl LazyMem {
 
     /// Fault-ahead, for a mapping advised `MADV_SEQUENTIAL`: maps the faulting page, then
     /// allocates the pages the object does not hold yet in the [`FAULT_AHEAD_PAGES`] from it on
-    /// (within the VMA, the page table of the faulting page, the size limit and the module-wide
-    /// cap), and maps them with the held ones, where nothing is mapped yet.
+    /// (within the VMA, the page table of the faulting page, the size limit and the user's
+    /// allowance), and maps them with the held ones, where nothing is mapped yet.
     ///
     /// Nothing the window needs allocates with a blocking allocation: the faulting page is
     /// mapped first, so that its page table, which the fault needs anyway, is allocated before
@@ -518,6 +628,7 @@ impl PinnedDrop for LazyMem {
     fn drop(self: Pin<&mut Self>) {
         // The page array frees the pages when it is dropped, right after this.
         let pages = self.nr_pages.load(Relaxed);
+        self.user.0.pages.fetch_sub(pages, Relaxed);
         GLOBAL.pages.fetch_sub(pages, Relaxed);
         GLOBAL.pages_freed.add(pages, Relaxed);
     }

@@ -17,6 +17,9 @@
 //! - [`TaskExt`] on `Task`: the tracer (`ptrace_parent()`), `CAP_SYS_PTRACE` in the task's user
 //!   namespace, and its address space with `mm_access()`'s locking; [`task_from_pid`].
 //!
+//! - [`USERS`], the module-wide lock of the users' charges of `lazy_mem.rs` (a `global_lock!`,
+//!   whose initialisation is `unsafe`), and [`init_users_lock`].
+//!
 //! Besides `vm_ops.rs` (and `compat.rs`, the shims for older kernels), this is the only file of
 //! the module with `unsafe` code.
 
@@ -37,6 +40,7 @@ use kernel::{
         aref::ARef,
         atomic::{
             atomic_load,
+            Atomic,
             Relaxed, //
         },
         rcu,
@@ -571,4 +575,26 @@ impl TaskExt for Task {
         unsafe { bindings::up_read(lock) };
         res
     }
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: The module's `init` calls `init_users_lock()` before it registers the device; the
+    // lock is taken only when an object of the device is created or dropped, so never before.
+    /// The users who hold memory objects and their charges ([`crate::lazy_mem::UserCharge`]).
+    pub(crate) unsafe(uninit) static USERS: Mutex<crate::lazy_mem::Users> =
+        crate::lazy_mem::Users::new();
+}
+
+/// Initialises [`USERS`]; only the first call does anything.
+///
+/// Called by the module's `init` before it registers the device.
+pub(crate) fn init_users_lock() {
+    /// Whether [`USERS`] is initialised.
+    static DONE: Atomic<bool> = Atomic::new(false);
+    if DONE.xchg(true, Relaxed) {
+        return;
+    }
+    // SAFETY: `DONE` lets only the first call of this function through, so this is the only
+    // initialisation of the lock.
+    unsafe { USERS.init() };
 }

@@ -41,7 +41,8 @@ mod vm_ops;
 
 use lazy_mem::{
     LazyMem,
-    Limits, //
+    Limits,
+    UserRef, //
 };
 use mm_ext::VmaExt;
 
@@ -58,7 +59,9 @@ module! {
         },
         max_mb: usize {
             default: 512,
-            description: "Cap on the memory all objects together may allocate, in MiB",
+            description: "Cap on the memory each user's objects together may hold, in MiB (the user \
+                is the effective UID that opened them; pages are also charged to the memory \
+                cgroup of the task that faults them in)",
         },
     },
 }
@@ -79,6 +82,7 @@ struct MmscopeModule {
 impl kernel::InPlaceModule for MmscopeModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let options = MiscDeviceOptions { name: c"mmscope" };
+        mm_ext::init_users_lock();
         try_pin_init!(Self {
             _limits: limits()?,
             _miscdev <- MiscDeviceRegistration::register(options),
@@ -113,7 +117,8 @@ impl MiscDevice for MmscopeFile {
 
     fn open(file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
         compat::file_hold_module(file)?;
-        let mem = Arc::pin_init(LazyMem::new(limits()?), GFP_KERNEL_ACCOUNT)?;
+        let user = UserRef::get(file.cred().euid())?;
+        let mem = Arc::pin_init(LazyMem::new(limits()?, user), GFP_KERNEL_ACCOUNT)?;
         Ok(KBox::new(MmscopeFile { mem }, GFP_KERNEL_ACCOUNT)?)
     }
 
@@ -157,6 +162,7 @@ impl MiscDevice for MmscopeFile {
         seq_print!(m, "mmscope-pages:\t{}\n", obj.pages);
         seq_print!(m, "mmscope-limit-pages:\t{}\n", obj.limit_pages);
         seq_print!(m, "mmscope-faultaround-pages:\t{}\n", obj.faultaround_pages);
+        seq_print!(m, "mmscope-user-pages:\t{}\n", obj.user_pages);
     }
 }
 

@@ -246,7 +246,8 @@ pub(crate) struct MmscopeMemStats {
     pub(crate) pages_freed: u64,
     /// All objects: the most pages allocated at any one time.
     pub(crate) peak_pages: u64,
-    /// The module-wide cap in pages (module parameter `max_mb`).
+    /// The allowance of each user: the most pages all objects of one user may hold together
+    /// (module parameter `max_mb`).
     pub(crate) max_pages: u64,
     /// Memory objects alive (open files and the mappings that outlive them).
     pub(crate) objects: u64,

@@ -77,6 +77,16 @@ kmemleak_report() {
 	echo "mmscope: kmemleak scan done"
 }
 
+# The guest has no udev: give /dev/mmscope the MODE the shipped rule sets, as
+# udev does on the device's "add" event. The selftests do the same after each
+# insmod of theirs (MMSCOPE_UDEV_RULE).
+export MMSCOPE_UDEV_RULE=/etc/udev/rules.d/60-mmscope.rules
+apply_udev_rule() {
+	devmode=$(sed -n 's/^KERNEL=="mmscope",.*MODE="\([0-7]*\)".*/\1/p' $MMSCOPE_UDEV_RULE)
+	[ -n "$devmode" ] || { echo "mmscope: no MODE for mmscope in $MMSCOPE_UDEV_RULE"; return 1; }
+	chmod "$devmode" /dev/mmscope
+}
+
 # send_out: the files in /out, as a base64 tar on the second serial port,
 # which the host writes to a file. Closing the port waits until it is sent.
 send_out() {
@@ -94,6 +104,7 @@ mount_disk || finish disk=failed
 kmemleak_baseline
 insmod /mmscope/mmscope.ko || finish insmod=failed
 [ -c /dev/mmscope ] || finish insmod=no-device
+apply_udev_rule || finish udev-rule=failed
 
 status=0
 case "$mode" in

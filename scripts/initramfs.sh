@@ -25,6 +25,7 @@ chmod 755 "$root"
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,disk,files,mmscope}
 cp "$busybox" "$root/bin/busybox"
 cp "$TOP/scripts/guest-init.sh" "$root/init"
+mkdir -p "$root/etc/udev/rules.d" && cp "$TOP/udev/60-mmscope.rules" "$root/etc/udev/rules.d/"
 cp "$TOP/scripts/guest-docs.sh" "$root/mmscope/docs.sh"
 cp "$TOP/scripts/guest-demo.sh" "$root/mmscope/demo.sh"
 cp "$ko" "$root/mmscope/mmscope.ko"

@@ -73,8 +73,8 @@
  * fails with ENOMEM, as for every VM_MIXEDMAP mapping.
  *
  * An access at or past the size limit (after mremap() grew a mapping, or the
- * limit was lowered), or one that would take the module past its cap on all
- * objects' memory (module parameter max_mb), raises SIGBUS. A failed
+ * limit was lowered), or one that would take the objects of the object's user
+ * past their allowance (module parameter max_mb), raises SIGBUS. A failed
  * allocation in the fault handler (the page, or the page store's own memory)
  * is VM_FAULT_OOM: the memory cgroup's OOM handling when a cgroup limit caused
  * it, otherwise the kernel retries the fault. Nothing is left half-allocated.
@@ -91,8 +91,20 @@
  * touch takes one fault per 16 pages. Its allocations are a guess: they never
  * wait for reclaim, so they cannot invoke the OOM killer (the faulting page
  * itself, and its page table, can, as in any page fault); when one fails, or
- * the module's cap is reached, allocation stops there, without an error.
+ * the user's allowance is reached, allocation stops there, without an error.
  * MADV_NORMAL or MADV_RANDOM makes the mapping exactly lazy again.
+ *
+ * Whose pages: each object belongs to the user who opened it (the effective
+ * UID of the opening credentials, a kernel UID: a user namespace does not
+ * make a new user), whatever process faults its pages in. All objects of one
+ * user together hold at most max_mb MiB (max_pages in struct
+ * mmscope_mem_stats), so that no user's objects can take what another user's
+ * faults need; the allowance is whole again once the user's objects are gone.
+ * Before this rule max_mb capped the objects of all users together, which let
+ * one user make every other user's faults SIGBUS; a program written for that
+ * rule, which reads max_pages as a bound on what it may hold, is right under
+ * this one. Beyond the allowance, pages are memory of the faulting task's
+ * memory cgroup, whose limits bound them as they bound anonymous memory.
  */
 
 /*
@@ -108,7 +120,8 @@
  * @pages:                 all objects: pages allocated now
  * @pages_freed:           all objects: pages freed since load
  * @peak_pages:            all objects: most pages allocated at one time
- * @max_pages:             the cap on all objects' pages (max_mb)
+ * @max_pages:             the allowance of each user: the most pages all
+ *                         objects of one user may hold together (max_mb)
  * @objects:               memory objects alive (open files, and mappings
  *                         that outlive their file)
  */

@@ -444,26 +444,74 @@ pub fn cli_maps_colour_rules() -> TestResult {
     Ok(())
 }
 
-/// Makes `/dev/mmscope` usable by everyone for the life of the guard.
-struct OpenDevice(u32);
-
-impl OpenDevice {
-    fn new() -> Result<Self, Outcome> {
-        let meta = std::fs::metadata(mmscope::DEVICE_PATH).context("stat the device")?;
-        let mode = meta.permissions().mode();
-        std::fs::set_permissions(mmscope::DEVICE_PATH, std::fs::Permissions::from_mode(0o666))
-            .context("chmod the device")?;
-        Ok(Self(mode))
+/// Right after `insmod` (the guest's init loads the module and, having no udev, applies the
+/// shipped udev rule), the device has the rule's mode, and an ordinary user (uid 1000, no
+/// capabilities) opens it and traces a program of theirs with `mmscope trace`: every memory
+/// call the program says it made is in the trace.
+pub fn cli_user_traces_after_insmod() -> TestResult {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        skip!("needs root to create processes of other users");
     }
-}
+    let Ok(rule) = std::env::var("MMSCOPE_UDEV_RULE") else {
+        skip!("MMSCOPE_UDEV_RULE does not name the shipped udev rule");
+    };
+    let rules = std::fs::read_to_string(&rule).context("read the udev rule")?;
+    let want = sys::udev_rule_mode(&rules)
+        .ok_or_else(|| Outcome::Fail(format!("{rule} sets no MODE for mmscope")))?;
+    let meta = std::fs::metadata(mmscope::DEVICE_PATH).context("stat the device")?;
+    check_eq!(
+        meta.permissions().mode() & 0o7777,
+        want,
+        "the device's mode is the rule's ({rule})"
+    );
 
-impl Drop for OpenDevice {
-    fn drop(&mut self) {
-        let _ = std::fs::set_permissions(
-            mmscope::DEVICE_PATH,
-            std::fs::Permissions::from_mode(self.0 & 0o7777),
+    // The user has no capability: setuid from root to another user clears them.
+    let (code, status, err) = spawn_as(1000, &["/bin/cat", "/proc/self/status"])
+        .and_then(UserChild::output)
+        .context("cat /proc/self/status as uid 1000")?;
+    check_eq!(code, Some(0), "cat as uid 1000: {err}");
+    for cap in ["CapPrm", "CapEff"] {
+        let line = status.lines().find(|l| l.starts_with(cap)).unwrap_or("");
+        check!(
+            line.ends_with("0000000000000000"),
+            "uid 1000 has no capability: {line:?}"
         );
     }
+
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let path = "/tmp/mmscope-user-trace.json";
+    let _ = std::fs::remove_file(path);
+    let bin = bin()?;
+    let (code, out, err) = spawn_as(
+        1000,
+        &[
+            &bin, "trace", "--json", "-o", path, "--", &exe, "--helper", "calls",
+        ],
+    )
+    .and_then(UserChild::output)
+    .context("run mmscope trace as uid 1000")?;
+    check_eq!(code, Some(0), "mmscope trace as uid 1000: {err}");
+    check!(err.is_empty(), "nothing on stderr with -o: {err}");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(path).context("stat")?);
+    check_eq!(owner, 1000, "the trace is the user's file");
+    let said: Vec<Value> = out.lines().map(json).collect::<Result<_, _>>()?;
+    check!(said.len() >= 10, "the helper made its calls: {said:?}");
+    let events = trace_lines(path)?;
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(summary["event"].as_str(), Some("summary"), "last event");
+    check_eq!(summary["exit_code"].as_i64(), Some(0), "exit code");
+    let mut steps = events.iter().filter(|e| e["event"] == "syscall");
+    for want in &said {
+        check!(
+            steps.any(|s| s["syscall"] == want["call"]
+                && s["args"] == want["args"]
+                && s["ret"].as_i64() == want["ret"].as_i64()),
+            "{want} is in the trace, in order"
+        );
+    }
+    Ok(())
 }
 
 /// An unprivileged user reads another process of theirs with `mmscope maps PID` (the command
@@ -474,7 +522,6 @@ pub fn cli_maps_other_process_as_user() -> TestResult {
     if unsafe { libc::getuid() } != 0 {
         skip!("needs root to create processes of other users");
     }
-    let _open = OpenDevice::new()?;
     let own = Helper::start("hold", 1000)?;
     let pid = own.pid();
     let pid_arg = pid.to_string();

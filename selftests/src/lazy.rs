@@ -6,13 +6,17 @@
 //! (what each mapping sees), checked against the module's own counters.
 
 use crate::harness::{expect_errno, Context, Outcome, TestResult};
-use crate::sys::{self, in_child, page_size, smaps_rss_kb, ChildEnd};
+use crate::mm::become_user;
+use crate::sys::{
+    self, fork_child, in_child, page_size, smaps_rss_kb, ChildEnd, Pipe, SharedCounters,
+};
 use crate::{check, check_eq, skip};
 use mmscope::{abi::MemStats, Device, Mapping};
 use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Barrier};
 
 const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
@@ -1031,9 +1035,10 @@ pub fn fault_ahead_on_madv_sequential() -> TestResult {
     Ok(())
 }
 
-/// The module-wide cap: with `max_mb=1` loaded, 256 pages can be allocated, the next access is
-/// SIGBUS; `max_mb=0` is refused at load.
-pub fn global_cap_is_sigbus() -> TestResult {
+/// The per-user allowance: with `max_mb=1` loaded, the objects of one user (here root) hold
+/// 256 pages between them, and the next first touch in any of them is SIGBUS; fdinfo's
+/// `mmscope-user-pages` counts the user's pages. `max_mb=0` is refused at load.
+pub fn user_cap_is_sigbus() -> TestResult {
     let Ok(ko) = std::env::var("MMSCOPE_KO") else {
         skip!("MMSCOPE_KO does not name the module file, so it cannot be reloaded");
     };
@@ -1042,17 +1047,39 @@ pub fn global_cap_is_sigbus() -> TestResult {
     reload("max_mb=1").context("reload with max_mb=1")?;
     let result = (|| -> TestResult {
         let (dev, s) = open()?;
-        check_eq!(
-            s.max_pages,
-            (1 << 20) / ps as u64,
-            "max_pages with max_mb=1"
-        );
+        let cap = (1 << 20) / ps;
+        check_eq!(s.max_pages, cap as u64, "max_pages with max_mb=1");
+        let (other, _) = open()?;
         let m = map(&dev, 300, RW, SHARED, 0)?;
-        for p in 0..256 {
+        let n = map(&other, 300, RW, SHARED, 0)?;
+        for p in 0..cap - 56 {
             m.write(p * ps, 1);
         }
-        expect_sigbus("page 257 past the module-wide cap", || m.write(256 * ps, 1))?;
-        check_eq!(stats(&dev)?.pages, 256, "module pages at the cap");
+        for p in 0..56 {
+            n.write(p * ps, 1);
+        }
+        expect_sigbus(
+            "a first touch past the allowance, in the first object",
+            || m.write((cap - 56) * ps, 1),
+        )?;
+        expect_sigbus(
+            "a first touch past the allowance, in the second object",
+            || n.write(56 * ps, 1),
+        )?;
+        check_eq!(m.read(ps), 1, "a page held within the allowance");
+        check_eq!(
+            stats(&dev)?.pages,
+            cap as u64,
+            "module pages at the allowance"
+        );
+        check_eq!(user_pages(&other)?, cap as u64, "fdinfo mmscope-user-pages");
+        drop((n, other));
+        m.write((cap - 56) * ps, 1);
+        check_eq!(
+            user_pages(&dev)?,
+            (cap - 55) as u64,
+            "the user's pages once the second object is gone"
+        );
         Ok(())
     })();
     let bad = reload("max_mb=0");
@@ -1060,6 +1087,186 @@ pub fn global_cap_is_sigbus() -> TestResult {
     result?;
     expect_errno(bad, libc::EINVAL, "load with max_mb=0")?;
     Ok(())
+}
+
+/// `mmscope-user-pages` in the fdinfo of `dev`: the pages all objects of its user hold.
+fn user_pages(dev: &Device) -> Result<u64, Outcome> {
+    let info = sys::fdinfo(dev.as_raw_fd()).context("fdinfo")?;
+    info.iter()
+        .find(|(k, _)| k == "mmscope-user-pages")
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or_else(|| Outcome::Fail(format!("no mmscope-user-pages in fdinfo: {info:?}")))
+}
+
+/// What a user's process in [`one_user_cannot_starve_another`] saw once it filled its
+/// allowance, in [`SharedCounters`] slots from its own base. This slot: 0 while it runs, then
+/// one more than the step that failed (1 if none did).
+const SEEN_DONE: usize = 0;
+/// Its first object's pages.
+const SEEN_OBJ_PAGES: usize = 1;
+/// The module's pages.
+const SEEN_PAGES: usize = 2;
+/// `max_pages`.
+const SEEN_MAX_PAGES: usize = 3;
+/// Its user's pages, from fdinfo.
+const SEEN_USER_PAGES: usize = 4;
+/// Slots per process.
+const SEEN_SLOTS: usize = 5;
+/// What the failed steps of [`fill_allowance`] are.
+const FILL_STEPS: &str = "2: setuid, 3: open, 4: mmap, 5: a first-touch fault was SIGBUS within \
+    the allowance, 10-11: second object, 12-13: no SIGBUS past the allowance, 14-15: stats";
+
+/// Becomes `uid` and fills its allowance of `cap` pages with two objects: 200 pages in the
+/// first, the rest in a second; then a first touch past the allowance in each, in a child,
+/// must be SIGBUS. Records what it saw in `seen` from `base`, then holds its objects until
+/// `hold` (if any) says; returns 0, or the step that failed ([`FILL_STEPS`]).
+fn fill_allowance(
+    uid: u32,
+    cap: usize,
+    seen: &SharedCounters,
+    base: usize,
+    hold: Option<&Pipe>,
+) -> i32 {
+    const FIRST: usize = 200;
+    let ps = page_size();
+    if !become_user(uid) {
+        return 2;
+    }
+    let Ok(dev) = Device::open() else { return 3 };
+    let Ok(first) = dev.map(300 * ps, RW, SHARED, 0) else {
+        return 4;
+    };
+    let Ok(other) = Device::open() else { return 10 };
+    let Ok(second) = other.map(300 * ps, RW, SHARED, 0) else {
+        return 11;
+    };
+    // In a child, so that a SIGBUS within the allowance is a step that failed.
+    let touched = in_child(|| {
+        for p in 0..FIRST {
+            first.write(p * ps, 1);
+        }
+        for p in 0..cap - FIRST {
+            second.write(p * ps, 1);
+        }
+        0
+    });
+    if touched.ok() != Some(ChildEnd::Exited(0)) {
+        return 5;
+    }
+    for (m, at, step) in [(&first, FIRST, 12), (&second, cap - FIRST, 13)] {
+        let end = in_child(|| {
+            m.write(at * ps, 1);
+            0
+        });
+        if end.ok() != Some(ChildEnd::Signaled(libc::SIGBUS)) {
+            return step;
+        }
+    }
+    let Ok(s) = dev.mem_stats() else { return 14 };
+    let Ok(user) = user_pages(&dev) else {
+        return 15;
+    };
+    seen.get(base + SEEN_OBJ_PAGES).store(s.obj_pages, Relaxed);
+    seen.get(base + SEEN_PAGES).store(s.pages, Relaxed);
+    seen.get(base + SEEN_MAX_PAGES).store(s.max_pages, Relaxed);
+    seen.get(base + SEEN_USER_PAGES).store(user, Relaxed);
+    seen.get(base + SEEN_DONE).store(1, Relaxed);
+    if let Some(hold) = hold {
+        hold.recv();
+    }
+    0
+}
+
+/// No user can starve another: with `max_mb=1` loaded (256 pages each), user 1000 fills its
+/// allowance with two objects until its faults are SIGBUS, and while it holds them, user
+/// 1001's first touches of its own objects get pages, up to an allowance of its own, and the
+/// counters say so: each user holds its allowance, the module both. When user 1000's objects
+/// are gone, its allowance is whole again.
+pub fn one_user_cannot_starve_another() -> TestResult {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        skip!("needs root to create processes of other users");
+    }
+    let Ok(ko) = std::env::var("MMSCOPE_KO") else {
+        skip!("MMSCOPE_KO does not name the module file, so it cannot be reloaded");
+    };
+    let cap = (1 << 20) / page_size();
+    sys::reload_module("mmscope", &ko, "max_mb=1").context("reload with max_mb=1")?;
+    let result = (|| -> TestResult {
+        let seen = SharedCounters::new().context("shared counters")?;
+        let at = |process: usize, slot: usize| seen.get(process * SEEN_SLOTS + slot).load(Relaxed);
+        let hold = Pipe::new()?;
+        // uid 1000 fills its allowance, and holds it until told.
+        let mut holder = fork_child(|| {
+            let step = fill_allowance(1000, cap, &seen, 0, Some(&hold));
+            seen.get(SEEN_DONE).store(step as u64 + 1, Relaxed);
+            step
+        })
+        .context("fork uid 1000")?;
+        while at(0, SEEN_DONE) == 0 {
+            if let Some(end) = holder.try_wait().context("uid 1000")? {
+                return Err(Outcome::Fail(format!("uid 1000 ended early: {end:?}")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        check_eq!(
+            at(0, SEEN_DONE),
+            1,
+            "uid 1000 filled its allowance ({FILL_STEPS})"
+        );
+        check_eq!(at(0, SEEN_USER_PAGES), cap as u64, "uid 1000's pages");
+        check_eq!(
+            at(0, SEEN_OBJ_PAGES),
+            200,
+            "uid 1000's first object's pages"
+        );
+        check_eq!(at(0, SEEN_MAX_PAGES), cap as u64, "max_pages");
+        let before = at(0, SEEN_PAGES);
+
+        // While uid 1000 holds its pages, uid 1001's faults get pages of their own.
+        let other =
+            in_child(|| fill_allowance(1001, cap, &seen, SEEN_SLOTS, None)).context("uid 1001")?;
+        check_eq!(
+            other,
+            ChildEnd::Exited(0),
+            "uid 1001 filled an allowance of its own while uid 1000 held its ({FILL_STEPS})"
+        );
+        check_eq!(at(1, SEEN_USER_PAGES), cap as u64, "uid 1001's pages");
+        check_eq!(
+            at(1, SEEN_OBJ_PAGES),
+            200,
+            "uid 1001's first object's pages"
+        );
+        check_eq!(
+            at(1, SEEN_PAGES),
+            before + cap as u64,
+            "module pages: both users' allowances"
+        );
+
+        // uid 1000's objects go: its allowance is whole again.
+        hold.send(1);
+        check_eq!(
+            holder.wait().context("wait for uid 1000")?,
+            ChildEnd::Exited(0),
+            "uid 1000"
+        );
+        let again = in_child(|| fill_allowance(1000, cap, &seen, 2 * SEEN_SLOTS, None))
+            .context("uid 1000")?;
+        check_eq!(
+            again,
+            ChildEnd::Exited(0),
+            "uid 1000 filled its allowance again ({FILL_STEPS})"
+        );
+        check_eq!(at(2, SEEN_USER_PAGES), cap as u64, "uid 1000's pages again");
+        check_eq!(
+            at(2, SEEN_PAGES),
+            before,
+            "module pages: one allowance again"
+        );
+        Ok(())
+    })();
+    sys::reload_module("mmscope", &ko, "").context("reload with the default parameters")?;
+    result
 }
 
 /// Pages are charged to the memory cgroup of the task that faults them in, and uncharged when

@@ -36,6 +36,11 @@ const TESTS: &[Test] = &[
         name: "device_node_is_registered_misc_device",
         run: device::device_node_is_registered,
     },
+    // Before any test reloads the module: the mode the guest's init gave the device.
+    Test {
+        name: "user_traces_own_program_after_insmod",
+        run: cli::cli_user_traces_after_insmod,
+    },
     Test {
         name: "version_ioctl_reports_abi_version",
         run: device::version_ioctl,
@@ -138,8 +143,12 @@ const TESTS: &[Test] = &[
         run: lazy::fault_ahead_on_madv_sequential,
     },
     Test {
-        name: "global_cap_is_sigbus",
-        run: lazy::global_cap_is_sigbus,
+        name: "user_cap_is_sigbus",
+        run: lazy::user_cap_is_sigbus,
+    },
+    Test {
+        name: "one_user_cannot_starve_another",
+        run: lazy::one_user_cannot_starve_another,
     },
     Test {
         name: "pages_charged_to_callers_memcg",

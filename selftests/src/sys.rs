@@ -25,13 +25,39 @@ pub fn delete_module(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// `finit_module(fd, params, 0)` on the module file at `path`, what `insmod path params` does.
+/// `finit_module(fd, params, 0)` on the module file at `path`, what `insmod path params` does,
+/// then what udev does with the new device node: [`apply_udev_rule`].
 pub fn load_module_with(path: &str, params: &str) -> io::Result<()> {
     let file = fs::File::open(path)?;
     let params = CString::new(params).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: The fd is open and `params` is a valid C string for the duration of the call.
     cvt(unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) })?;
-    Ok(())
+    apply_udev_rule()
+}
+
+/// Gives the device node the mode that the shipped udev rule (`udev/60-mmscope.rules`, at the
+/// path `MMSCOPE_UDEV_RULE` names) sets, as udev does when the module is loaded: the guest has
+/// no udev, and its init does the same after its own `insmod`. Nothing if the variable is unset.
+pub fn apply_udev_rule() -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(path) = std::env::var("MMSCOPE_UDEV_RULE") else {
+        return Ok(());
+    };
+    let mode = udev_rule_mode(&fs::read_to_string(&path)?)
+        .ok_or_else(|| io::Error::other(format!("{path} sets no MODE for mmscope")))?;
+    fs::set_permissions(mmscope::DEVICE_PATH, fs::Permissions::from_mode(mode))
+}
+
+/// The `MODE` that the udev rules `rules` give the device `mmscope`.
+pub fn udev_rule_mode(rules: &str) -> Option<u32> {
+    rules
+        .lines()
+        .filter(|l| l.starts_with("KERNEL==\"mmscope\","))
+        .find_map(|l| {
+            let (_, rest) = l.split_once("MODE=\"")?;
+            let (mode, _) = rest.split_once('"')?;
+            u32::from_str_radix(mode, 8).ok()
+        })
 }
 
 /// Unloads `name` if it is loaded, then loads the module at `path` with `params`.

@@ -60,7 +60,8 @@ pub struct MemStats {
     pub pages_freed: u64,
     /// All objects: the most pages allocated at one time.
     pub peak_pages: u64,
-    /// The cap on all objects' pages (module parameter `max_mb`).
+    /// The allowance of each user: the most pages all objects of one user may hold together
+    /// (module parameter `max_mb`).
     pub max_pages: u64,
     /// Memory objects alive.
     pub objects: u64,

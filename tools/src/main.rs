@@ -221,8 +221,9 @@ fn open_device(path: &std::path::Path) -> Result<Device, Failure> {
                  `insmod mmscope.ko` (built by `make`), then try again"
             ),
             Some(libc::EACCES) | Some(libc::EPERM) => format!(
-                "{shown} is not readable and writable for you; as root, give yourself access \
-                 (for example `chmod 666 {shown}`) or run mmscope as root"
+                "{shown} is not readable and writable for you; as root, install the udev rule \
+                 that opens it to every user (udev/60-mmscope.rules in the mmscope sources) \
+                 and reload the module, or run mmscope as root"
             ),
             _ => format!("cannot open {shown}: {e}"),
         })
