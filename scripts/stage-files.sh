@@ -28,7 +28,7 @@ fail() {
 }
 
 # The guest's own directories: a file of yours cannot take one of these places.
-RESERVED='^/(bin|sbin|dev|proc|sys|tmp|out|mmscope|disk|init)(/|$)'
+RESERVED='^/(bin|sbin|dev|etc|proc|sys|tmp|out|mmscope|disk|init)(/|$)'
 
 # guest_path PATH: where PATH is in the guest.
 guest_path() {
