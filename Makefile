@@ -47,8 +47,14 @@ KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) MO=$(MODULE_OUT) LLVM=$(LLVM)
 CHECK_KDIR = @test -n "$(KDIR)" || { echo "mmscope: no kernel build directory (see the error above)" >&2; exit 1; }
 
 # The userspace workspace (tools/: the library and the mmscope command; selftests/), built
-# for the guest with glibc linked statically (.cargo/config.toml).
+# for the guest with glibc linked statically: the guest has no shared libraries, and what the
+# selftests exercise there is the real glibc malloc. The flag is given for the target triple
+# only, and every cargo call here names that triple with --target: then it does not reach the
+# proc-macro crates (clap_derive, serde_derive), which are built for the host and cannot be
+# static. (In .cargo/config.toml it would reach them whenever cargo runs without --target, and
+# a plain `cargo build --release -p mmscope` on a host would fail.)
 USER_TARGET := x86_64-unknown-linux-gnu
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS := -C target-feature=+crt-static
 USER_OUT := target/$(USER_TARGET)/release
 SELFTESTS_BIN := $(USER_OUT)/mmscope-selftests
 MMSCOPE_BIN := $(USER_OUT)/mmscope
