@@ -8,6 +8,8 @@
 #   make KDIR=/path/to/build build against your own Rust-enabled kernel build
 #   make demo                boot the guest and show what malloc really does, step by
 #                            step, with plots (build/demo/) and the claims table
+#   make test-host           build mmscope for this host and test it there, without the
+#                            module (procfs)
 #   make test                check, build, boot the guest and run the selftests
 #   make bench               the fault path and walks against the kernel's own paths
 #   make test-debug          the same on the debug kernel (KASAN, lockdep, kmemleak,
@@ -49,16 +51,17 @@ CHECK_KDIR = @test -n "$(KDIR)" || { echo "mmscope: no kernel build directory (s
 # The userspace workspace (tools/: the library and the mmscope command; selftests/), built
 # for the guest with glibc linked statically: the guest has no shared libraries, and what the
 # selftests exercise there is the real glibc malloc. The flag is given for the target triple
-# only, and every cargo call here names that triple with --target: then it does not reach the
+# only, on the cargo calls that name that triple with --target: then it does not reach the
 # proc-macro crates (clap_derive, serde_derive), which are built for the host and cannot be
-# static. (In .cargo/config.toml it would reach them whenever cargo runs without --target, and
-# a plain `cargo build --release -p mmscope` on a host would fail.)
+# static. (In .cargo/config.toml, or exported to every call, it would reach them whenever
+# cargo runs without --target, and a plain `cargo build --release -p mmscope` on a host, as
+# `make test-host` runs it, would fail.)
 USER_TARGET := x86_64-unknown-linux-gnu
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS := -C target-feature=+crt-static
 USER_OUT := target/$(USER_TARGET)/release
 SELFTESTS_BIN := $(USER_OUT)/mmscope-selftests
 MMSCOPE_BIN := $(USER_OUT)/mmscope
 CARGO := cargo
+CARGO_STATIC := CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" $(CARGO)
 CARGO_FLAGS := --locked --release --target $(USER_TARGET) --workspace
 COMPAT32 := $(OUT)/compat32
 # Example programs (demo/*.c), static, for the guest.
@@ -72,7 +75,8 @@ HOST_PROGRAMS := /usr/bin/sort
 INITRAMFS := $(RUN_OUT)/initramfs.cpio.gz
 GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS)
 
-.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test test-debug \
+.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test-host test \
+	test-debug \
 	test-compat demo bench \
 	shell docs clean rust-analyzer
 
@@ -96,12 +100,12 @@ check: $(DEPS)
 	rustfmt --check rust/mmscope_main.rs
 	$(KBUILD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy $(CARGO_FLAGS) --all-targets -- -D warnings
-	$(CARGO) test $(CARGO_FLAGS) --lib --bins
+	$(CARGO_STATIC) clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+	$(CARGO_STATIC) test $(CARGO_FLAGS) --lib --bins
 
 # The mmscope command and the selftests.
 userspace selftests: $(DEPS)
-	$(CARGO) build $(CARGO_FLAGS)
+	$(CARGO_STATIC) build $(CARGO_FLAGS)
 
 progs: $(PROGS)
 
@@ -123,6 +127,13 @@ compat32: $(DEPS)
 initramfs: modules userspace compat32 progs heap
 	scripts/initramfs.sh $(INITRAMFS) $(KO) $(SELFTESTS_BIN) $(COMPAT32) $(MMSCOPE_BIN) \
 		$(PROGS_DIR) $(HEAP_DIR) $(HOST_PROGRAMS)
+
+# The mmscope command on this host, without the module: built as a user builds it, and its
+# procfs source held against procfs, a traced program's own account of its break, and the
+# module's absence (tools/tests/host.rs). No guest, no kernel build.
+test-host:
+	$(CARGO) build --locked --release -p mmscope
+	$(CARGO) test --locked --release -p mmscope --test host
 
 # The selftests; the claims table they measure must be the one the README holds.
 # The README's list of tested kernels takes this run's kernel.

@@ -490,3 +490,92 @@ fn gone(e: io::Error) -> io::Error {
         _ => e,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(name: &str, dev: (u32, u32), inode: u64, page_size: Option<u64>) -> Raw {
+        Raw {
+            start: 0x1000,
+            end: 0x2000,
+            perms: 0,
+            offset: 0,
+            dev,
+            inode,
+            name: name.to_string(),
+            page_size,
+        }
+    }
+
+    #[test]
+    fn kinds_without_a_file() {
+        let p = Procfs::new();
+        let kind = |name: &str| p.classify("/proc/self", &raw(name, (0, 0), 0, None));
+        assert_eq!(kind(""), kind::ANON);
+        assert_eq!(kind("[heap]"), kind::HEAP);
+        assert_eq!(kind("[stack]"), kind::STACK);
+        assert_eq!(kind("[vdso]"), kind::VDSO);
+        assert_eq!(kind("[vvar]"), kind::VVAR);
+        assert_eq!(kind("[vvar_vclock]"), kind::VVAR);
+        assert_eq!(kind("[anon:glibc: malloc arena]"), kind::ANON);
+        assert_eq!(kind("[uprobes]"), kind::SPECIAL);
+    }
+
+    #[test]
+    fn kinds_of_files() {
+        let p = Procfs::new();
+        let page = Some(page_size());
+        let kind =
+            |name: &str, dev, page_size| p.classify("/proc/self", &raw(name, dev, 7, page_size));
+        assert_eq!(kind("[anon_shmem:ring]", (0, 1), page), kind::SHMEM);
+        assert_eq!(
+            kind("/memfd:huge (deleted)", (0, 9), Some(2 << 20)),
+            kind::FILE
+        );
+        assert_eq!(kind("/memfd:buffer (deleted)", (0, 1), page), kind::SHMEM);
+        // What /dev/zero taught about device 0:1 holds for another deleted file on it.
+        assert_eq!(kind("/dev/zero (deleted)", (0, 1), page), kind::SHMEM);
+        assert_eq!(kind("/some/file (deleted)", (0, 1), page), kind::SHMEM);
+        // A path that does not name the file (no such file here): a file.
+        assert_eq!(kind("/nonexistent/lib.so", (8, 1), page), kind::FILE);
+        assert_eq!(
+            kind("/nonexistent/lib.so (deleted)", (8, 1), page),
+            kind::FILE
+        );
+    }
+
+    /// Waits until `pid` runs `comm` (it has exec'd), for at most two seconds.
+    fn wait_for_exec(pid: u32, comm: &str) {
+        for _ in 0..200 {
+            let now = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if now.trim_end() == comm {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("process {pid} did not exec {comm}");
+    }
+
+    #[test]
+    fn maps_text_gives_what_procmap_query_gives() {
+        let Ok(mut child) = std::process::Command::new("sleep").arg("10").spawn() else {
+            return;
+        };
+        wait_for_exec(child.id(), "sleep");
+        let pid = Some(child.id() as i32);
+        let query = Procfs::new();
+        let text = Procfs::new();
+        text.query.set(Some(false));
+        let (mut a, mut b) = (Snapshot::default(), Snapshot::default());
+        let read_a = query.read(pid, Depth::Full, &mut a);
+        let read_b = text.read(pid, Depth::Full, &mut b);
+        let _ = child.kill();
+        let _ = child.wait();
+        read_a.expect("read through PROCMAP_QUERY");
+        read_b.expect("read the text");
+        assert!(!a.vmas.is_empty());
+        assert_eq!(a.vmas, b.vmas);
+        assert_eq!(a.summary, b.summary);
+    }
+}
