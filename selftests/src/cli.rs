@@ -1110,7 +1110,8 @@ fn trace_without_aslr(source: &str) -> Result<Vec<Value>, Outcome> {
     Ok(events)
 }
 
-/// VMA views with their flags cut to `known` (the flags a procfs trace reads at every call).
+/// VMA views with their flags cut to `known` (the flags a procfs trace reads at every call),
+/// and without the inode of shared memory, a new object in each run (a System V segment).
 fn masked(vmas: &Value, known: &[Value]) -> Vec<Value> {
     vmas.as_array()
         .into_iter()
@@ -1119,6 +1120,9 @@ fn masked(vmas: &Value, known: &[Value]) -> Vec<Value> {
             let mut v = v.clone();
             if let Some(flags) = v["flags"].as_array_mut() {
                 flags.retain(|f| known.contains(f));
+            }
+            if v["kind"] == "shmem" {
+                v["inode"] = Value::Null;
             }
             v
         })
@@ -1372,11 +1376,37 @@ pub fn cli_bad_input() -> TestResult {
         "cannot create /no/such/dir/t",
     )?;
     expect_failure(
-        &run(&["--device", "/dev/no-mmscope", "maps"])?,
+        &run(&["--device", "/dev/no-mmscope", "--source", "module", "maps"])?,
         1,
-        "a missing device",
+        "a missing device with --source module",
         "the mmscope module is not loaded",
     )?;
+    expect_failure(
+        &run(&["--device", "/dev/no-mmscope", "lazy"])?,
+        1,
+        "lazy with a missing device",
+        "mmscope lazy needs the mmscope module",
+    )?;
+    expect_failure(
+        &run(&["--source", "procfs", "lazy"])?,
+        1,
+        "lazy from procfs",
+        "procfs does not have",
+    )?;
+    expect_failure(
+        &run(&["--source", "kernel", "maps"])?,
+        2,
+        "an unknown source",
+        "invalid value 'kernel'",
+    )?;
+    // Without the device, by default: procfs, and it says so.
+    let out = run(&["--device", "/dev/no-mmscope", "maps", "--json"])?;
+    check_eq!(out.status.code(), Some(0), "maps from procfs");
+    check_eq!(
+        json(&text(&out.stdout))?["source"].as_str(),
+        Some("procfs"),
+        "a missing device, by default"
+    );
     expect_failure(
         &run(&["frobnicate"])?,
         2,
@@ -1397,18 +1427,37 @@ pub fn cli_bad_input() -> TestResult {
     Ok(())
 }
 
-/// With the module unloaded, the command says how to load it; loading it back works.
+/// With the module unloaded, the command reads procfs by default and says so; asked for the
+/// module, it says how to load it; loading it back works.
 pub fn cli_missing_module_says_how_to_load() -> TestResult {
     let Ok(ko) = std::env::var("MMSCOPE_KO") else {
         skip!("MMSCOPE_KO is not set");
     };
     sys::delete_module("mmscope").context("rmmod mmscope")?;
-    let out = output(mmscope(&["maps"])?);
+    let out = output(mmscope(&["--source", "module", "maps"])?);
+    let auto = output(mmscope(&["maps"])?);
     let reload = sys::load_module_with(&ko, "");
-    let out = out?;
+    let (out, auto) = (out?, auto?);
     reload.context("insmod mmscope again")?;
     expect_failure(&out, 1, "maps without the module", "insmod mmscope.ko")?;
     check_eq!(text(&out.stderr).lines().count(), 1, "one sentence");
+    check_eq!(
+        auto.status.code(),
+        Some(0),
+        "maps from procfs: {}",
+        text(&auto.stderr)
+    );
+    let auto = text(&auto.stdout);
+    check!(
+        auto.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("  source     procfs")),
+        "maps without the module names procfs: {auto}"
+    );
+    check!(
+        auto.contains("brk unknown: procfs shows only start_brk"),
+        "and says brk is unknown: {auto}"
+    );
     Ok(())
 }
 
