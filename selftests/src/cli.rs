@@ -1402,8 +1402,9 @@ pub fn cli_bad_input() -> TestResult {
     // Without the device, by default: procfs, and it says so.
     let out = run(&["--device", "/dev/no-mmscope", "maps", "--json"])?;
     check_eq!(out.status.code(), Some(0), "maps from procfs");
+    let doc = json(&text(&out.stdout))?;
     check_eq!(
-        json(&text(&out.stdout))?["source"].as_str(),
+        doc["source"].as_str(),
         Some("procfs"),
         "a missing device, by default"
     );

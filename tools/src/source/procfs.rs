@@ -322,7 +322,7 @@ impl Source for Procfs {
             Some(false) => "/proc/PID/maps",
             _ => "/proc/PID/maps (PROCMAP_QUERY)",
         };
-        format!("procfs: {maps}, smaps, stat and status; no mmscope module")
+        format!("procfs: {maps}, smaps, stat and status")
     }
 
     fn read(&self, pid: Option<i32>, depth: Depth, snap: &mut Snapshot) -> io::Result<()> {
