@@ -12,6 +12,8 @@
 #                            it needs go to the guest's disk, `mmscope trace
 #                            --svg --picture` runs it there; trace and plot in
 #                            build/trace/ (FILES='data.txt ...' adds files)
+#   make test-host           build mmscope for this host and test it there, without the
+#                            module (procfs)
 #   make test                check, build, boot the guest and run the selftests
 #   make bench               the fault path and walks against the kernel's own paths
 #   make test-debug          the same on the debug kernel (KASAN, lockdep, kmemleak,
@@ -52,12 +54,19 @@ KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) MO=$(MODULE_OUT) LLVM=$(LLVM)
 CHECK_KDIR = @test -n "$(KDIR)" || { echo "mmscope: no kernel build directory (see the error above)" >&2; exit 1; }
 
 # The userspace workspace (tools/: the library and the mmscope command; selftests/), built
-# for the guest with glibc linked statically (.cargo/config.toml).
+# for the guest with glibc linked statically: the guest has no shared libraries, and what the
+# selftests exercise there is the real glibc malloc. The flag is given for the target triple
+# only, on the cargo calls that name that triple with --target: then it does not reach the
+# proc-macro crates (clap_derive, serde_derive), which are built for the host and cannot be
+# static. (In .cargo/config.toml, or exported to every call, it would reach them whenever
+# cargo runs without --target, and a plain `cargo build --release -p mmscope` on a host, as
+# `make test-host` runs it, would fail.)
 USER_TARGET := x86_64-unknown-linux-gnu
 USER_OUT := target/$(USER_TARGET)/release
 SELFTESTS_BIN := $(USER_OUT)/mmscope-selftests
 MMSCOPE_BIN := $(USER_OUT)/mmscope
 CARGO := cargo
+CARGO_STATIC := CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" $(CARGO)
 CARGO_FLAGS := --locked --release --target $(USER_TARGET) --workspace
 COMPAT32 := $(OUT)/compat32
 # Example programs (demo/*.c), static, for the guest.
@@ -77,8 +86,8 @@ STAGE :=
 USER_FILES := $(OUT)/user-files
 GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS) $(DISK)
 
-.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test test-debug \
-	test-compat demo bench trace stage \
+.PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test-host test \
+	test-debug test-compat demo bench trace stage \
 	shell docs clean rust-analyzer
 
 all: modules
@@ -101,12 +110,12 @@ check: $(DEPS)
 	rustfmt --check rust/mmscope_main.rs
 	$(KBUILD) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy $(CARGO_FLAGS) --all-targets -- -D warnings
-	$(CARGO) test $(CARGO_FLAGS) --lib --bins
+	$(CARGO_STATIC) clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+	$(CARGO_STATIC) test $(CARGO_FLAGS) --lib --bins
 
 # The mmscope command and the selftests.
 userspace selftests: $(DEPS)
-	$(CARGO) build $(CARGO_FLAGS)
+	$(CARGO_STATIC) build $(CARGO_FLAGS)
 
 progs: $(PROGS)
 
@@ -134,6 +143,13 @@ initramfs: modules userspace compat32 progs heap
 # FILES reach the script through the environment, untouched by make's quoting.
 stage:
 	@scripts/stage-files.sh $(USER_FILES) "$$CMD" $$FILES
+
+# The mmscope command on this host, without the module: built as a user builds it, and its
+# procfs source held against procfs, a traced program's own account of its break, and the
+# module's absence (tools/tests/host.rs). No guest, no kernel build.
+test-host:
+	$(CARGO) build --locked --release -p mmscope
+	$(CARGO) test --locked --release -p mmscope --test host
 
 # The selftests; the claims table they measure must be the one the README holds;
 # `make trace` on a program of yours, and on bad input.

@@ -42,6 +42,16 @@ pub(crate) struct UserChild {
 /// `CommandExt::uid`), std makes an `AF_UNIX` socket pair, and the guest kernel has no
 /// networking.
 pub(crate) fn spawn_as(uid: u32, argv: &[&str]) -> std::io::Result<UserChild> {
+    spawn_with(uid, argv, None)
+}
+
+/// As [`spawn_as`], with the execution domain `persona` (`personality(2)`) set in the child
+/// before it execs, for the program and everything it starts.
+pub(crate) fn spawn_with(
+    uid: u32,
+    argv: &[&str],
+    persona: Option<libc::c_ulong>,
+) -> std::io::Result<UserChild> {
     use std::ffi::CString;
     use std::os::fd::FromRawFd;
     let args: Vec<CString> = argv
@@ -71,6 +81,9 @@ pub(crate) fn spawn_as(uid: u32, argv: &[&str]) -> std::io::Result<UserChild> {
             libc::dup2(pipes[0][0], 0);
             libc::dup2(pipes[1][1], 1);
             libc::dup2(pipes[2][1], 2);
+            if persona.is_some_and(|p| libc::personality(p) == -1) {
+                libc::_exit(126);
+            }
             if libc::syscall(libc::SYS_setgroups, 0, 0) == 0
                 && libc::syscall(libc::SYS_setgid, id) == 0
                 && libc::syscall(libc::SYS_setuid, id) == 0
@@ -934,6 +947,309 @@ pub fn cli_trace_text_and_svg() -> TestResult {
 
 /// Runs `mmscope` with `args` (a `lazy ... --json` command), expects success, and parses its
 /// rows.
+/// How far `RssAnon`, `RssFile` and `RssShmem` in `/proc/<pid>/status` may be from the sum
+/// of the kernel's per-CPU RSS counters, which the module reads (`get_mm_counter_sum()`), in
+/// pages. Since Linux 6.16 `task_mem()` (`fs/proc/task_mmu.c`) reads the same sum: 0. Before,
+/// it read `get_mm_counter()`, `percpu_counter_read_positive()`, which misses what each online
+/// CPU has not folded in yet: less than `percpu_counter_batch`, max(32, 2 x online CPUs)
+/// (`lib/percpu_counter.c`), per CPU.
+fn rss_status_bound() -> u64 {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if version >= (6, 16) {
+        return 0;
+    }
+    // SAFETY: sysconf has no memory-safety requirements.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64;
+    32u64.max(2 * cpus) * cpus
+}
+
+/// Stops `pid` (`SIGSTOP`) and waits until procfs shows it stopped; lets it go on drop.
+struct Stopped(i32);
+
+impl Stopped {
+    fn new(pid: i32) -> Result<Self, Outcome> {
+        // SAFETY: A signal to our own child.
+        if unsafe { libc::kill(pid, libc::SIGSTOP) } != 0 {
+            return Err(Outcome::Fail(format!(
+                "SIGSTOP {pid}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let stopped = Self(pid);
+        for _ in 0..500 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
+            {
+                return Ok(stopped);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Err(Outcome::Fail(format!("process {pid} did not stop")))
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: A signal to our own child.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// `mmscope maps --json --source SOURCE PID`, as a document.
+fn maps_doc(source: &str, pid: i32) -> Result<Value, Outcome> {
+    let out = output(mmscope(&[
+        "maps",
+        "--json",
+        "--source",
+        source,
+        &pid.to_string(),
+    ])?)?;
+    check_eq!(
+        out.status.code(),
+        Some(0),
+        "maps --source {source}: {}",
+        text(&out.stderr)
+    );
+    let doc = json(&text(&out.stdout))?;
+    check_eq!(doc["source"].as_str(), Some(source), "the source it names");
+    Ok(doc)
+}
+
+/// The module and procfs, asked about the same stopped process, give the same VMAs, every
+/// field of every one (kind and flags included), the same layout and VM counters, and RSS
+/// counters within [`rss_status_bound`]; the peaks as procfs shows them (`VmHWM`, `VmPeak`,
+/// with the current value folded in); procfs leaves `brk`, `mmap_base` and `task_size`
+/// unknown, saying why.
+pub fn cli_sources_agree_on_maps() -> TestResult {
+    let helper = Helper::start("variety", 0)?;
+    let pid = helper.pid();
+    let (module, procfs) = {
+        let _stopped = Stopped::new(pid)?;
+        (maps_doc("module", pid)?, maps_doc("procfs", pid)?)
+    };
+    let (mv, pv) = (&module["vmas"], &procfs["vmas"]);
+    let (mv, pv) = (
+        mv.as_array().cloned().unwrap_or_default(),
+        pv.as_array().cloned().unwrap_or_default(),
+    );
+    check_eq!(mv.len(), pv.len(), "as many VMAs from each source");
+    for (m, p) in mv.iter().zip(&pv) {
+        check_eq!(m, p, "the same VMA from the module and from procfs");
+    }
+    let kinds: std::collections::HashSet<&str> =
+        mv.iter().filter_map(|v| v["kind"].as_str()).collect();
+    let mut want = vec!["heap", "stack", "anon", "file", "shmem", "vdso", "vvar"];
+    if helper.first["device"] == true {
+        want.push("mmscope");
+    }
+    for kind in want {
+        check!(kinds.contains(kind), "the helper has a VMA of kind {kind}");
+    }
+    for flag in ["lo", "dd", "dc", "mm", "sh", "ms", "ac", "nr"] {
+        let somewhere = mv.iter().any(|v| {
+            v["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f == flag))
+        });
+        check!(
+            somewhere || (flag == "mm" && helper.first["device"] != true),
+            "some VMA has flag {flag}"
+        );
+    }
+
+    let (ms, ps) = (&module["summary"], &procfs["summary"]);
+    for field in [
+        "page_size",
+        "start_code",
+        "end_code",
+        "start_data",
+        "end_data",
+        "start_brk",
+        "start_stack",
+        "arg_start",
+        "arg_end",
+        "env_start",
+        "env_end",
+        "map_count",
+        "total_vm",
+        "locked_vm",
+        "pinned_vm",
+        "data_vm",
+        "exec_vm",
+        "stack_vm",
+    ] {
+        check_eq!(u(ps, field)?, u(ms, field)?, "summary field {field}");
+    }
+    let bound = rss_status_bound();
+    println!("# RSS counters: status may differ from the module's sum by {bound} pages");
+    for field in ["rss_anon", "rss_file", "rss_shmem"] {
+        let (m, p) = (u(ms, field)?, u(ps, field)?);
+        check!(
+            m.abs_diff(p) <= bound,
+            "{field}: module {m}, procfs {p}: more apart than {bound} pages"
+        );
+    }
+    let rss = u(ms, "rss_anon")? + u(ms, "rss_file")? + u(ms, "rss_shmem")?;
+    check!(
+        u(ps, "hiwater_rss")?.abs_diff(u(ms, "hiwater_rss")?.max(rss)) <= 3 * bound,
+        "VmHWM is max(hiwater_rss, rss): {ps} against {ms}"
+    );
+    check_eq!(
+        u(ps, "hiwater_vm")?,
+        u(ms, "hiwater_vm")?.max(u(ms, "total_vm")?),
+        "VmPeak is max(hiwater_vm, total_vm)"
+    );
+    check_eq!(u(ms, "brk")?, helper.field("brk")?, "the module's brk");
+    for field in ["brk", "mmap_base", "task_size"] {
+        check!(u(ms, field)? > 0, "the module gives {field}");
+        check!(ps[field].is_null(), "procfs leaves {field} unknown: {ps}");
+        check!(
+            ps["unknown"][field].as_str().is_some_and(|s| !s.is_empty()),
+            "and says why"
+        );
+    }
+    check!(
+        ms["unknown"].as_object().is_some_and(|o| o.is_empty()),
+        "the module knows every field: {ms}"
+    );
+    Ok(())
+}
+
+/// `mmscope trace --json --source SOURCE` of `--helper calls` with address-space randomization
+/// off (`personality(ADDR_NO_RANDOMIZE)`, set before mmscope execs and inherited by the
+/// program): the events.
+fn trace_without_aslr(source: &str) -> Result<Vec<Value>, Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let path = format!("/tmp/mmscope-trace-{source}.json");
+    let argv = [
+        bin()?.as_str(),
+        "--source",
+        source,
+        "trace",
+        "--json",
+        "-o",
+        &path,
+        "--",
+        &exe,
+        "--helper",
+        "calls",
+    ]
+    .map(str::to_string);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let child = spawn_with(0, &argv, Some(libc::ADDR_NO_RANDOMIZE as libc::c_ulong))
+        .context("start mmscope trace")?;
+    let (code, _, err) = child.output().context("run mmscope trace")?;
+    check_eq!(code, Some(0), "trace --source {source}: {err}");
+    let events = trace_lines(&path)?;
+    check_eq!(
+        events.first().and_then(|e| e["source"].as_str()),
+        Some(source),
+        "the exec event names the source"
+    );
+    Ok(events)
+}
+
+/// VMA views with their flags cut to `known` (the flags a procfs trace reads at every call),
+/// and without the inode of shared memory, a new object in each run (a System V segment).
+fn masked(vmas: &Value, known: &[Value]) -> Vec<Value> {
+    vmas.as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let mut v = v.clone();
+            if let Some(flags) = v["flags"].as_array_mut() {
+                flags.retain(|f| known.contains(f));
+            }
+            if v["kind"] == "shmem" {
+                v["inode"] = Value::Null;
+            }
+            v
+        })
+        .collect()
+}
+
+/// The same deterministic program, traced once through the module and once through procfs
+/// with randomization off, shows the same calls with the same `brk` before and after each,
+/// at exec and at exit, and the same VMA changes (flags compared as far as procfs reads them
+/// at every call: `rd wr ex ms`).
+pub fn cli_sources_agree_on_trace() -> TestResult {
+    let module = trace_without_aslr("module")?;
+    let procfs = trace_without_aslr("procfs")?;
+    let known = procfs[0]["vma_flags_known"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    check_eq!(
+        known.iter().filter_map(Value::as_str).collect::<Vec<_>>(),
+        vec!["rd", "wr", "ex", "ms"],
+        "the flags procfs reads at every call"
+    );
+    check_eq!(
+        module.len(),
+        procfs.len(),
+        "as many events from each source"
+    );
+    let mut brks = 0;
+    for (m, p) in module.iter().zip(&procfs) {
+        let event = m["event"].as_str().unwrap_or("");
+        check_eq!(Some(event), p["event"].as_str(), "the same event");
+        let keys: &[&str] = match event {
+            "exec" => &["start_brk", "brk", "map_count"],
+            "syscall" => &[
+                "step",
+                "syscall",
+                "args",
+                "ret",
+                "start_brk",
+                "brk_before",
+                "brk_after",
+                "map_count",
+            ],
+            "exit" => &["brk"],
+            _ => &[],
+        };
+        for key in keys {
+            let (mk, pk) = match (*key, m["syscall"].as_str()) {
+                // The segment's id differs between runs (its sequence number counts up).
+                ("args", Some("shmat")) => {
+                    let tail = |v: &Value| {
+                        v[key]
+                            .as_array()
+                            .map(|a| a.iter().skip(1).cloned().collect())
+                            .unwrap_or_default()
+                    };
+                    (tail(m), tail(p))
+                }
+                _ => (vec![m[key].clone()], vec![p[key].clone()]),
+            };
+            check_eq!(mk, pk, "{key} of {event} {m}");
+        }
+        brks += keys.iter().filter(|k| k.contains("brk")).count();
+        for list in ["vmas", "added", "removed"] {
+            check_eq!(
+                masked(&m[list], &known),
+                masked(&p[list], &known),
+                "{list} of {event} {m}"
+            );
+        }
+    }
+    check_eq!(
+        module[0]["brk"].as_u64(),
+        module[0]["start_brk"].as_u64(),
+        "brk is start_brk at exec"
+    );
+    println!("# {} events, {brks} brk values compared", module.len());
+    Ok(())
+}
+
 fn lazy_json(args: &[&str]) -> Result<Vec<Value>, Outcome> {
     let out = output(mmscope(args)?)?;
     check_eq!(
@@ -1107,11 +1423,38 @@ pub fn cli_bad_input() -> TestResult {
         "cannot create /no/such/dir/t",
     )?;
     expect_failure(
-        &run(&["--device", "/dev/no-mmscope", "maps"])?,
+        &run(&["--device", "/dev/no-mmscope", "--source", "module", "maps"])?,
         1,
-        "a missing device",
+        "a missing device with --source module",
         "the mmscope module is not loaded",
     )?;
+    expect_failure(
+        &run(&["--device", "/dev/no-mmscope", "lazy"])?,
+        1,
+        "lazy with a missing device",
+        "mmscope lazy needs the mmscope module",
+    )?;
+    expect_failure(
+        &run(&["--source", "procfs", "lazy"])?,
+        1,
+        "lazy from procfs",
+        "procfs does not have",
+    )?;
+    expect_failure(
+        &run(&["--source", "kernel", "maps"])?,
+        2,
+        "an unknown source",
+        "invalid value 'kernel'",
+    )?;
+    // Without the device, by default: procfs, and it says so.
+    let out = run(&["--device", "/dev/no-mmscope", "maps", "--json"])?;
+    check_eq!(out.status.code(), Some(0), "maps from procfs");
+    let doc = json(&text(&out.stdout))?;
+    check_eq!(
+        doc["source"].as_str(),
+        Some("procfs"),
+        "a missing device, by default"
+    );
     expect_failure(
         &run(&["frobnicate"])?,
         2,
@@ -1132,18 +1475,37 @@ pub fn cli_bad_input() -> TestResult {
     Ok(())
 }
 
-/// With the module unloaded, the command says how to load it; loading it back works.
+/// With the module unloaded, the command reads procfs by default and says so; asked for the
+/// module, it says how to load it; loading it back works.
 pub fn cli_missing_module_says_how_to_load() -> TestResult {
     let Ok(ko) = std::env::var("MMSCOPE_KO") else {
         skip!("MMSCOPE_KO is not set");
     };
     sys::delete_module("mmscope").context("rmmod mmscope")?;
-    let out = output(mmscope(&["maps"])?);
+    let out = output(mmscope(&["--source", "module", "maps"])?);
+    let auto = output(mmscope(&["maps"])?);
     let reload = sys::load_module_with(&ko, "");
-    let out = out?;
+    let (out, auto) = (out?, auto?);
     reload.context("insmod mmscope again")?;
     expect_failure(&out, 1, "maps without the module", "insmod mmscope.ko")?;
     check_eq!(text(&out.stderr).lines().count(), 1, "one sentence");
+    check_eq!(
+        auto.status.code(),
+        Some(0),
+        "maps from procfs: {}",
+        text(&auto.stderr)
+    );
+    let auto = text(&auto.stdout);
+    check!(
+        auto.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("  source     procfs")),
+        "maps without the module names procfs: {auto}"
+    );
+    check!(
+        auto.contains("brk unknown: procfs shows only start_brk"),
+        "and says brk is unknown: {auto}"
+    );
     Ok(())
 }
 

@@ -10,10 +10,11 @@ use std::io::{Read, Write};
 pub fn run(name: &str) -> i32 {
     match name {
         "hold" => hold(),
+        "variety" => variety(),
         "calls" => calls(),
         "threads" => threads(),
         _ => {
-            eprintln!("mmscope-selftests: no helper {name:?} (hold, calls, threads)");
+            eprintln!("mmscope-selftests: no helper {name:?} (hold, variety, calls, threads)");
             2
         }
     }
@@ -45,6 +46,101 @@ fn hold() -> i32 {
         std::process::id(),
         brk0(),
         map as u64
+    );
+    let _ = std::io::stdout().flush();
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    drop(heap);
+    0
+}
+
+/// Makes one mapping of each kind the module tells apart, with flags beyond the permissions,
+/// prints `{"pid", "brk", "device"}` (`device`: whether `/dev/mmscope` is mapped too) and
+/// waits for stdin to close: shared anonymous memory, a memfd, System V shared memory, a file
+/// that stays linked and one that is deleted, the device, locked, `MADV_DONTDUMP` and
+/// `MADV_DONTFORK` memory, and a `PROT_NONE` reservation. Each is written where it may be.
+fn variety() -> i32 {
+    let page = crate::sys::page_size();
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let heap: Vec<u8> = vec![1; 1000];
+    let map = |len: usize, prot: i32, flags: i32, fd: i32| -> *mut u8 {
+        // SAFETY: A new mapping this process keeps until it exits; written below only where
+        // it is writable, within its length.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
+        if p == libc::MAP_FAILED {
+            return std::ptr::null_mut();
+        }
+        if prot & libc::PROT_WRITE != 0 {
+            // SAFETY: As above: the first byte of a writable mapping of at least a page.
+            unsafe { p.cast::<u8>().write_volatile(1) };
+        }
+        p.cast()
+    };
+    let file = |path: &str, unlink: bool| -> i32 {
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+        else {
+            return -1;
+        };
+        if f.set_len(2 * page as u64).is_err() || (unlink && std::fs::remove_file(path).is_err()) {
+            return -1;
+        }
+        std::os::fd::IntoRawFd::into_raw_fd(f)
+    };
+    let mut ok = !map(3 * page, rw, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1).is_null();
+    // SAFETY: memfd_create with a NUL-terminated name.
+    let memfd = unsafe { libc::memfd_create(c"mmscope-variety".as_ptr(), 0) };
+    // SAFETY: ftruncate of the descriptor just made.
+    ok &= memfd >= 0 && unsafe { libc::ftruncate(memfd, 2 * page as libc::off_t) } == 0;
+    ok &= !map(2 * page, rw, libc::MAP_SHARED, memfd).is_null();
+    for (path, unlink) in [
+        ("/tmp/mmscope-variety-kept", false),
+        ("/tmp/mmscope-variety-gone", true),
+    ] {
+        let fd = file(path, unlink);
+        ok &= fd >= 0 && !map(2 * page, rw, libc::MAP_SHARED, fd).is_null();
+    }
+    // SAFETY: A new private System V segment, attached where the kernel chooses.
+    unsafe {
+        let id = libc::shmget(libc::IPC_PRIVATE, 2 * page, libc::IPC_CREAT | 0o600);
+        ok &= id >= 0 && libc::shmat(id, std::ptr::null(), 0) as isize != -1;
+        // Removed now, gone when this process detaches at its exit.
+        libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+    }
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(mmscope::DEVICE_PATH)
+        .map(std::os::fd::IntoRawFd::into_raw_fd)
+        .is_ok_and(|fd| !map(2 * page, rw, libc::MAP_SHARED, fd).is_null());
+    let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    for advice in [None, Some(libc::MADV_DONTDUMP), Some(libc::MADV_DONTFORK)] {
+        let p = map(4 * page, rw, anon, -1);
+        ok &= !p.is_null();
+        // SAFETY: Advice on, or a lock of, the middle pages of the mapping just made.
+        ok &= unsafe {
+            match advice {
+                Some(a) => libc::madvise(p.add(page).cast(), 2 * page, a),
+                None => libc::mlock(p.add(page).cast(), page),
+            }
+        } == 0;
+    }
+    ok &= !map(16 * page, libc::PROT_NONE, anon | libc::MAP_NORESERVE, -1).is_null();
+    if !ok {
+        eprintln!(
+            "variety: a mapping failed: {}",
+            std::io::Error::last_os_error()
+        );
+        return 1;
+    }
+    println!(
+        "{{\"pid\":{},\"brk\":{},\"device\":{device}}}",
+        std::process::id(),
+        brk0()
     );
     let _ = std::io::stdout().flush();
     let mut rest = Vec::new();

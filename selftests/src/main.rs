@@ -245,6 +245,14 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_text_and_svg,
     },
     Test {
+        name: "cli_sources_agree_on_maps",
+        run: cli::cli_sources_agree_on_maps,
+    },
+    Test {
+        name: "cli_sources_agree_on_trace",
+        run: cli::cli_sources_agree_on_trace,
+    },
+    Test {
         name: "cli_lazy_counts_pages",
         run: cli::cli_lazy_counts_pages,
     },

@@ -3,9 +3,10 @@
 //! Userspace side of `/dev/mmscope`, and the `mmscope` command's workings.
 //!
 //! [`abi`] mirrors `include/uapi/mmscope.h`; [`Device`] wraps an open of the device with one
-//! safe method per ioctl. On top: [`snapshot`] (one moment of an address space and the
-//! difference between two), [`maps`], [`trace`] with [`report`] and [`plot`], and [`lazy`],
-//! one module per subcommand.
+//! safe method per ioctl. [`source`] is the source of truth about an address space: the
+//! device, or procfs where the module is absent. On top: [`snapshot`] (one moment of an
+//! address space and the difference between two), [`maps`], [`trace`] with [`report`] and
+//! [`plot`], and [`lazy`], one module per subcommand.
 
 /// `PMD_SIZE` on x86-64 with 4 KiB pages: the addresses one page table maps. The module's
 /// fault-ahead window ends at a page table's end.
@@ -19,6 +20,7 @@ pub mod plot;
 pub mod procfs;
 pub mod report;
 pub mod snapshot;
+pub mod source;
 pub mod style;
 pub mod syscalls;
 pub mod trace;
@@ -27,7 +29,7 @@ pub mod units;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The device node the module registers.
 pub const DEVICE_PATH: &str = "/dev/mmscope";
@@ -35,6 +37,7 @@ pub const DEVICE_PATH: &str = "/dev/mmscope";
 /// One open of `/dev/mmscope`.
 pub struct Device {
     file: File,
+    path: PathBuf,
 }
 
 impl Device {
@@ -45,8 +48,16 @@ impl Device {
 
     /// Opens the device node at `path` read-write.
     pub fn open_path(path: impl AsRef<Path>) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Self { file })
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        Ok(Self {
+            file,
+            path: path.as_ref().to_path_buf(),
+        })
+    }
+
+    /// The device node this was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The ABI version the loaded module implements (`MMSCOPE_IOC_VERSION`).

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `mmscope`: process memory management made visible, through `/dev/mmscope`.
+//! `mmscope`: process memory management made visible, through `/dev/mmscope` or procfs.
 //!
 //! A thin command over the library: arguments, output streams, exit codes and the sentences
 //! errors are told in. Exit status: 0 on success (for `trace`, the program's own status), 1 on
@@ -12,6 +12,7 @@ use mmscope::lazy::{Lazy, Pattern, Row};
 use mmscope::maps::{self, MapsJson};
 use mmscope::report::{JsonReport, Summary, TextReport};
 use mmscope::snapshot::{page_size, Snapshot};
+use mmscope::source::{self, Choice, Source};
 use mmscope::style::{ColorChoice, Style};
 use mmscope::trace::{self, Event, TraceError};
 use mmscope::{procfs, units, Device};
@@ -25,13 +26,20 @@ use std::process::ExitCode;
 /// to one, and demand paging, page by page.
 ///
 /// Reads processes through the mmscope kernel module's /dev/mmscope: brk and start_brk exactly
-/// as the kernel keeps them, every VMA, and the RSS counters.
+/// as the kernel keeps them, every VMA, and the RSS counters. Without the module, through
+/// procfs: the same VMAs and counters; brk exact in `trace` (followed call by call), unknown in
+/// `maps`; mmap_base and task_size unknown.
 #[derive(Parser)]
 #[command(name = "mmscope", version, propagate_version = true)]
 struct Cli {
     /// The mmscope device node.
     #[arg(long, global = true, value_name = "PATH", env = "MMSCOPE_DEVICE", default_value = mmscope::DEVICE_PATH)]
     device: PathBuf,
+
+    /// Where to read address spaces: auto (the module if its device opens, else procfs),
+    /// module, procfs.
+    #[arg(long, global = true, value_name = "SOURCE", default_value = "auto")]
+    source: Choice,
 
     /// When to use colours: auto (a terminal, and NO_COLOR unset), always, never.
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
@@ -169,8 +177,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let style = Style::for_stdout(cli.color);
     match cli.command {
         Command::Maps { pid, json } => {
-            let dev = open_device(&cli.device)?;
-            maps_cmd(&dev, pid, json, &style)
+            let src = open_source(cli.source, &cli.device)?;
+            maps_cmd(src.as_ref(), pid, json, &style)
         }
         Command::Trace {
             output,
@@ -179,9 +187,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             picture,
             command,
         } => {
-            let dev = open_device(&cli.device)?;
+            let src = open_source(cli.source, &cli.device)?;
             let shape = TraceOutput { json, svg, picture };
-            trace_cmd(&dev, output, shape, command, cli.color)
+            trace_cmd(src.as_ref(), output, shape, command, cli.color)
         }
         Command::Lazy {
             size,
@@ -195,7 +203,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 Pattern::Random(_) => Pattern::Random(seed),
                 other => other,
             };
-            let dev = open_device(&cli.device)?;
+            if cli.source == Choice::Procfs {
+                return Err(Failure(
+                    "mmscope lazy maps the module's device and reads its counters, which \
+                     procfs does not have; load the module and leave out --source procfs"
+                        .to_string(),
+                ));
+            }
+            let dev = open_device(&cli.device, "mmscope lazy needs the mmscope module: ")?;
             let run = Lazy {
                 size,
                 pattern,
@@ -211,23 +226,34 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Opens the device, explaining what to do if that fails.
-fn open_device(path: &std::path::Path) -> Result<Device, Failure> {
+/// Opens the source `choice` names, explaining what to do if that fails.
+fn open_source(choice: Choice, device: &std::path::Path) -> Result<Box<dyn Source>, Failure> {
+    source::open(choice, device).map_err(|e| device_failure(device, e, ""))
+}
+
+/// Opens the device, explaining what to do if that fails; `why` starts the sentence.
+fn open_device(path: &std::path::Path, why: &str) -> Result<Device, Failure> {
+    Device::open_path(path).map_err(|e| device_failure(path, e, why))
+}
+
+/// The sentence for a device that does not open, after `why`.
+fn device_failure(path: &std::path::Path, e: io::Error, why: &str) -> Failure {
     let shown = path.display();
-    Device::open_path(path).map_err(|e| {
-        Failure(match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => format!(
+    Failure(
+        why.to_string()
+            + &match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENXIO) | Some(libc::ENODEV) => format!(
                 "{shown} does not exist: the mmscope module is not loaded; load it as root with \
                  `insmod mmscope.ko` (built by `make`), then try again"
             ),
-            Some(libc::EACCES) | Some(libc::EPERM) => format!(
-                "{shown} is not readable and writable for you; as root, install the udev rule \
+                Some(libc::EACCES) | Some(libc::EPERM) => format!(
+                    "{shown} is not readable and writable for you; as root, install the udev rule \
                  that opens it to every user (udev/60-mmscope.rules in the mmscope sources) \
                  and reload the module, or run mmscope as root"
-            ),
-            _ => format!("cannot open {shown}: {e}"),
-        })
-    })
+                ),
+                _ => format!("cannot open {shown}: {e}"),
+            },
+    )
 }
 
 /// The sentence for a process that cannot be read.
@@ -251,13 +277,18 @@ fn access_failure(pid: i32, e: AccessError) -> Failure {
     })
 }
 
-fn maps_cmd(dev: &Device, target: Target, json: bool, style: &Style) -> Result<ExitCode, Failure> {
+fn maps_cmd(
+    src: &dyn Source,
+    target: Target,
+    json: bool,
+    style: &Style,
+) -> Result<ExitCode, Failure> {
     let (pid, snap) = match target {
-        Target::Myself => (std::process::id() as i32, Snapshot::take(dev, None)?),
+        Target::Myself => (std::process::id() as i32, Snapshot::take(src, None)?),
         Target::Pid(pid) => {
             let own = pid == std::process::id() as i32;
             let who = if own { None } else { Some(pid) };
-            let snap = read_process(pid, || Snapshot::take(dev, who))
+            let snap = read_process(pid, || Snapshot::take(src, who))
                 .map_err(|e| access_failure(pid, e))?;
             (pid, snap)
         }
@@ -267,13 +298,13 @@ fn maps_cmd(dev: &Device, target: Target, json: bool, style: &Style) -> Result<E
     let comm = procfs::comm(who);
     let mut out = io::stdout().lock();
     let res = if json {
-        let doc = MapsJson::new(pid, comm, &snap, &names);
+        let doc = MapsJson::new(pid, src.name(), comm, &snap, &names);
         writeln!(out, "{}", serde_json::to_string(&doc).unwrap_or_default())
     } else {
         write!(
             out,
             "{}\n{}\n{}",
-            maps::header(&snap, pid, comm.as_deref(), style),
+            maps::header(&snap, pid, comm.as_deref(), &src.describe(), style),
             maps::table(&snap, &names, style),
             maps::picture(&snap, &names, style)
         )
@@ -301,7 +332,7 @@ struct TraceOutput {
 }
 
 fn trace_cmd(
-    dev: &Device,
+    src: &dyn Source,
     output: Option<PathBuf>,
     shape: TraceOutput,
     command: Vec<OsString>,
@@ -338,7 +369,7 @@ fn trace_cmd(
     // The address space as the last thread left it, and its VMAs' names, read while the
     // thread is stopped at its exit and the process still exists.
     let mut last = None;
-    let result = trace::run(dev, &command, |event| {
+    let result = trace::run(src, &command, |event| {
         if let (
             true,
             Event::ThreadExit {
@@ -366,10 +397,19 @@ fn trace_cmd(
         TraceError::NulInArgument => {
             Failure("an argument of the command contains a NUL byte; remove it".to_string())
         }
-        TraceError::Snapshot(e) if e.raw_os_error() == Some(libc::EACCES) => Failure(format!(
-            "the loaded mmscope module does not let a tracer read its tracee ({e}); load the \
-             module built with this command (ABI version 4 or later), or run as root"
-        )),
+        TraceError::Snapshot(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            Failure(match src.name() {
+                "module" => format!(
+                    "the loaded mmscope module does not let a tracer read its tracee ({e}); \
+                     load the module built with this command (ABI version 4 or later), or run \
+                     as root"
+                ),
+                _ => format!(
+                    "procfs does not let this tracer read its tracee ({e}), a setuid program \
+                     or one of another user; run as root"
+                ),
+            })
+        }
         other => Failure(format!("tracing `{program}` failed: {other}")),
     })?;
     summary.end(ending);

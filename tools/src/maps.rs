@@ -3,31 +3,84 @@
 //! `mmscope maps`: an address space as a header, a `pmap -x`-like table and a picture.
 
 use crate::abi::{kind, MmSummary};
-use crate::snapshot::{page_size, Snapshot, VmaView};
+use crate::snapshot::{page_size, Field, Snapshot, VmaView};
 use crate::style::Style;
 use crate::units::size;
-use serde::Serialize;
-use std::collections::HashMap;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// The `mm_struct` summary for `--json`: the kernel's field names, addresses in bytes, the VM
-/// and RSS counters in pages of `page_size` bytes. These names do not change.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+/// and RSS counters in pages of `page_size` bytes. These names do not change. A field the
+/// source could not read is `null`, and `unknown` says why, by field name.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SummaryView {
     /// The page size the counters count in.
     pub page_size: u64,
     /// The summary's fields, under their names in `struct mmscope_mm_summary`.
-    #[serde(flatten)]
     pub fields: MmSummary,
+    /// The fields the source could not read, and why.
+    pub unknown: BTreeMap<&'static str, &'static str>,
 }
 
-impl From<&MmSummary> for SummaryView {
-    fn from(s: &MmSummary) -> Self {
+impl From<&Snapshot> for SummaryView {
+    fn from(snap: &Snapshot) -> Self {
         Self {
             page_size: page_size(),
-            fields: *s,
+            fields: snap.summary,
+            unknown: snap
+                .unknown
+                .iter()
+                .map(|(f, why)| (f.name(), *why))
+                .collect(),
         }
     }
+}
+
+impl Serialize for SummaryView {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let fields = summary_fields(&self.fields);
+        let mut map = ser.serialize_map(Some(fields.len() + 2))?;
+        map.serialize_entry("page_size", &self.page_size)?;
+        for (name, value) in fields {
+            let known = !self.unknown.contains_key(name);
+            map.serialize_entry(name, &known.then_some(value))?;
+        }
+        map.serialize_entry("unknown", &self.unknown)?;
+        map.end()
+    }
+}
+
+/// The fields of a summary by their names in `struct mmscope_mm_summary`, in its order.
+fn summary_fields(s: &MmSummary) -> [(&'static str, u64); 25] {
+    [
+        ("start_code", s.start_code),
+        ("end_code", s.end_code),
+        ("start_data", s.start_data),
+        ("end_data", s.end_data),
+        ("start_brk", s.start_brk),
+        ("brk", s.brk),
+        ("start_stack", s.start_stack),
+        ("arg_start", s.arg_start),
+        ("arg_end", s.arg_end),
+        ("env_start", s.env_start),
+        ("env_end", s.env_end),
+        ("mmap_base", s.mmap_base),
+        ("task_size", s.task_size),
+        ("map_count", s.map_count),
+        ("total_vm", s.total_vm),
+        ("locked_vm", s.locked_vm),
+        ("pinned_vm", s.pinned_vm),
+        ("data_vm", s.data_vm),
+        ("exec_vm", s.exec_vm),
+        ("stack_vm", s.stack_vm),
+        ("hiwater_rss", s.hiwater_rss),
+        ("hiwater_vm", s.hiwater_vm),
+        ("rss_anon", s.rss_anon),
+        ("rss_file", s.rss_file),
+        ("rss_shmem", s.rss_shmem),
+    ]
 }
 
 /// `mmscope maps --json`: one object.
@@ -35,6 +88,8 @@ impl From<&MmSummary> for SummaryView {
 pub struct MapsJson {
     /// The process, as given (`self` resolved to this process's pid).
     pub pid: i32,
+    /// Where the numbers come from: `module` or `procfs`.
+    pub source: &'static str,
     /// Its command name, if procfs shows it.
     pub comm: Option<String>,
     /// The `mm_struct` summary.
@@ -47,14 +102,16 @@ impl MapsJson {
     /// Puts a snapshot and the names procfs gave into the `--json` shape.
     pub fn new(
         pid: i32,
+        source: &'static str,
         comm: Option<String>,
         snap: &Snapshot,
         names: &HashMap<u64, String>,
     ) -> Self {
         Self {
             pid,
+            source,
             comm,
-            summary: SummaryView::from(&snap.summary),
+            summary: SummaryView::from(snap),
             vmas: snap
                 .vmas
                 .iter()
@@ -77,8 +134,15 @@ fn addr(a: u64) -> String {
     format!("{a:012x}")
 }
 
-/// The header: the layout fields and counters of the `mm_struct`.
-pub fn header(snap: &Snapshot, pid: i32, comm: Option<&str>, style: &Style) -> String {
+/// The header: the layout fields and counters of the `mm_struct`, after a line naming the
+/// source they come from (`source` describes it).
+pub fn header(
+    snap: &Snapshot,
+    pid: i32,
+    comm: Option<&str>,
+    source: &str,
+    style: &Style,
+) -> String {
     let s = &snap.summary;
     let page = page_size();
     let pages = |n: u64| size(n * page);
@@ -88,30 +152,40 @@ pub fn header(snap: &Snapshot, pid: i32, comm: Option<&str>, style: &Style) -> S
         None => format!("process {pid}"),
     };
     let _ = writeln!(out, "{}", style.bold(&who));
+    let _ = writeln!(out, "  source     {source}");
     let range =
         |a: u64, b: u64| format!("{}-{}  {:>10}", addr(a), addr(b), size(b.saturating_sub(a)));
     let _ = writeln!(out, "  code       {}", range(s.start_code, s.end_code));
     let _ = writeln!(out, "  data       {}", range(s.start_data, s.end_data));
-    let heap_vma_end = snap.vma_at(s.start_brk).map_or(s.brk, |v| v.end);
-    let _ = writeln!(
-        out,
-        "  heap       {}  {:>10}   start_brk {:#x}  brk {:#x}{}",
-        style.kind(
-            kind::HEAP,
-            &format!("{}-{}", addr(s.start_brk), addr(s.brk))
-        ),
-        size(s.brk - s.start_brk),
-        s.start_brk,
-        s.brk,
-        if s.brk % page != 0 {
-            format!(
-                "  (the heap VMA ends at the next page, {:#x})",
-                heap_vma_end
-            )
-        } else {
-            String::new()
+    match snap.brk() {
+        Some(brk) => {
+            let heap_vma_end = snap.vma_at(s.start_brk).map_or(brk, |v| v.end);
+            let _ = writeln!(
+                out,
+                "  heap       {}  {:>10}   start_brk {:#x}  brk {:#x}{}",
+                style.kind(kind::HEAP, &format!("{}-{}", addr(s.start_brk), addr(brk))),
+                size(brk.saturating_sub(s.start_brk)),
+                s.start_brk,
+                brk,
+                if brk % page != 0 {
+                    format!(
+                        "  (the heap VMA ends at the next page, {:#x})",
+                        heap_vma_end
+                    )
+                } else {
+                    String::new()
+                }
+            );
         }
-    );
+        None => {
+            let _ = writeln!(
+                out,
+                "  heap       start_brk {:#x}  brk unknown: {}",
+                s.start_brk,
+                snap.why_unknown(Field::Brk).unwrap_or_default()
+            );
+        }
+    }
     let _ = writeln!(out, "  stack      start_stack {:#x}", s.start_stack);
     let _ = writeln!(
         out,
@@ -121,11 +195,19 @@ pub fn header(snap: &Snapshot, pid: i32, comm: Option<&str>, style: &Style) -> S
         addr(s.env_start),
         addr(s.env_end)
     );
-    let _ = writeln!(
-        out,
-        "  mmap_base  {:#x}   task_size {:#x}",
-        s.mmap_base, s.task_size
-    );
+    match (snap.mmap_base(), snap.task_size()) {
+        (Some(base), Some(top)) => {
+            let _ = writeln!(out, "  mmap_base  {base:#x}   task_size {top:#x}");
+        }
+        (base, top) => {
+            let shown = |a: Option<u64>, f: Field| match a {
+                Some(a) => format!("{a:#x}"),
+                None => format!("unknown ({})", snap.why_unknown(f).unwrap_or_default()),
+            };
+            let _ = writeln!(out, "  mmap_base  {}", shown(base, Field::MmapBase));
+            let _ = writeln!(out, "  task_size  {}", shown(top, Field::TaskSize));
+        }
+    }
     let _ = writeln!(out, "  map_count  {} VMAs", s.map_count);
     let _ = writeln!(
         out,
@@ -213,27 +295,33 @@ fn bar_width(bytes: u64) -> usize {
 /// where they are.
 pub fn picture(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> String {
     let s = &snap.summary;
-    let mut markers = vec![
-        (
-            s.task_size,
-            "task_size: the top of user address space".to_string(),
-        ),
-        (
-            s.mmap_base,
+    let mut markers = Vec::new();
+    if let Some(top) = snap.task_size() {
+        markers.push((top, "task_size: the top of user address space".to_string()));
+    }
+    if let Some(base) = snap.mmap_base() {
+        markers.push((
+            base,
             "mmap_base: mmap() places new mappings below this, downwards".to_string(),
-        ),
-    ];
+        ));
+    }
     if snap.vma_at(s.start_brk).is_none() {
         markers.push((
             s.start_brk,
-            format!("start_brk = brk {:#x}: the heap is empty", s.brk),
+            match snap.brk() {
+                Some(brk) => format!("start_brk = brk {brk:#x}: the heap is empty"),
+                None => "start_brk: no heap VMA here (brk unknown)".to_string(),
+            },
         ));
     }
     markers.sort_by_key(|m| std::cmp::Reverse(m.0));
 
     // Everything from the top down: VMAs by their end, markers by their address.
     let mut rows = Vec::new();
-    let mut cursor = s.task_size.max(snap.vmas.last().map_or(0, |v| v.end));
+    let mut cursor = snap
+        .task_size()
+        .unwrap_or(0)
+        .max(snap.vmas.last().map_or(0, |v| v.end));
     let mut vmas = snap.vmas.iter().rev().peekable();
     let mut markers = markers.into_iter().peekable();
     loop {
@@ -280,13 +368,16 @@ pub fn picture(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> 
                 let bar = "█".repeat(bar_width(view.size));
                 let mut note = String::new();
                 if v.kind == kind::HEAP {
-                    note = format!(
-                        "  start_brk {:#x} .. brk {:#x} ({} in use of the VMA's {})",
-                        s.start_brk,
-                        s.brk,
-                        size(s.brk - s.start_brk),
-                        size(view.size)
-                    );
+                    note = match snap.brk() {
+                        Some(brk) => format!(
+                            "  start_brk {:#x} .. brk {:#x} ({} in use of the VMA's {})",
+                            s.start_brk,
+                            brk,
+                            size(brk.saturating_sub(s.start_brk)),
+                            size(view.size)
+                        ),
+                        None => format!("  start_brk {:#x} .. brk unknown", s.start_brk),
+                    };
                 }
                 let row = format!(
                     "{} {} {:<7} {:>10} {} {}{}",
@@ -319,7 +410,7 @@ mod tests {
 
     #[test]
     fn summary_json_names_are_stable() {
-        let view = SummaryView::from(&MmSummary::default());
+        let view = SummaryView::from(&Snapshot::default());
         let json = serde_json::to_value(&view).unwrap_or_default();
         let keys: Vec<&str> = json
             .as_object()
@@ -352,10 +443,37 @@ mod tests {
             "rss_anon",
             "rss_file",
             "rss_shmem",
+            "unknown",
         ];
         let mut keys = keys;
         keys.sort_unstable();
         want.sort_unstable();
         assert_eq!(keys, want);
+        // Every field of the summary is there: the list above and the struct agree.
+        let summary = serde_json::to_value(MmSummary::default()).unwrap_or_default();
+        assert_eq!(
+            summary.as_object().map(|o| o.len()),
+            Some(want.len() - 2),
+            "summary_fields() lists every field of MmSummary"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_null_with_a_reason() {
+        let mut snap = Snapshot::default();
+        snap.summary.brk = 0x1234;
+        snap.summary.start_brk = 0x1000;
+        snap.unknown = vec![(Field::Brk, "not shown"), (Field::TaskSize, "nor this")];
+        let json = serde_json::to_value(SummaryView::from(&snap)).unwrap_or_default();
+        assert_eq!(json["brk"], serde_json::Value::Null);
+        assert_eq!(json["task_size"], serde_json::Value::Null);
+        assert_eq!(json["start_brk"], 0x1000);
+        assert_eq!(json["unknown"]["brk"], "not shown");
+        assert_eq!(json["unknown"]["task_size"], "nor this");
+        assert_eq!(json["unknown"].as_object().map(|o| o.len()), Some(2));
+        snap.set_brk(0x2000);
+        let json = serde_json::to_value(SummaryView::from(&snap)).unwrap_or_default();
+        assert_eq!(json["brk"], 0x2000);
+        assert_eq!(snap.heap_bytes(), Some(0x1000));
     }
 }

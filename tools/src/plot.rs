@@ -31,7 +31,7 @@ fn staircase(points: &[Point], y: impl Fn(&Point) -> f64) -> Vec<(f64, f64)> {
 pub fn write_svg(path: &Path, title: &str, points: &[Point]) -> Result<(), String> {
     const MIB: f64 = (1u64 << 20) as f64;
     let series: [Vec<(f64, f64)>; 3] = [
-        staircase(points, |p| p.heap_bytes as f64 / MIB),
+        staircase(points, |p| p.heap_bytes.unwrap_or(0) as f64 / MIB),
         staircase(points, |p| p.anon_bytes as f64 / MIB),
         staircase(points, |p| p.rss.anon as f64 / MIB),
     ];

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the command reads from procfs: only names, which the ioctls do not carry.
+//! Reading procfs: the names of VMAs, which the module's ioctls do not carry, and the parsers
+//! of `/proc/<pid>/maps`, `smaps`, `stat` and `status` the procfs source
+//! ([`crate::source::Procfs`]) reads its numbers with.
 
 use std::collections::HashMap;
 use std::fs;
 
 /// The names `/proc/<pid>/maps` gives the VMAs of `pid` (`None`: this process), by start
 /// address. Empty if the file cannot be read: names are a convenience, every number comes from
-/// the module.
+/// the source.
 pub fn names(pid: Option<i32>) -> HashMap<u64, String> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/maps"),
@@ -23,30 +25,98 @@ pub fn names(pid: Option<i32>) -> HashMap<u64, String> {
         .collect()
 }
 
-/// The fields of a line of `/proc/<pid>/maps` the command uses.
+/// A line of `/proc/<pid>/maps`.
 pub struct MapsLine<'a> {
     pub start: u64,
     pub end: u64,
     pub perms: &'a str,
+    /// The offset in bytes (0 for memory without a file).
+    pub offset: u64,
+    /// The device of the file's filesystem, major and minor (0:0 without a file).
+    pub dev: (u32, u32),
+    /// The file's inode number (0 without a file).
+    pub inode: u64,
     /// The path or `[name]`; empty for an anonymous VMA.
     pub name: &'a str,
 }
 
-/// Parses a line of `/proc/<pid>/maps`.
+/// Parses a line of `/proc/<pid>/maps`: `start-end perms offset major:minor inode name`.
 pub fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
-    let (range, rest) = line.split_once(' ')?;
-    let (start, end) = range.split_once('-')?;
-    let (perms, mut rest) = rest.split_once(' ')?;
-    // Skip offset, dev and inode; the rest, trimmed, is the name.
-    for _ in 0..3 {
-        rest = rest.trim_start();
-        rest = &rest[rest.find(' ').unwrap_or(rest.len())..];
+    let mut rest = line;
+    let mut field = || -> Option<&str> {
+        let trimmed = rest.trim_start_matches(' ');
+        let end = trimmed.find(' ').unwrap_or(trimmed.len());
+        let (f, r) = trimmed.split_at(end);
+        rest = r;
+        (!f.is_empty()).then_some(f)
+    };
+    let (start, end) = field()?.split_once('-')?;
+    let perms = field()?;
+    let offset = field()?;
+    let (major, minor) = field()?.split_once(':')?;
+    let inode = field()?;
+    if perms.len() != 4 {
+        return None;
     }
     Some(MapsLine {
         start: u64::from_str_radix(start, 16).ok()?,
         end: u64::from_str_radix(end, 16).ok()?,
         perms,
+        offset: u64::from_str_radix(offset, 16).ok()?,
+        dev: (
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        ),
+        inode: inode.parse().ok()?,
         name: rest.trim(),
+    })
+}
+
+/// The `MMSCOPE_VMA_*` bits of the smaps `VmFlags` mnemonics in `list` (`rd wr mr mw me ac`).
+/// Mnemonics the module does not export (`sd`, `um`, `ss` and so on) are left out.
+pub fn vm_flags_bits(list: &str) -> u64 {
+    list.split_ascii_whitespace()
+        .filter_map(|m| crate::abi::VMA_FLAGS.iter().position(|f| *f == m))
+        .fold(0, |bits, i| bits | 1 << i)
+}
+
+/// The `VmFlags` of every VMA in the text of `/proc/<pid>/smaps`, as `MMSCOPE_VMA_*` bits, by
+/// start and end address.
+pub fn smaps_flags(text: &str) -> HashMap<(u64, u64), u64> {
+    let mut out = HashMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(list) = line.strip_prefix("VmFlags:") {
+            if let Some(range) = current.take() {
+                out.insert(range, vm_flags_bits(list));
+            }
+        } else if line.split_once(' ').is_some_and(|(r, _)| r.contains('-')) {
+            // A header line: the maps line of the next VMA. (Field lines are `Key: value`, and
+            // their key holds no `-`.)
+            if let Some(m) = parse_maps_line(line) {
+                current = Some((m.start, m.end));
+            }
+        }
+    }
+    out
+}
+
+/// Field `n` (numbered from 1, as in proc(5)) of the text of `/proc/<pid>/stat`, as a number.
+/// The command name (field 2) may hold spaces and parentheses: fields are counted from the
+/// last `)`.
+pub fn stat_field(text: &str, n: usize) -> Option<u64> {
+    let (_, rest) = text.rsplit_once(')')?;
+    rest.split_ascii_whitespace()
+        .nth(n.checked_sub(3)?)?
+        .parse()
+        .ok()
+}
+
+/// The value of `key` in the text of `/proc/<pid>/status`, in kB (`VmSize:   1234 kB`).
+pub fn status_kb(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim().strip_suffix(" kB")?.trim().parse().ok())?
     })
 }
 
@@ -119,6 +189,79 @@ mod tests {
         let anon = parse_maps_line("7f0000004000-7f0000005000 rw-p 00000000 00:00 0 ")
             .expect("an anonymous line");
         assert_eq!((anon.perms, anon.name), ("rw-p", ""));
+        assert_eq!((file.offset, file.dev, file.inode), (0x1000, (0, 3), 10));
         assert!(parse_maps_line("not a maps line").is_none());
+        assert!(parse_maps_line("1000-2000 rw-p 0 zz:00 0").is_none());
+        assert!(parse_maps_line("1000-2000 rw-p 0 00:00").is_none());
+        assert!(parse_maps_line("").is_none());
+        let gate = parse_maps_line(
+            "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
+        )
+        .expect("the gate line");
+        assert_eq!((gate.start, gate.name), (0xffffffffff600000, "[vsyscall]"));
+    }
+
+    #[test]
+    fn smaps_vm_flags() {
+        let text = "\
+55d0c0a00000-55d0c0a21000 rw-p 00000000 00:00 0                          [heap]
+Size:                132 kB
+KernelPageSize:        4 kB
+VmFlags: rd wr mr mw me ac sd
+7f0000000000-7f0000001000 r--s 00000000 00:01 1025                       /dev/zero (deleted)
+Size:                  4 kB
+VmFlags: rd sh mr mw me ms sd
+";
+        let flags = smaps_flags(text);
+        let bits = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| {
+                    1u64 << crate::abi::VMA_FLAGS
+                        .iter()
+                        .position(|f| f == n)
+                        .unwrap_or(63)
+                })
+                .fold(0, |a, b| a | b)
+        };
+        assert_eq!(
+            flags.get(&(0x55d0c0a00000, 0x55d0c0a21000)),
+            Some(&bits(&["rd", "wr", "mr", "mw", "me", "ac"]))
+        );
+        assert_eq!(
+            flags.get(&(0x7f0000000000, 0x7f0000001000)),
+            Some(&bits(&["rd", "sh", "mr", "mw", "me", "ms"]))
+        );
+        assert_eq!(flags.len(), 2);
+        assert_eq!(vm_flags_bits("gd lo lf zz"), 1 << 8 | 1 << 9 | 1 << 23);
+    }
+
+    #[test]
+    fn stat_fields() {
+        let stat = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5 1000 50 \
+                    18446744073709551615 4096 8192 140000 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0 \
+                    12288 12800 20480 140100 140200 140200 140300 0";
+        // Field 3 is the state, a letter.
+        assert_eq!(stat_field(stat, 3), None);
+        assert_eq!(stat_field(stat, 4), Some(1));
+        assert_eq!(stat_field(stat, 26), Some(4096));
+        assert_eq!(stat_field(stat, 27), Some(8192));
+        assert_eq!(stat_field(stat, 28), Some(140000));
+        assert_eq!(stat_field(stat, 47), Some(20480));
+        assert_eq!(stat_field(stat, 51), Some(140300));
+        assert_eq!(stat_field(stat, 60), None);
+        assert_eq!(stat_field(stat, 1), None);
+        assert_eq!(stat_field("no parenthesis", 4), None);
+    }
+
+    #[test]
+    fn status_values() {
+        let status = "Name:\tcat\nVmPeak:\t    8000 kB\nVmSize:\t    7000 kB\nRssAnon:\t\t  100 kB\nVmLck:\t bad kB\n";
+        assert_eq!(status_kb(status, "VmPeak"), Some(8000));
+        assert_eq!(status_kb(status, "VmSize"), Some(7000));
+        assert_eq!(status_kb(status, "RssAnon"), Some(100));
+        assert_eq!(status_kb(status, "VmLck"), None);
+        assert_eq!(status_kb(status, "Name"), None);
+        assert_eq!(status_kb(status, "VmHWM"), None);
     }
 }

@@ -20,8 +20,8 @@ pub struct Point {
     /// Where on the plot's axis: 0 at `exec`, `k - 0.5` at the entry of call `k` (what the
     /// program did between the calls), `k` at its exit.
     pub at: f64,
-    /// `brk - start_brk`.
-    pub heap_bytes: u64,
+    /// `brk - start_brk`; `None` if `brk` is unknown (never in a trace: the tracer knows it).
+    pub heap_bytes: Option<u64>,
     /// Private anonymous memory mapped with some access, outside the heap and stack.
     pub anon_bytes: u64,
     /// Private anonymous memory mapped `PROT_NONE`.
@@ -108,7 +108,7 @@ impl Summary {
 
     fn point(&mut self, at: f64, s: &Snapshot) {
         let p = Point::of(at, s);
-        self.peak_heap_bytes = self.peak_heap_bytes.max(p.heap_bytes);
+        self.peak_heap_bytes = self.peak_heap_bytes.max(p.heap_bytes.unwrap_or(0));
         self.peak_anon_bytes = self.peak_anon_bytes.max(p.anon_bytes);
         self.peak_anon_reserved_bytes = self.peak_anon_reserved_bytes.max(p.anon_reserved_bytes);
         self.peak_rss_anon_bytes = self.peak_rss_anon_bytes.max(p.rss.anon);
@@ -198,16 +198,15 @@ impl TextReport {
     pub fn event(&mut self, event: &Event) -> String {
         let mut out = String::new();
         match event {
-            Event::Exec { pid, snap } => {
+            Event::Exec { pid, source, snap } => {
                 self.names.reset(*pid);
-                let s = &snap.summary;
                 let _ = writeln!(
                     out,
-                    "{} pid {pid}: start_brk {:#x}, brk {:#x}, mmap_base {:#x}, {} VMAs",
+                    "{} pid {pid}: start_brk {:#x}, brk {}, mmap_base {}, {} VMAs (source: {source})",
                     self.style.bold("exec"),
-                    s.start_brk,
-                    s.brk,
-                    s.mmap_base,
+                    snap.summary.start_brk,
+                    known_hex(snap.brk()),
+                    known_hex(snap.mmap_base()),
                     snap.vmas.len()
                 );
                 out += &self.rss_line("RSS", snap.rss());
@@ -225,9 +224,9 @@ impl TextReport {
                     if let Some(snap) = snap {
                         let _ = writeln!(
                             out,
-                            "{} pid {tid}: brk {:#x}, {} VMAs",
+                            "{} pid {tid}: brk {}, {} VMAs",
                             self.style.bold("exit"),
-                            snap.summary.brk,
+                            known_hex(snap.brk()),
                             snap.vmas.len()
                         );
                         out += &self.rss_line("RSS", snap.rss());
@@ -260,17 +259,17 @@ impl TextReport {
         let Some(after) = &step.after else {
             return out;
         };
-        let (b, a) = (&step.before.summary, &after.summary);
         let brk_request = step.call == MemCall::Brk && step.args.first().is_some_and(|&a| a != 0);
-        if brk_request || b.brk != a.brk {
-            let _ = writeln!(
-                out,
-                "      brk   {:#x} -> {:#x} ({}), heap {}",
-                b.brk,
-                a.brk,
-                delta(b.brk, a.brk),
-                size(a.brk - a.start_brk)
-            );
+        if let (Some(b), Some(a), Some(heap)) = (step.before.brk(), after.brk(), after.heap_bytes())
+        {
+            if brk_request || b != a {
+                let _ = writeln!(
+                    out,
+                    "      brk   {b:#x} -> {a:#x} ({}), heap {}",
+                    delta(b, a),
+                    size(heap)
+                );
+            }
         }
         let diff = VmaDiff::between(&step.before.vmas, &after.vmas);
         self.names.cover(step.tid, &diff.added);
@@ -352,6 +351,11 @@ fn hex(a: u64) -> String {
     format!("{a:x}")
 }
 
+/// An address, or `unknown` where the source could not read it.
+fn known_hex(a: Option<u64>) -> String {
+    a.map_or_else(|| "unknown".to_string(), |a| format!("{a:#x}"))
+}
+
 fn perms_change(before: &Vma, after: &Vma) -> String {
     let (b, a) = (perms(before), perms(after));
     if a == b {
@@ -363,23 +367,25 @@ fn perms_change(before: &Vma, after: &Vma) -> String {
 
 /// One JSON line per event. The field names are stable.
 #[derive(Serialize)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built and serialized at once, one at a time"
-)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum JsonEvent {
     Exec {
         pid: i32,
+        /// Where the numbers come from: `module` or `procfs`.
+        source: &'static str,
         start_brk: u64,
-        brk: u64,
-        mmap_base: u64,
+        brk: Option<u64>,
+        /// `None` where the source cannot read it (procfs).
+        mmap_base: Option<u64>,
         map_count: u64,
-        heap_bytes: u64,
+        heap_bytes: Option<u64>,
         anon_bytes: u64,
         anon_reserved_bytes: u64,
         rss: Rss,
         vmas: Vec<VmaView>,
+        /// The VMA flags the source reads at every call; the `flags` of the VMAs in this
+        /// trace name only these.
+        vma_flags_known: Vec<&'static str>,
     },
     Thread {
         tid: i32,
@@ -394,7 +400,7 @@ enum JsonEvent {
         ret: Option<i64>,
         errno: Option<String>,
         start_brk: u64,
-        brk_before: u64,
+        brk_before: Option<u64>,
         brk_after: Option<u64>,
         heap_bytes: Option<u64>,
         anon_bytes: Option<u64>,
@@ -445,17 +451,24 @@ fn json_event(event: &Event, names: &NameCache) -> String {
             .collect::<Vec<_>>()
     };
     let e = match event {
-        Event::Exec { pid, snap } => JsonEvent::Exec {
+        Event::Exec { pid, source, snap } => JsonEvent::Exec {
             pid: *pid,
+            source,
             start_brk: snap.summary.start_brk,
-            brk: snap.summary.brk,
-            mmap_base: snap.summary.mmap_base,
+            brk: snap.brk(),
+            mmap_base: snap.mmap_base(),
             map_count: snap.summary.map_count,
             heap_bytes: snap.heap_bytes(),
             anon_bytes: snap.anon_mapped_bytes(),
             anon_reserved_bytes: snap.anon_reserved_bytes(),
             rss: snap.rss(),
             vmas: views(&snap.vmas),
+            vma_flags_known: crate::abi::VMA_FLAGS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| snap.vma_flags_known & (1 << i) != 0)
+                .map(|(_, f)| *f)
+                .collect(),
         },
         Event::Thread { tid, parent } => JsonEvent::Thread {
             tid: *tid,
@@ -477,9 +490,9 @@ fn json_event(event: &Event, names: &NameCache) -> String {
                 ret: step.ret,
                 errno: step.ret.and_then(syscalls::errno_name),
                 start_brk: step.before.summary.start_brk,
-                brk_before: step.before.summary.brk,
-                brk_after: after.map(|a| a.summary.brk),
-                heap_bytes: after.map(Snapshot::heap_bytes),
+                brk_before: step.before.brk(),
+                brk_after: after.and_then(Snapshot::brk),
+                heap_bytes: after.and_then(Snapshot::heap_bytes),
                 anon_bytes: after.map(Snapshot::anon_mapped_bytes),
                 anon_reserved_bytes: after.map(Snapshot::anon_reserved_bytes),
                 map_count: after.map(|a| a.summary.map_count),
@@ -491,8 +504,8 @@ fn json_event(event: &Event, names: &NameCache) -> String {
         }
         Event::ThreadExit { tid, snap } => JsonEvent::Exit {
             tid: *tid,
-            brk: snap.as_ref().map(|s| s.summary.brk),
-            heap_bytes: snap.as_ref().map(Snapshot::heap_bytes),
+            brk: snap.as_ref().and_then(Snapshot::brk),
+            heap_bytes: snap.as_ref().and_then(Snapshot::heap_bytes),
             anon_bytes: snap.as_ref().map(Snapshot::anon_mapped_bytes),
             rss: snap.as_ref().map(Snapshot::rss),
             hiwater_rss_bytes: snap.as_ref().map(|s| s.summary.hiwater_rss * page_size()),

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One moment of an address space, as the module reports it, and the difference between two.
+//! One moment of an address space, as a [`Source`] reports it, and the difference between two.
 //!
-//! Every number here comes from the ioctls ([`Device::mm_summary`], [`Device::vmas_into`]);
-//! only file names come from procfs (see [`crate::procfs::names`]).
+//! Every number here comes from the source ([`Source::read`]: the module's ioctls, or procfs);
+//! only file names come from `/proc/<pid>/maps` (see [`crate::procfs::names`]). A source says
+//! which summary fields it could not read ([`Snapshot::unknown`]) and which VMA flags it could
+//! ([`Snapshot::vma_flags_known`]); everything else is the same whoever answered.
 
 use crate::abi::{self, kind, MmSummary, Vma};
-use crate::Device;
+use crate::source::{Depth, Source};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io;
@@ -18,32 +20,109 @@ pub fn page_size() -> u64 {
     u64::try_from(size).unwrap_or(4096)
 }
 
+/// A field of the summary that a source may be unable to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// `mm->brk`.
+    Brk,
+    /// `mm->mmap_base`.
+    MmapBase,
+    /// `mm->task_size`.
+    TaskSize,
+}
+
+impl Field {
+    /// The field's name in `struct mmscope_mm_summary` and in `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Brk => "brk",
+            Self::MmapBase => "mmap_base",
+            Self::TaskSize => "task_size",
+        }
+    }
+}
+
+/// Every `MMSCOPE_VMA_*` bit.
+pub const ALL_VMA_FLAGS: u64 = (1 << abi::VMA_FLAGS.len()) - 1;
+
 /// The summary and the VMAs of one address space, taken one right after the other.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Snapshot {
-    /// `MMSCOPE_IOC_MM_SUMMARY`.
+    /// `MMSCOPE_IOC_MM_SUMMARY`, or the same fields from procfs. A field in [`Self::unknown`]
+    /// is 0 here and means nothing: read it through [`Self::brk`] and its siblings.
     pub summary: MmSummary,
-    /// `MMSCOPE_IOC_VMA_LIST`, in address order.
+    /// `MMSCOPE_IOC_VMA_LIST`, or the same records from procfs, in address order.
     pub vmas: Vec<Vma>,
+    /// The summary fields the source could not read, each with the reason, a sentence part
+    /// for people ("procfs shows only start_brk ...").
+    pub unknown: Vec<(Field, &'static str)>,
+    /// The `MMSCOPE_VMA_*` bits the source could read; the others are 0 in every record.
+    pub vma_flags_known: u64,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            summary: MmSummary::default(),
+            vmas: Vec::new(),
+            unknown: Vec::new(),
+            vma_flags_known: ALL_VMA_FLAGS,
+        }
+    }
 }
 
 impl Snapshot {
-    /// Reads the address space of this process (`None`) or of `pid`.
-    pub fn take(dev: &Device, pid: Option<i32>) -> io::Result<Self> {
+    /// Reads the address space of this process (`None`) or of `pid`, with everything `src` can
+    /// give (`Depth::Full`).
+    pub fn take(src: &dyn Source, pid: Option<i32>) -> io::Result<Self> {
+        Self::take_at(src, pid, Depth::Full)
+    }
+
+    /// Reads the address space of this process (`None`) or of `pid` at `depth`.
+    pub fn take_at(src: &dyn Source, pid: Option<i32>, depth: Depth) -> io::Result<Self> {
         let mut snap = Self::default();
-        snap.refresh(dev, pid)?;
+        src.read(pid, depth, &mut snap)?;
         Ok(snap)
     }
 
-    /// Reads the address space again into the same buffers.
-    pub fn refresh(&mut self, dev: &Device, pid: Option<i32>) -> io::Result<()> {
-        self.summary = dev.mm_summary(pid)?;
-        dev.vmas_into(pid, &mut self.vmas)
+    /// Why `field` is unknown, or `None` if the source read it.
+    pub fn why_unknown(&self, field: Field) -> Option<&'static str> {
+        self.unknown
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, why)| *why)
     }
 
-    /// The heap as `brk` leaves it: `brk - start_brk` bytes.
-    pub fn heap_bytes(&self) -> u64 {
-        self.summary.brk.saturating_sub(self.summary.start_brk)
+    /// The value of `field`, if the source read it.
+    fn known(&self, field: Field, value: u64) -> Option<u64> {
+        self.why_unknown(field).is_none().then_some(value)
+    }
+
+    /// `brk`, if known.
+    pub fn brk(&self) -> Option<u64> {
+        self.known(Field::Brk, self.summary.brk)
+    }
+
+    /// `mmap_base`, if known.
+    pub fn mmap_base(&self) -> Option<u64> {
+        self.known(Field::MmapBase, self.summary.mmap_base)
+    }
+
+    /// `task_size`, if known.
+    pub fn task_size(&self) -> Option<u64> {
+        self.known(Field::TaskSize, self.summary.task_size)
+    }
+
+    /// Sets `brk` to a value known from elsewhere (the tracer follows it call by call).
+    pub fn set_brk(&mut self, brk: u64) {
+        self.summary.brk = brk;
+        self.unknown.retain(|(f, _)| *f != Field::Brk);
+    }
+
+    /// The heap as `brk` leaves it: `brk - start_brk` bytes, if `brk` is known.
+    pub fn heap_bytes(&self) -> Option<u64> {
+        self.brk()
+            .map(|brk| brk.saturating_sub(self.summary.start_brk))
     }
 
     /// Bytes of private anonymous memory mapped with some access (not the heap or the stack):
@@ -166,7 +245,8 @@ pub struct VmaView {
     pub dev: String,
     /// The inode number, 0 if none.
     pub inode: u64,
-    /// The smaps `VmFlags` mnemonics.
+    /// The smaps `VmFlags` mnemonics, of the flags the source could read (all from the
+    /// module; from procfs all in `maps`, only `rd wr ex ms` in `trace`).
     pub flags: Vec<&'static str>,
     /// The name `/proc/<pid>/maps` shows, if any.
     pub name: Option<String>,

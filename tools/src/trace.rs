@@ -2,15 +2,22 @@
 
 //! The tracer of `mmscope trace`: runs a program under `ptrace`, stops it at the entry and exit
 //! of each memory system call, in every thread it starts, and reads its address space through
-//! the module at both stops.
+//! a [`Source`] at both stops.
 //!
-//! The module lets a tracer read its tracee (`MMSCOPE_F_PID`, ABI version 4), so this works
-//! without privileges. Processes the program forks are not followed: they have address spaces
-//! of their own.
+//! The module lets a tracer read its tracee (`MMSCOPE_F_PID`, ABI version 4), and procfs lets
+//! a process of the same user read it, so this works without privileges. Processes the
+//! program forks are not followed: they have address spaces of their own.
+//!
+//! `brk` is exact from either source. The tracer follows it: at `execve` the kernel sets
+//! `mm->brk = mm->start_brk` (`load_elf_binary()` in `fs/binfmt_elf.c`), and `brk(2)` returns
+//! the break it leaves, also when it refuses to move it (`sys_brk()` in `mm/mmap.c`: `brk`, or
+//! `origbrk` after `out:`; only `-EINTR` is not a break). A source that cannot read `brk`
+//! (procfs) gets this value in every snapshot. Not followed: `prctl(PR_SET_MM_BRK)`, which
+//! only a checkpoint-restore tool makes.
 
 use crate::snapshot::Snapshot;
+use crate::source::{Depth, Source};
 use crate::syscalls::MemCall;
-use crate::Device;
 use nix::errno::Errno;
 use nix::sys::ptrace::{self, Options};
 use nix::sys::signal::{raise, Signal};
@@ -24,6 +31,10 @@ use std::os::unix::ffi::OsStrExt;
 
 /// `AUDIT_ARCH_X86_64`: the system call table the numbers in [`MemCall`] belong to.
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// `AUDIT_ARCH_I386`: the 32-bit table, whose `brk` the tracer follows too.
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// `__NR_brk` in the 32-bit table.
+const NR_BRK_I386: u64 = 45;
 
 /// One memory system call and its effect.
 #[derive(Clone, Debug)]
@@ -70,6 +81,8 @@ pub enum Event {
     Exec {
         /// Its process id.
         pid: i32,
+        /// The source the snapshots come from (`module`, `procfs`).
+        source: &'static str,
         /// The address space.
         snap: Snapshot,
     },
@@ -100,7 +113,7 @@ pub enum TraceError {
     NulInArgument,
     /// A `ptrace`, `fork` or `wait` call failed.
     Ptrace(&'static str, io::Error),
-    /// The module refused to show the tracee's address space.
+    /// The source refused to show the tracee's address space.
     Snapshot(io::Error),
 }
 
@@ -147,7 +160,7 @@ impl Pending {
 /// Runs `argv` under the tracer and reports each [`Event`] to `on_event` as it happens.
 /// Returns how the program ended.
 pub fn run(
-    dev: &Device,
+    src: &dyn Source,
     argv: &[OsString],
     mut on_event: impl FnMut(Event),
 ) -> Result<Ending, TraceError> {
@@ -219,9 +232,18 @@ pub fn run(
     let mut known: HashSet<i32> = HashSet::from([child.as_raw()]);
     let mut ending = None;
 
-    let snapshot = |tid: i32| -> Result<Option<Snapshot>, TraceError> {
-        match Snapshot::take(dev, Some(tid)) {
-            Ok(s) => Ok(Some(s)),
+    // The break, as the kernel set it at exec and each brk call returned it.
+    let mut brk: Option<u64> = None;
+    // Threads in a 32-bit brk call, between its entry and exit.
+    let mut in_brk32: HashSet<i32> = HashSet::new();
+    let snapshot = |tid: i32, brk: Option<u64>| -> Result<Option<Snapshot>, TraceError> {
+        match Snapshot::take_at(src, Some(tid), Depth::Light) {
+            Ok(mut s) => {
+                if let (None, Some(brk)) = (s.brk(), brk) {
+                    s.set_brk(brk);
+                }
+                Ok(Some(s))
+            }
             // The thread or its address space is gone (killed, exiting).
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
             Err(e) => Err(TraceError::Snapshot(e)),
@@ -243,18 +265,27 @@ pub fn run(
                         // SAFETY: `op` says the entry member of the union is the valid one.
                         let entry = unsafe { info.u.entry };
                         let call = MemCall::from_x86_64(entry.nr);
+                        if info.arch == AUDIT_ARCH_I386 && entry.nr == NR_BRK_I386 {
+                            in_brk32.insert(tid);
+                        }
                         if let (true, AUDIT_ARCH_X86_64, Some(call)) = (started, info.arch, call) {
-                            if let Some(before) = snapshot(tid)? {
+                            if let Some(before) = snapshot(tid, brk)? {
                                 let args = entry.args[..call.arg_count()].to_vec();
                                 pending.insert(tid, Pending { call, args, before });
                             }
                         }
                     } else if info.op == libc::PTRACE_SYSCALL_INFO_EXIT {
-                        if let Some(p) = pending.remove(&tid) {
-                            // SAFETY: `op` says the exit member of the union is the valid one.
-                            let exit = unsafe { info.u.exit };
+                        // SAFETY: `op` says the exit member of the union is the valid one.
+                        let exit = unsafe { info.u.exit };
+                        let p = pending.remove(&tid);
+                        let is_brk = p.as_ref().is_some_and(|p| p.call == MemCall::Brk);
+                        if (in_brk32.remove(&tid) || is_brk) && exit.is_error == 0 {
+                            brk = Some(exit.sval as u64);
+                        }
+                        if let Some(p) = p {
                             index += 1;
-                            on_event(p.into_event(index, tid, Some(exit.sval), snapshot(tid)?));
+                            let after = snapshot(tid, brk)?;
+                            on_event(p.into_event(index, tid, Some(exit.sval), after));
                         }
                     }
                 }
@@ -266,8 +297,19 @@ pub fn run(
                     libc::PTRACE_EVENT_EXEC => {
                         started = true;
                         pending.clear();
-                        if let Some(snap) = snapshot(tid)? {
-                            on_event(Event::Exec { pid: tid, snap });
+                        in_brk32.clear();
+                        brk = None;
+                        if let Some(mut snap) = snapshot(tid, None)? {
+                            // load_elf_binary() leaves mm->brk at mm->start_brk.
+                            brk = Some(snap.brk().unwrap_or(snap.summary.start_brk));
+                            if snap.brk().is_none() {
+                                snap.set_brk(snap.summary.start_brk);
+                            }
+                            on_event(Event::Exec {
+                                pid: tid,
+                                source: src.name(),
+                                snap,
+                            });
                         }
                     }
                     libc::PTRACE_EVENT_CLONE => {
@@ -284,7 +326,7 @@ pub fn run(
                         }
                     }
                     libc::PTRACE_EVENT_EXIT => {
-                        let snap = if started { snapshot(tid)? } else { None };
+                        let snap = if started { snapshot(tid, brk)? } else { None };
                         if let Some(p) = pending.remove(&tid) {
                             index += 1;
                             on_event(p.into_event(index, tid, None, snap.clone()));
