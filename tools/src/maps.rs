@@ -8,7 +8,7 @@ use crate::style::Style;
 use crate::units::size;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// The `mm_struct` summary for `--json`: the kernel's field names, addresses in bytes, the VM
@@ -105,7 +105,7 @@ impl MapsJson {
         source: &'static str,
         comm: Option<String>,
         snap: &Snapshot,
-        names: &HashMap<u64, String>,
+        names: &crate::procfs::Names,
     ) -> Self {
         Self {
             pid,
@@ -122,8 +122,8 @@ impl MapsJson {
 }
 
 /// The file name of a VMA: what procfs calls it, or `/dev/mmscope` for ours.
-fn name_of<'a>(v: &crate::abi::Vma, names: &'a HashMap<u64, String>) -> Option<&'a str> {
-    names.get(&v.start).map(String::as_str).or(match v.kind {
+fn name_of<'a>(v: &crate::abi::Vma, names: &'a crate::procfs::Names) -> Option<&'a str> {
+    crate::procfs::name(names, v).or(match v.kind {
         kind::MMSCOPE => Some("/dev/mmscope"),
         _ => None,
     })
@@ -235,7 +235,7 @@ pub fn header(
 
 /// The table, in the columns of `pmap -x` where they say the same thing, plus the range, the
 /// kind, and the columns of `/proc/<pid>/maps`.
-pub fn table(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> String {
+pub fn table(snap: &Snapshot, names: &crate::procfs::Names, style: &Style) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -293,7 +293,7 @@ fn bar_width(bytes: u64) -> usize {
 /// The picture: one row per region, high addresses on top as in the textbook figure, gaps
 /// collapsed to one row with their size, and `start_brk`, `brk`, `mmap_base` and `task_size`
 /// where they are.
-pub fn picture(snap: &Snapshot, names: &HashMap<u64, String>, style: &Style) -> String {
+pub fn picture(snap: &Snapshot, names: &crate::procfs::Names, style: &Style) -> String {
     let s = &snap.summary;
     let mut markers = Vec::new();
     if let Some(top) = snap.task_size() {

@@ -7,10 +7,14 @@
 use std::collections::HashMap;
 use std::fs;
 
+/// VMA names by start address and inode: a VMA that replaced another at the same address (an
+/// anonymous mapping made with `MAP_FIXED` over a file's) does not take the old one's name.
+pub type Names = HashMap<(u64, u64), String>;
+
 /// The names `/proc/<pid>/maps` gives the VMAs of `pid` (`None`: this process), by start
-/// address. Empty if the file cannot be read: names are a convenience, every number comes from
-/// the source.
-pub fn names(pid: Option<i32>) -> HashMap<u64, String> {
+/// address and inode. Empty if the file cannot be read: names are a convenience, every number
+/// comes from the source.
+pub fn names(pid: Option<i32>) -> Names {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/maps"),
         None => "/proc/self/maps".to_string(),
@@ -21,7 +25,7 @@ pub fn names(pid: Option<i32>) -> HashMap<u64, String> {
     text.lines()
         .filter_map(parse_maps_line)
         .filter(|vma| !vma.name.is_empty())
-        .map(|vma| (vma.start, vma.name.to_string()))
+        .map(|vma| ((vma.start, vma.inode), vma.name.to_string()))
         .collect()
 }
 
@@ -131,11 +135,16 @@ pub fn comm(pid: Option<i32>) -> Option<String> {
         .map(|s| s.trim_end().to_string())
 }
 
+/// The name procfs gave `v`, if `names` has one for it.
+pub fn name<'a>(names: &'a Names, v: &crate::abi::Vma) -> Option<&'a str> {
+    names.get(&(v.start, v.inode)).map(String::as_str)
+}
+
 /// The names of a traced process's VMAs, read again only when a VMA shows up that has none.
 #[derive(Default)]
 pub struct NameCache {
     pid: i32,
-    names: HashMap<u64, String>,
+    names: Names,
 }
 
 impl NameCache {
@@ -145,20 +154,21 @@ impl NameCache {
         self.names = names(Some(pid));
     }
 
-    /// Makes sure names are known for `vmas`, which `tid` (a thread of the process) sees.
+    /// Makes sure names are known for `vmas`, which `tid` (a thread of the process) sees: read
+    /// again if a VMA of a file or of shared memory, which always has a name, has none here.
     pub fn cover(&mut self, tid: i32, vmas: &[crate::abi::Vma]) {
-        let named = |v: &crate::abi::Vma| v.kind != crate::abi::kind::FILE;
-        if vmas
-            .iter()
-            .any(|v| !named(v) && !self.names.contains_key(&v.start))
-        {
+        use crate::abi::kind;
+        if vmas.iter().any(|v| {
+            matches!(v.kind, kind::FILE | kind::SHMEM)
+                && !self.names.contains_key(&(v.start, v.inode))
+        }) {
             self.names = names(Some(tid));
         }
     }
 
-    /// The name procfs gave the VMA starting at `start`.
-    pub fn get(&self, start: u64) -> Option<&str> {
-        self.names.get(&start).map(String::as_str)
+    /// The name procfs gave `v`.
+    pub fn get(&self, v: &crate::abi::Vma) -> Option<&str> {
+        name(&self.names, v)
     }
 
     /// The process these names belong to.
@@ -170,6 +180,33 @@ impl NameCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vma_in_anothers_place_does_not_take_its_name() {
+        use crate::abi::{kind, Vma};
+        let file = Vma {
+            start: 0x7f00_0000_0000,
+            end: 0x7f00_0000_4000,
+            inode: 42,
+            kind: kind::FILE,
+            ..Default::default()
+        };
+        let anon = Vma {
+            inode: 0,
+            kind: kind::ANON,
+            ..file
+        };
+        let cache = NameCache {
+            pid: 1,
+            names: Names::from([((file.start, file.inode), "/usr/lib/libx.so".to_string())]),
+        };
+        assert_eq!(cache.get(&file), Some("/usr/lib/libx.so"));
+        assert_eq!(
+            cache.get(&anon),
+            None,
+            "MAP_FIXED anonymous memory over a file"
+        );
+    }
 
     #[test]
     fn maps_lines() {

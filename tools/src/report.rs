@@ -313,7 +313,7 @@ impl TextReport {
     }
 
     fn vma_line(&self, sign: &str, v: &Vma) -> String {
-        let view = VmaView::new(v, self.names.get(v.start));
+        let view = VmaView::new(v, self.names.get(v));
         let line = format!(
             "      {} {}-{} {} {:<7} {:>10} {}",
             self.style.change(sign == "+", sign),
@@ -447,7 +447,7 @@ impl JsonReport {
 fn json_event(event: &Event, names: &NameCache) -> String {
     let views = |vmas: &[Vma]| {
         vmas.iter()
-            .map(|v| VmaView::new(v, names.get(v.start)))
+            .map(|v| VmaView::new(v, names.get(v)))
             .collect::<Vec<_>>()
     };
     let e = match event {
