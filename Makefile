@@ -87,7 +87,7 @@ USER_FILES := $(OUT)/user-files
 GUEST = scripts/run-guest.sh $(KDIR)/arch/x86/boot/bzImage $(INITRAMFS) $(DISK)
 
 .PHONY: all modules deps kernel check userspace selftests compat32 progs heap initramfs test-host test \
-	test-debug test-compat demo bench trace stage \
+	test-debug test-compat demo bench trace trace-guest stage shell-guest \
 	shell docs clean rust-analyzer
 
 all: modules
@@ -189,18 +189,26 @@ demo: initramfs
 	@echo "mmscope: the plots and the claims table are in $(OUT)/demo/"
 
 # Your own program under the tracer in the guest (CMD='prog args', FILES='more files').
+# Checked first: this recipe names no kernel (make expands a whole recipe before it
+# runs its first line), so bad input never waits for a kernel build.
 trace:
 	@test -n "$$CMD" || { echo "mmscope: give the program to trace: make trace CMD='path/to/prog args'" >&2; exit 1; }
-	$(MAKE) stage
+	@$(MAKE) --no-print-directory stage
+	$(MAKE) trace-guest
+
+trace-guest:
 	$(MAKE) initramfs STAGE=$(USER_FILES)
 	$(GUEST) $(OUT)/guest-trace.log trace $(OUT)/trace
 	@cat $(OUT)/trace/trace.txt
 	@echo "mmscope: the trace and its plot are in $(OUT)/trace/ (trace.txt, trace.svg)"
 
 # An interactive guest: the module loaded, mmscope on the PATH, your FILES in /files;
-# `exit` powers it off.
+# `exit` powers it off. Your files are checked before any kernel is named (see trace).
 shell:
-	$(if $(FILES),$(MAKE) stage)
+	$(if $(FILES),@$(MAKE) --no-print-directory stage)
+	$(MAKE) shell-guest
+
+shell-guest:
 	$(MAKE) initramfs $(if $(FILES),STAGE=$(USER_FILES))
 	$(GUEST) $(OUT)/guest-shell.log shell
 
