@@ -945,12 +945,10 @@ pub fn cli_trace_text_and_svg() -> TestResult {
     Ok(())
 }
 
-/// Runs `mmscope` with `args` (a `lazy ... --json` command), expects success, and parses its
-/// rows.
 /// How far `RssAnon`, `RssFile` and `RssShmem` in `/proc/<pid>/status` may be from the sum
 /// of the kernel's per-CPU RSS counters, which the module reads (`get_mm_counter_sum()`), in
-/// pages. Since Linux 6.16 `task_mem()` (`fs/proc/task_mmu.c`) reads the same sum: 0. Before,
-/// it read `get_mm_counter()`, `percpu_counter_read_positive()`, which misses what each online
+/// pages. In the kernels this project builds (7.2, 7.3) `task_mem()` (`fs/proc/task_mmu.c`)
+/// reads the same sum: 0. Before (the change came in 6.16), it read `get_mm_counter()`, `percpu_counter_read_positive()`, which misses what each online
 /// CPU has not folded in yet: less than `percpu_counter_batch`, max(32, 2 x online CPUs)
 /// (`lib/percpu_counter.c`), per CPU.
 fn rss_status_bound() -> u64 {
@@ -1250,6 +1248,8 @@ pub fn cli_sources_agree_on_trace() -> TestResult {
     Ok(())
 }
 
+/// Runs `mmscope` with `args` (a `lazy ... --json` command), expects success, and parses its
+/// rows.
 fn lazy_json(args: &[&str]) -> Result<Vec<Value>, Outcome> {
     let out = output(mmscope(args)?)?;
     check_eq!(
