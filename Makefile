@@ -218,6 +218,10 @@ docs: initramfs
 	scripts/update-readme.py $(OUT)/docs
 	scripts/test-user-program.sh
 	scripts/update-readme.py --only $(OUT)/trace user-trace
+	$(CARGO) build --locked --release -p mmscope
+	@mkdir -p $(OUT)/host
+	target/release/mmscope --source procfs maps | sed -n '1,/^$$/p' >$(OUT)/host/maps.txt
+	scripts/update-readme.py --only $(OUT)/host host-maps
 
 clean:
 	$(eval KDIR_CLEAN := $(if $(KDIR_DEFAULT),$(shell $(CURDIR)/scripts/kernel.sh --path),$(KDIR)))

@@ -33,6 +33,8 @@ BLOCKS = {
     "trace-stdout": ("trace-stdout.txt", ""),
     "lazy": ("lazy.txt", "mmscope lazy 256K --rows 8"),
     "lazy-random": ("lazy-random.txt", "mmscope lazy 256K --rows 4 --pattern random"),
+    # On the host, without the module (`make docs`).
+    "host-maps": ("maps.txt", "mmscope maps    # on this host: no module, procfs; the table and picture left out"),
     # From scripts/test-user-program.sh, which `make test` and `make docs` run.
     "user-trace": (
         "readme.txt",
@@ -153,7 +155,7 @@ def main():
         sys.exit(2)
     src = pathlib.Path(sys.argv[1])
     text = README.read_text()
-    for name in only or [n for n in BLOCKS if n not in ("bench", "user-trace")]:
+    for name in only or [n for n in BLOCKS if n not in ("bench", "user-trace", "host-maps")]:
         if not pattern(name).search(text):
             fail(f"README.md has no generated:{name} section")
         text = pattern(name).sub(lambda m: m.group(1) + block(src, name) + "\n" + m.group(2), text)
