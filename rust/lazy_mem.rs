@@ -15,9 +15,15 @@
 //! (`__GFP_ACCOUNT`), as for any anonymous page; that bounds what a workload may use. And the
 //! user who opened the object (the effective UID of the opening credentials) holds it against
 //! an allowance of `max_pages` (module parameter `max_mb`), shared by all objects that user
-//! opened, in a [`UserCharge`]: a module-wide cap would let one user's objects take all of it
-//! and make every other user's faults fail. A user's charge lives while any object of the user
-//! does, and is freed with the last one.
+//! opened, in a [`UserCharge`]: a module-wide cap alone would let one user's objects take all
+//! of it and make every other user's faults fail. A user's charge lives while any object of the
+//! user does, and is freed with the last one. Above the allowances, a module-wide cap
+//! (`total_max_mb`) bounds all objects together: the pages are the driver's, neither on the LRU
+//! nor swappable, and one person with many UIDs (the subordinate UIDs of user namespaces) holds
+//! many allowances; only such a person, or many users together, can reach it.
+//!
+//! The user is the effective UID, as for the files a process creates: a setuid program's
+//! objects are its owner's.
 //!
 //! # Locking
 //!
@@ -153,13 +159,16 @@ fn raise_peak(peak: &Counter, value: u64) {
 pub(crate) struct Limits {
     /// The largest number of pages all objects of one user together may hold.
     pub(crate) max_pages: u64,
+    /// The largest number of pages all objects of all users together may hold.
+    pub(crate) total_pages: u64,
     /// The size limit of a new object, in pages.
     pub(crate) object_pages: usize,
 }
 
 /// Why a page could not be provided.
 enum PageError {
-    /// The offset is past the object's size limit, or the user's allowance is used up.
+    /// The offset is past the object's size limit, or the user's allowance or the module-wide
+    /// cap is used up.
     Limit,
     /// Memory could not be allocated.
     NoMemory,
@@ -288,6 +297,8 @@ pub(crate) struct MemStats {
     pub(crate) faultaround_pages: u64,
     /// Pages all objects of this object's user hold, against their allowance.
     pub(crate) user_pages: u64,
+    /// The module-wide cap this object was created under, in pages.
+    pub(crate) total_max_pages: u64,
 }
 
 /// A memory object whose pages are allocated on first touch.
@@ -307,6 +318,8 @@ pub(crate) struct LazyMem {
     alloc_lock: Mutex<AllocState>,
     /// The user's allowance, fixed at creation.
     max_pages: u64,
+    /// The module-wide cap, fixed at creation.
+    total_pages: u64,
     /// The charge of the user who opened the object.
     user: UserRef,
     /// Pages held, equal to the number of entries in `pages`.
@@ -329,6 +342,7 @@ impl LazyMem {
                 populated_end: 0,
             }),
             max_pages: limits.max_pages,
+            total_pages: limits.total_pages,
             user,
             nr_pages: Atomic::new(0),
             faults: Atomic::new(0),
@@ -366,6 +380,7 @@ impl LazyMem {
             limit_pages: self.limit_pages() as u64,
             faultaround_pages: self.faultaround_pages.load(Relaxed),
             user_pages: self.user.0.pages.load(Relaxed),
+            total_max_pages: self.total_pages,
         }
     }
 
@@ -410,7 +425,13 @@ impl LazyMem {
             charged.fetch_sub(1, Relaxed);
             return Err(PageError::Limit);
         }
+        // And in the module-wide count, the bound above every user's allowance.
         let total = GLOBAL.pages.fetch_add(1, Relaxed) + 1;
+        if total > self.total_pages {
+            GLOBAL.pages.fetch_sub(1, Relaxed);
+            charged.fetch_sub(1, Relaxed);
+            return Err(PageError::Limit);
+        }
         if self.pages.lock().store(pgoff, page, gfp).is_err() {
             GLOBAL.pages.fetch_sub(1, Relaxed);
             charged.fetch_sub(1, Relaxed);

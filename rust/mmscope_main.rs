@@ -63,6 +63,12 @@ module! {
                 is the effective UID that opened them; pages are also charged to the memory \
                 cgroup of the task that faults them in)",
         },
+        total_max_mb: usize {
+            default: 4096,
+            description: "Cap on the memory all objects of all users together may hold, in MiB: \
+                the module's bound, which one person with many UIDs (subordinate UIDs in user \
+                namespaces) could otherwise multiply max_mb by",
+        },
     },
 }
 
@@ -102,6 +108,7 @@ fn limits() -> Result<Limits> {
             module_parameters::object_max_mb.value(),
         ))?,
         max_pages: pages(compat::param_value(module_parameters::max_mb.value()))? as u64,
+        total_pages: pages(compat::param_value(module_parameters::total_max_mb.value()))? as u64,
     })
 }
 
@@ -163,6 +170,7 @@ impl MiscDevice for MmscopeFile {
         seq_print!(m, "mmscope-limit-pages:\t{}\n", obj.limit_pages);
         seq_print!(m, "mmscope-faultaround-pages:\t{}\n", obj.faultaround_pages);
         seq_print!(m, "mmscope-user-pages:\t{}\n", obj.user_pages);
+        seq_print!(m, "mmscope-total-max-pages:\t{}\n", obj.total_max_pages);
     }
 }
 

@@ -74,7 +74,8 @@
  *
  * An access at or past the size limit (after mremap() grew a mapping, or the
  * limit was lowered), or one that would take the objects of the object's user
- * past their allowance (module parameter max_mb), raises SIGBUS. A failed
+ * past their allowance (module parameter max_mb), or all objects past the
+ * module-wide cap (total_max_mb), raises SIGBUS. A failed
  * allocation in the fault handler (the page, or the page store's own memory)
  * is VM_FAULT_OOM: the memory cgroup's OOM handling when a cgroup limit caused
  * it, otherwise the kernel retries the fault. Nothing is left half-allocated.
@@ -103,8 +104,13 @@
  * Before this rule max_mb capped the objects of all users together, which let
  * one user make every other user's faults SIGBUS; a program written for that
  * rule, which reads max_pages as a bound on what it may hold, is right under
- * this one. Beyond the allowance, pages are memory of the faulting task's
- * memory cgroup, whose limits bound them as they bound anonymous memory.
+ * this one. Above the allowances, all objects of all users together hold at
+ * most total_max_mb MiB (the fdinfo of an open file shows it as
+ * mmscope-total-max-pages, and the user's pages as mmscope-user-pages): the
+ * pages are neither on the LRU nor swappable, and a person with many UIDs
+ * (subordinate UIDs in user namespaces) holds many allowances. Pages are also
+ * memory of the faulting task's memory cgroup, whose limits bound them as they
+ * bound anonymous memory.
  */
 
 /*

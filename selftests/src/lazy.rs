@@ -1089,6 +1089,44 @@ pub fn user_cap_is_sigbus() -> TestResult {
     Ok(())
 }
 
+/// The module-wide cap (`total_max_mb`) bounds all objects together, above each user's
+/// allowance: with an allowance of 2 MiB and a cap of 1 MiB, one user's first touches raise
+/// `SIGBUS` at 1 MiB; fdinfo shows the cap; a load with `total_max_mb=0` is refused.
+pub fn module_wide_cap_is_sigbus() -> TestResult {
+    let Ok(ko) = std::env::var("MMSCOPE_KO") else {
+        skip!("MMSCOPE_KO does not name the module file, so it cannot be reloaded");
+    };
+    let ps = page_size();
+    let reload = |params: &str| sys::reload_module("mmscope", &ko, params);
+    reload("max_mb=2 total_max_mb=1").context("reload with max_mb=2 total_max_mb=1")?;
+    let result = (|| -> TestResult {
+        let (dev, s) = open()?;
+        let cap = (1 << 20) / ps;
+        check_eq!(s.max_pages, 2 * cap as u64, "max_pages with max_mb=2");
+        let info = sys::fdinfo(dev.as_raw_fd()).context("fdinfo")?;
+        check!(
+            info.iter()
+                .any(|(k, v)| k == "mmscope-total-max-pages" && *v == cap.to_string()),
+            "fdinfo shows the module-wide cap of {cap} pages: {info:?}"
+        );
+        let m = map(&dev, 2 * cap, RW, SHARED, 0)?;
+        for p in 0..cap {
+            m.write(p * ps, 1);
+        }
+        expect_sigbus("a first touch past the module-wide cap", || {
+            m.write(cap * ps, 1)
+        })?;
+        check_eq!(stats(&dev)?.pages, cap as u64, "module pages at the cap");
+        check_eq!(user_pages(&dev)?, cap as u64, "the user's pages at the cap");
+        Ok(())
+    })();
+    let bad = reload("total_max_mb=0");
+    reload("").context("reload with the default parameters")?;
+    result?;
+    expect_errno(bad, libc::EINVAL, "load with total_max_mb=0")?;
+    Ok(())
+}
+
 /// `mmscope-user-pages` in the fdinfo of `dev`: the pages all objects of its user hold.
 fn user_pages(dev: &Device) -> Result<u64, Outcome> {
     let info = sys::fdinfo(dev.as_raw_fd()).context("fdinfo")?;
@@ -1222,6 +1260,25 @@ pub fn one_user_cannot_starve_another() -> TestResult {
         );
         check_eq!(at(0, SEEN_MAX_PAGES), cap as u64, "max_pages");
         let before = at(0, SEEN_PAGES);
+
+        // `mmscope lazy` of uid 1001 counts what uid 1001 may still allocate, not what all users
+        // hold: a quarter of its allowance, touched page by page, while uid 1000 holds its own.
+        if let Ok(bin) = std::env::var("MMSCOPE_BIN") {
+            let (code, out, err) =
+                crate::cli::spawn_as(1001, &[&bin, "lazy", "256K", "--rows", "1", "--json"])
+                    .context("mmscope lazy as uid 1001")?
+                    .output()
+                    .context("mmscope lazy as uid 1001")?;
+            check_eq!(
+                code,
+                Some(0),
+                "mmscope lazy 256K as uid 1001 while uid 1000 holds its allowance: {err}"
+            );
+            check!(
+                out.lines().any(|l| l.contains("\"mmscope_pages\":64")),
+                "uid 1001's lazy run got its 64 pages: {out}"
+            );
+        }
 
         // While uid 1000 holds its pages, uid 1001's faults get pages of their own.
         let other =

@@ -147,6 +147,10 @@ const TESTS: &[Test] = &[
         run: lazy::user_cap_is_sigbus,
     },
     Test {
+        name: "module_wide_cap_is_sigbus",
+        run: lazy::module_wide_cap_is_sigbus,
+    },
+    Test {
         name: "one_user_cannot_starve_another",
         run: lazy::one_user_cannot_starve_another,
     },

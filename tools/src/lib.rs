@@ -79,6 +79,19 @@ impl Device {
         Ok(stats)
     }
 
+    /// The module's lines in this open file's fdinfo (`/proc/self/fdinfo/FD`): `mmscope-`
+    /// names and their numbers, such as `mmscope-user-pages` (the pages all objects of this
+    /// object's user hold) and `mmscope-total-max-pages` (the module-wide cap).
+    pub fn fdinfo(&self) -> io::Result<std::collections::HashMap<String, u64>> {
+        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.file.as_raw_fd()))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.starts_with("mmscope-"))
+            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect())
+    }
+
     /// Lowers the size limit of this open file's memory object to `bytes`
     /// (`MMSCOPE_IOC_SET_LIMIT`).
     pub fn set_limit(&self, bytes: u64) -> io::Result<()> {

@@ -445,11 +445,29 @@ fn lazy_cmd(dev: &Device, run: Lazy, json: bool) -> Result<ExitCode, Failure> {
     let Lazy { size, pattern, .. } = run;
     let stats = dev.mem_stats()?;
     let limit = stats.obj_limit_pages * page_size();
-    let room = stats.max_pages.saturating_sub(stats.pages) * page_size();
+    // What this user may still allocate: the rest of its allowance (max_mb), and of the
+    // module-wide cap (total_max_mb) shared by all users. Both are in the fdinfo of modules
+    // that have them; a module without them had one cap for all users (max_mb).
+    let info = dev.fdinfo().unwrap_or_default();
+    let user_room = stats
+        .max_pages
+        .saturating_sub(*info.get("mmscope-user-pages").unwrap_or(&stats.pages));
+    let total_room = info
+        .get("mmscope-total-max-pages")
+        .map_or(u64::MAX, |max| max.saturating_sub(stats.pages));
+    let (room, cap) = if user_room <= total_room {
+        (user_room, "your allowance, the module parameter max_mb")
+    } else {
+        (
+            total_room,
+            "the module-wide cap of all users, the module parameter total_max_mb",
+        )
+    };
+    let room = room * page_size();
     if size > room {
         return Err(Failure(format!(
-            "{} is more than the module can still allocate ({} of its cap, the module parameter \
-             max_mb, are free); give a smaller SIZE",
+            "{} is more than the module can still allocate for you ({} of {cap}, are free); \
+             give a smaller SIZE",
             units::size(size),
             units::size(room)
         )));
