@@ -142,7 +142,7 @@ initramfs: modules userspace compat32 progs heap
 # Your command and files, checked before anything is built or booted. CMD and
 # FILES reach the script through the environment, untouched by make's quoting.
 stage:
-	@scripts/stage-files.sh $(USER_FILES) "$$CMD" $$FILES
+	@scripts/stage-files.sh $(USER_FILES) "$$CMD" "$$FILES"
 
 # The mmscope command on this host, without the module: built as a user builds it, and its
 # procfs source held against procfs, a traced program's own account of its break, and the

@@ -30,7 +30,10 @@ rm -f "$port"
 APPEND="console=ttyS0 panic=-1 oops=panic tsc_early_khz=2000000 tsc=reliable"
 # The console on stdio (with QEMU's monitor behind Ctrl-A c), and a second
 # serial port into a file: the guest sends its /out there.
-QEMU=(qemu-system-x86_64 -m "${MMSCOPE_MEM:-1G}" -smp "${MMSCOPE_SMP:-2}"
+# q35: on QEMU's default i440FX machine the debug kernel's first read of the
+# virtio disk never completes (the guest idles after "[vda] ..." forever);
+# on q35 every kernel boots.
+QEMU=(qemu-system-x86_64 -machine q35 -m "${MMSCOPE_MEM:-1G}" -smp "${MMSCOPE_SMP:-2}"
 	-display none -no-reboot -kernel "$kernel" -initrd "$initrd"
 	-drive "file=$disk,if=virtio,format=raw,readonly=on"
 	-serial mon:stdio -serial "file:$port")

@@ -3,22 +3,23 @@
 # shell FILES=...`), before anything is built or booted: a program that is
 # missing, a directory, a script for an interpreter the guest does not have, a
 # 32-bit or foreign-architecture binary each stop here with one sentence.
-#   scripts/stage-files.sh DIR CMD [FILE...]
+#   scripts/stage-files.sh DIR CMD FILES
 # DIR is emptied and receives the files as the guest will see them from its
 # root: a relative path keeps its place under /files (the working directory in
 # the guest), an absolute one keeps its path (a program found on PATH, such as
-# /usr/bin/ls, stays /usr/bin/ls). CMD (may be empty: nothing to run) is split
-# as a shell would; its program is looked up on PATH like a shell does, and the
-# command, with the program's path in the guest, is written to DIR/.cmd as one
-# line of single-quoted words. scripts/disk.sh adds every library the programs
-# need.
+# /usr/bin/ls, stays /usr/bin/ls), except in the places the guest uses itself
+# (/tmp, /bin, ...) and files right under /: those go to /files by their name.
+# CMD (may be empty: nothing to run) and FILES are split into words as a shell
+# would split them (quotes and backslashes), with no expansion of variables,
+# globs or ~. The command's program is looked up on PATH like a shell does; a
+# word of the command that names one of your files becomes its path in the
+# guest; the command is written to DIR/.cmd as one line of single-quoted words.
+# scripts/disk.sh adds every library the programs need.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ $# -ge 2 ] || { echo "usage: $0 DIR CMD [FILE...]" >&2; exit 2; }
-dir=$1 cmd=$2
-shift 2
-files=("$@")
+[ $# -eq 3 ] || { echo "usage: $0 DIR CMD FILES" >&2; exit 2; }
+dir=$1 cmd=$2 files_text=$3
 STEP="check your files"
 
 # fail SENTENCE: one sentence for the person who typed the command.
@@ -30,6 +31,21 @@ fail() {
 # The guest's own directories: a file of yours cannot take one of these places.
 RESERVED='^/(bin|sbin|dev|etc|proc|sys|tmp|out|mmscope|disk|init)(/|$)'
 
+# split WHAT TEXT: the words of TEXT, one per line, split as a shell would;
+# one sentence naming WHAT if its quotes do not close or a word holds a newline.
+split() {
+	python3 -c '
+import shlex, sys
+try:
+    words = shlex.split(sys.argv[1], comments=False, posix=True)
+except ValueError as e:
+    sys.exit(f"mmscope: cannot split {sys.argv[2]} into words ({e}): check its quotes")
+if any("\n" in w for w in words):
+    sys.exit(f"mmscope: a word of {sys.argv[2]} holds a newline, which the guest cannot pass on")
+print("\n".join(words))
+' "$2" "$1"
+}
+
 # guest_path PATH: where PATH is in the guest.
 guest_path() {
 	local p=$1
@@ -38,8 +54,11 @@ guest_path() {
 		p=$(realpath -s -- "$p")
 		# Debian's /bin and /lib are links into /usr: use the path they lead to.
 		[[ "$p" =~ $RESERVED ]] && p=$(realpath -- "$p")
-		# A place the guest uses itself (/tmp above all): under /files instead.
-		[[ "$p" =~ $RESERVED ]] && p=/files/$(basename -- "$p")
+		# A place the guest uses itself (/tmp above all), or a file right under
+		# / (the guest mounts directories there): under /files instead.
+		if [[ "$p" =~ $RESERVED ]] || [ "$(dirname -- "$p")" = / ]; then
+			p=/files/$(basename -- "$p")
+		fi
 		printf '%s\n' "$p"
 		;;
 	*)
@@ -104,6 +123,8 @@ stage() {
 }
 
 # Your files first, remembered by their real path on this host.
+out=$(split FILES "$files_text") || exit 1
+mapfile -t files < <([ -n "$out" ] && printf '%s\n' "$out")
 declare -A moved=()
 for f in "${files[@]}"; do
 	[ -e "$f" ] || fail "$f: no such file; FILES lists files of this host to copy into the guest"
@@ -114,10 +135,8 @@ for f in "${files[@]}"; do
 done
 
 if [ -n "$cmd" ]; then
-	# Split as a shell would (quotes, escapes), without running anything: xargs
-	# knows the shell's quoting.
-	mapfile -t words < <(printf '%s\n' "$cmd" | xargs -n1 printf '%s\n' 2>/dev/null) ||
-		fail "cannot split the command \`$cmd\` into words; check its quotes"
+	out=$(split "the command \`$cmd\`" "$cmd") || exit 1
+	mapfile -t words < <([ -n "$out" ] && printf '%s\n' "$out")
 	[ ${#words[@]} -gt 0 ] || fail "the command is empty; give a program, as in CMD='path/to/prog args'"
 	program=${words[0]}
 	if [[ "$program" != */* ]]; then

@@ -58,6 +58,8 @@ bad "$tmp/tiny32" "32-bit x86 program"
 bad "$tmp/foreign" "another architecture (AArch64)"
 bad "$tmp/notes.txt" "neither a program"
 bad "/bin/true" "no such file" "$tmp/no-data.txt"
+bad "/bin/true 'unclosed" "check its quotes"
+bad "   " "the command is empty"
 out=$("$MAKE" -s --no-print-directory trace 2>&1) && not_ok "make trace without CMD was accepted" ||
 	grep -q "give the program to trace" <<<"$out" || not_ok "make trace without CMD: $out"
 
@@ -89,9 +91,11 @@ int main(int argc, char **argv)
 EOF
 gcc -O2 -o "$tmp/yours" "$tmp/yours.c" || die "gcc cannot build the sample program"
 ldd "$tmp/yours" | grep -q libc.so.6 || die "the sample program is not dynamically linked"
-echo "data-for-mmscope" >"$tmp/input.txt"
+# A data file whose name has a space: the command and FILES quote it as a shell
+# would, and the guest's program gets it as one word.
+echo "data-for-mmscope" >"$tmp/in put.txt"
 rm -rf "$OUT/trace"
-if ! "$MAKE" --no-print-directory trace CMD="$tmp/yours $tmp/input.txt" FILES="$tmp/input.txt" \
+if ! "$MAKE" --no-print-directory trace CMD="$tmp/yours '$tmp/in put.txt'" FILES="'$tmp/in put.txt'" \
 	>"$tmp/make.log" 2>&1; then
 	tail -30 "$tmp/make.log"
 	die "make trace on the sample program failed (log above)"

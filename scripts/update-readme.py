@@ -38,7 +38,7 @@ BLOCKS = {
     # From scripts/test-user-program.sh, which `make test` and `make docs` run.
     "user-trace": (
         "readme.txt",
-        "make trace CMD='/tmp/x/yours /tmp/x/input.txt' FILES=/tmp/x/input.txt    # loader steps left out",
+        "make trace CMD=\"/tmp/x/yours '/tmp/x/in put.txt'\" FILES=\"'/tmp/x/in put.txt'\"    # loader steps left out",
     ),
 }
 PLOTS = {"trace.svg": "docs/trace-malloc-touch.svg", "heap-trim.svg": "docs/heap-trim.svg"}

@@ -13,7 +13,12 @@
 //! the break it leaves, also when it refuses to move it (`sys_brk()` in `mm/mmap.c`: `brk`, or
 //! `origbrk` after `out:`; only `-EINTR` is not a break). A source that cannot read `brk`
 //! (procfs) gets this value in every snapshot. Not followed: `prctl(PR_SET_MM_BRK)`, which
-//! only a checkpoint-restore tool makes.
+//! only a checkpoint-restore tool makes. One break is kept, the traced process's: its threads
+//! share it, and the mmap lock orders their `brk` calls, but when two threads' calls overlap,
+//! their exit stops may reach the tracer in the other order, and for the instant between them
+//! the break shown is the earlier one. A `clone()` child with an address space of its own (no
+//! `CLONE_VM`, an exit signal other than `SIGCHLD`, so still followed as if a thread) would
+//! share the value too: rare enough to say so here rather than keep a break per process.
 
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};

@@ -168,6 +168,9 @@ impl Procfs {
                 {
                     self.query.set(Some(false));
                 }
+                // A name longer than PATH_MAX (a deep path): this read goes through the text,
+                // which shows any name.
+                Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => out.clear(),
                 Err(e) => return Err(gone(e)),
             }
         }
@@ -557,12 +560,32 @@ mod tests {
         panic!("process {pid} did not exec {comm}");
     }
 
+    /// Stops `pid` and waits until procfs shows it stopped (state `T`).
+    fn stop(pid: u32) {
+        // SAFETY: A signal to our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        for _ in 0..200 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("process {pid} did not stop");
+    }
+
     #[test]
     fn maps_text_gives_what_procmap_query_gives() {
         let Ok(mut child) = std::process::Command::new("sleep").arg("10").spawn() else {
             return;
         };
         wait_for_exec(child.id(), "sleep");
+        // Stopped, so that both reads see the same VMAs: at exec the loader has not mapped
+        // everything yet.
+        stop(child.id());
         let pid = Some(child.id() as i32);
         let query = Procfs::new();
         let text = Procfs::new();
