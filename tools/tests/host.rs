@@ -428,7 +428,18 @@ fn maps_json_equals_proc_maps() {
     // The counters against status, the layout against stat.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let kb = |key: &str| mmscope::procfs::status_kb(&status, key);
+    // Read here, not with the library's own parsers: `Key:   N kB` lines, and the fields after
+    // the last `)` of stat (the command name may hold spaces and parentheses).
+    let kb = |key: &str| {
+        status.lines().find_map(|l| {
+            let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+    };
+    let stat_field = |n: usize| {
+        let (_, after) = stat.rsplit_once(')')?;
+        after.split_whitespace().nth(n - 3)?.parse::<u64>().ok()
+    };
     let pk = doc["summary"]["page_size"].as_u64().unwrap_or(4096) / 1024;
     for (field, key) in [
         ("total_vm", "VmSize"),
@@ -447,7 +458,8 @@ fn maps_json_equals_proc_maps() {
     let s = &doc["summary"];
     assert_eq!(
         s["start_brk"].as_u64(),
-        mmscope::procfs::stat_field(&stat, 47)
+        stat_field(47),
+        "start_brk against field 47 of /proc/PID/stat"
     );
     assert!(
         s["start_brk"].as_u64().is_some_and(|b| b <= held.brk),
