@@ -26,7 +26,11 @@
 //!   (`max(hiwater_rss, rss)`); the module gives `mm->hiwater_rss` and `mm->hiwater_vm` as
 //!   the kernel keeps them, which it raises only when it is about to lower the current value.
 //! - Whether a file is shared memory (the module: tmpfs and no links) is decided from the name
-//!   and from `stat` and `statfs` of the path, see [`Procfs::file_kind`].
+//!   and from `stat` and `statfs` of the path, see [`Procfs::file_kind`]. Where the name
+//!   misleads, the kind can differ from the module's: a live file whose name really ends in
+//!   ` (deleted)`; a deleted `/dev/mmscope` node (shmem here, the device for the module); a
+//!   target in a chroot, whose paths are not this process's; and on overlayfs procfs shows the
+//!   overlay's device and inode where the module shows the backing file's.
 //! - Nothing here is one atomic reading: the VMAs are queried one by one and the counters read
 //!   after them. For a stopped process (a tracee at a stop) that is exact.
 
