@@ -9,6 +9,12 @@ mmscope maps self >"$out/maps.txt"
 mmscope trace -o "$out/trace.txt" --svg "$out/trace.svg" -- malloc-touch >"$out/trace-stdout.txt"
 mmscope lazy 256K --rows 8 >"$out/lazy.txt"
 mmscope lazy 256K --rows 4 --pattern random >"$out/lazy-random.txt"
+# Ordinary users, by the selftests that switch to them: one right after insmod,
+# then two users' allowances (it reloads the module with max_mb=1).
+for t in user_traces_own_program_after_insmod one_user_cannot_starve_another; do
+	MMSCOPE_KO=/mmscope/mmscope.ko /mmscope/selftests "$t" >/tmp/users.tap || { cat /tmp/users.tap; exit 1; }
+	grep -e '^ok ' -e '^# [a-z]' /tmp/users.tap
+done >"$out/users.txt"
 # The claims table: every heap scenario, every allocator (the selftests write claims.md).
 MMSCOPE_OUT=$out /mmscope/selftests heap_ >"$out/heap.tap" || { grep -v '^# ' "$out/heap.tap"; exit 1; }
 rm "$out/heap.tap"

@@ -33,6 +33,10 @@ BLOCKS = {
     "trace-stdout": ("trace-stdout.txt", ""),
     "lazy": ("lazy.txt", "mmscope lazy 256K --rows 8"),
     "lazy-random": ("lazy-random.txt", "mmscope lazy 256K --rows 4 --pattern random"),
+    "users": (
+        "users.txt",
+        "mmscope-selftests user_traces_own_program_after_insmod; mmscope-selftests one_user_cannot_starve_another",
+    ),
     # On the host, without the module (`make docs`).
     "host-maps": ("maps.txt", "mmscope maps    # on this host: no module, procfs; the table and picture left out"),
     # From scripts/test-user-program.sh, which `make test` and `make docs` run.

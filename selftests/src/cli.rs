@@ -512,9 +512,20 @@ pub fn cli_user_traces_after_insmod() -> TestResult {
     let said: Vec<Value> = out.lines().map(json).collect::<Result<_, _>>()?;
     check!(said.len() >= 10, "the helper made its calls: {said:?}");
     let events = trace_lines(path)?;
+    // Through the device: without it the command would fall back to procfs and still trace.
+    check_eq!(
+        events.first().and_then(|e| e["source"].as_str()),
+        Some("module"),
+        "the user's trace read the address space through /dev/mmscope"
+    );
     let summary = events.last().cloned().unwrap_or_default();
     check_eq!(summary["event"].as_str(), Some("summary"), "last event");
     check_eq!(summary["exit_code"].as_i64(), Some(0), "exit code");
+    println!(
+        "# uid 1000 (CapEff 0), /dev/mmscope mode {want:o} from the udev rule: mmscope trace of \
+         its own program through the module, {} memory calls, exit 0",
+        events.iter().filter(|e| e["event"] == "syscall").count()
+    );
     let mut steps = events.iter().filter(|e| e["event"] == "syscall");
     for want in &said {
         check!(

@@ -1299,6 +1299,14 @@ pub fn one_user_cannot_starve_another() -> TestResult {
             before + cap as u64,
             "module pages: both users' allowances"
         );
+        println!(
+            "# max_mb=1: uid 1000 holds {} pages (its allowance, a first touch past it SIGBUS); \
+             meanwhile uid 1001's mmscope lazy 256K got 64 pages and it filled {} pages of its \
+             own; the module holds {}",
+            at(0, SEEN_USER_PAGES),
+            at(1, SEEN_USER_PAGES),
+            at(1, SEEN_PAGES)
+        );
 
         // uid 1000's objects go: its allowance is whole again.
         hold.send(1);
