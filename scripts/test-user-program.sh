@@ -59,7 +59,7 @@ bad "$tmp/foreign" "another architecture (AArch64)"
 bad "$tmp/notes.txt" "neither a program"
 bad "/bin/true" "no such file" "$tmp/no-data.txt"
 bad "/bin/true 'unclosed" "check its quotes"
-bad "   " "the command is empty"
+bad "   " "give the program to trace"
 out=$("$MAKE" -s --no-print-directory trace 2>&1) && not_ok "make trace without CMD was accepted" ||
 	grep -q "give the program to trace" <<<"$out" || not_ok "make trace without CMD: $out"
 
