@@ -11,8 +11,8 @@ use mmscope::access::{read_process, AccessError};
 use mmscope::lazy::{Lazy, Pattern, Row};
 use mmscope::maps::{self, MapsJson};
 use mmscope::report::{JsonReport, Summary, TextReport};
-use mmscope::snapshot::{page_size, Snapshot};
-use mmscope::source::{self, Choice, Source};
+use mmscope::snapshot::page_size;
+use mmscope::source::{self, Choice, Depth, Source};
 use mmscope::style::{ColorChoice, Style};
 use mmscope::trace::{self, Event, TraceError};
 use mmscope::{procfs, units, Device};
@@ -284,11 +284,11 @@ fn maps_cmd(
     style: &Style,
 ) -> Result<ExitCode, Failure> {
     let (pid, snap) = match target {
-        Target::Myself => (std::process::id() as i32, Snapshot::take(src, None)?),
+        Target::Myself => (std::process::id() as i32, src.snapshot(None, Depth::Full)?),
         Target::Pid(pid) => {
             let own = pid == std::process::id() as i32;
             let who = if own { None } else { Some(pid) };
-            let snap = read_process(pid, || Snapshot::take(src, who))
+            let snap = read_process(pid, || src.snapshot(who, Depth::Full))
                 .map_err(|e| access_failure(pid, e))?;
             (pid, snap)
         }

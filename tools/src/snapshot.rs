@@ -1,17 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One moment of an address space, as a [`Source`] reports it, and the difference between two.
+//! One moment of an address space, as a [`Source`](crate::source::Source) reports it, and the difference between two.
 //!
-//! Every number here comes from the source ([`Source::read`]: the module's ioctls, or procfs);
+//! Every number here comes from the source ([`Source::read`](crate::source::Source::read): the module's ioctls, or procfs);
 //! only file names come from `/proc/<pid>/maps` (see [`crate::procfs::names`]). A source says
 //! which summary fields it could not read ([`Snapshot::unknown`]) and which VMA flags it could
 //! ([`Snapshot::vma_flags_known`]); everything else is the same whoever answered.
 
 use crate::abi::{self, kind, MmSummary, Vma};
-use crate::source::{Depth, Source};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io;
 
 /// The page size of the machine the command runs on.
 pub fn page_size() -> u64 {
@@ -72,19 +70,6 @@ impl Default for Snapshot {
 }
 
 impl Snapshot {
-    /// Reads the address space of this process (`None`) or of `pid`, with everything `src` can
-    /// give (`Depth::Full`).
-    pub fn take(src: &dyn Source, pid: Option<i32>) -> io::Result<Self> {
-        Self::take_at(src, pid, Depth::Full)
-    }
-
-    /// Reads the address space of this process (`None`) or of `pid` at `depth`.
-    pub fn take_at(src: &dyn Source, pid: Option<i32>, depth: Depth) -> io::Result<Self> {
-        let mut snap = Self::default();
-        src.read(pid, depth, &mut snap)?;
-        Ok(snap)
-    }
-
     /// Why `field` is unknown, or `None` if the source read it.
     pub fn why_unknown(&self, field: Field) -> Option<&'static str> {
         self.unknown

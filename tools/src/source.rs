@@ -44,6 +44,13 @@ pub trait Source {
     /// Fails with `ESRCH` if the process or its address space is gone, and `EACCES` if the
     /// caller may not read it.
     fn read(&self, pid: Option<i32>, depth: Depth, snap: &mut Snapshot) -> io::Result<()>;
+
+    /// A new reading of the address space of this process (`None`) or of `pid` at `depth`.
+    fn snapshot(&self, pid: Option<i32>, depth: Depth) -> io::Result<Snapshot> {
+        let mut snap = Snapshot::default();
+        self.read(pid, depth, &mut snap)?;
+        Ok(snap)
+    }
 }
 
 impl Source for Device {

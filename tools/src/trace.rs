@@ -242,7 +242,7 @@ pub fn run(
     // Threads in a 32-bit brk call, between its entry and exit.
     let mut in_brk32: HashSet<i32> = HashSet::new();
     let snapshot = |tid: i32, brk: Option<u64>| -> Result<Option<Snapshot>, TraceError> {
-        match Snapshot::take_at(src, Some(tid), Depth::Light) {
+        match src.snapshot(Some(tid), Depth::Light) {
             Ok(mut s) => {
                 if let (None, Some(brk)) = (s.brk(), brk) {
                     s.set_brk(brk);
