@@ -1678,3 +1678,172 @@ pub fn programs_run_from_disk() -> TestResult {
     let _ = child.wait();
     res
 }
+
+/// A trace's diff shows every kind of change a call can make to a VMA, from either source,
+/// against what the program says it did (the helper `changes`): an `mprotect` of a whole
+/// mapping (only the flags change: the same range leaves with `rw-p` and comes back `r--p`),
+/// the same file mapped again in place at another offset (only the offset), and another file
+/// in its place (only the file: inode and name). The text shows each on its `~` line.
+pub fn cli_trace_diff_shows_every_change() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let page = page_size() as u64;
+    let (file_a, file_b) = ("/tmp/mmscope-changes-a", "/tmp/mmscope-changes-b");
+    for source in ["module", "procfs"] {
+        let path = format!("/tmp/mmscope-trace-changes-{source}.json");
+        let out = output(mmscope(&[
+            "--source", source, "trace", "--json", "-o", &path, "--", &exe, "--helper", "changes",
+        ])?)?;
+        check_eq!(
+            out.status.code(),
+            Some(0),
+            "trace ({source}): {}",
+            text(&out.stderr)
+        );
+        let said: Vec<Value> = text(&out.stdout)
+            .lines()
+            .map(json)
+            .collect::<Result<_, _>>()?;
+        check_eq!(said.len(), 6, "the helper's calls: {said:?}");
+        let events = trace_lines(&path)?;
+        let steps: Vec<&Value> = events.iter().filter(|e| e["event"] == "syscall").collect();
+        // The trace's step for each call the helper made, in order.
+        let mut found = Vec::new();
+        let mut rest = steps.iter();
+        for want in &said {
+            let step = rest
+                .find(|s| s["syscall"] == want["call"] && s["args"] == want["args"])
+                .ok_or_else(|| Outcome::Fail(format!("{want} is not in the {source} trace")))?;
+            found.push(*step);
+        }
+        let a = said[1]["ret"].as_u64().unwrap_or(0);
+        let b = said[3]["ret"].as_u64().unwrap_or(0);
+        let one = |step: &Value, side: &str| -> Result<Value, Outcome> {
+            match step[side].as_array().map(Vec::as_slice) {
+                Some([v]) => Ok(v.clone()),
+                other => Err(Outcome::Fail(format!(
+                    "{source}: one VMA {side} by {}, not {other:?}",
+                    step["call"]
+                ))),
+            }
+        };
+        let view = |v: &Value| {
+            (
+                v["start"].as_u64(),
+                v["end"].as_u64(),
+                v["perms"].as_str().map(str::to_owned),
+                v["offset"].as_u64(),
+                v["name"].as_str().map(str::to_owned),
+            )
+        };
+        // mprotect of the whole mapping: the same range, the flags only.
+        let (gone, came) = (one(found[2], "removed")?, one(found[2], "added")?);
+        check_eq!(
+            (view(&gone), view(&came)),
+            (
+                (
+                    Some(a),
+                    Some(a + 3 * page),
+                    Some("rw-p".into()),
+                    Some(0),
+                    None
+                ),
+                (
+                    Some(a),
+                    Some(a + 3 * page),
+                    Some("r--p".into()),
+                    Some(0),
+                    None
+                )
+            ),
+            "{source}: mprotect(PROT_READ) of the whole mapping"
+        );
+        check!(
+            gone["flags"]
+                .as_array()
+                .is_some_and(|f| f.contains(&"wr".into()))
+                && came["flags"]
+                    .as_array()
+                    .is_some_and(|f| !f.contains(&"wr".into())),
+            "{source}: the flags lose wr: {gone} -> {came}"
+        );
+        // The same file in place at the next page of it: the offset only.
+        let (gone, came) = (one(found[4], "removed")?, one(found[4], "added")?);
+        check_eq!(
+            (view(&gone), view(&came)),
+            (
+                (
+                    Some(b),
+                    Some(b + page),
+                    Some("r--p".into()),
+                    Some(0),
+                    Some(file_a.into())
+                ),
+                (
+                    Some(b),
+                    Some(b + page),
+                    Some("r--p".into()),
+                    Some(page),
+                    Some(file_a.into())
+                )
+            ),
+            "{source}: the same file again at another offset"
+        );
+        // Another file in its place: the file only.
+        let (gone, came) = (one(found[5], "removed")?, one(found[5], "added")?);
+        check_eq!(
+            (view(&gone), view(&came)),
+            (
+                (
+                    Some(b),
+                    Some(b + page),
+                    Some("r--p".into()),
+                    Some(page),
+                    Some(file_a.into())
+                ),
+                (
+                    Some(b),
+                    Some(b + page),
+                    Some("r--p".into()),
+                    Some(page),
+                    Some(file_b.into())
+                )
+            ),
+            "{source}: another file in its place"
+        );
+        check!(
+            gone["inode"] != came["inode"],
+            "{source}: the inode changes with the file: {gone} -> {came}"
+        );
+    }
+    // The text: each change on its `~` line.
+    let path = "/tmp/mmscope-trace-changes.txt";
+    let out = output(mmscope(&[
+        "trace", "-o", path, "--", &exe, "--helper", "changes",
+    ])?)?;
+    check_eq!(
+        out.status.code(),
+        Some(0),
+        "trace (text): {}",
+        text(&out.stderr)
+    );
+    let trace = std::fs::read_to_string(path).context(path)?;
+    let tilde: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.trim_start().starts_with('~'))
+        .collect();
+    for (what, needle) in [
+        ("the flags", "rw-p->r--p anon"),
+        (
+            "the offset",
+            &format!("offset 0x0->{page:#x} {file_a}") as &str,
+        ),
+        ("the file", &format!("{file_a} -> {file_b}")),
+    ] {
+        check!(
+            tilde.iter().any(|l| l.contains(needle)),
+            "a `~` line shows {what} ({needle:?}): {tilde:#?}"
+        );
+    }
+    Ok(())
+}

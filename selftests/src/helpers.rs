@@ -13,8 +13,11 @@ pub fn run(name: &str) -> i32 {
         "variety" => variety(),
         "calls" => calls(),
         "threads" => threads(),
+        "changes" => changes(),
         _ => {
-            eprintln!("mmscope-selftests: no helper {name:?} (hold, variety, calls, threads)");
+            eprintln!(
+                "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes)"
+            );
             2
         }
     }
@@ -231,6 +234,74 @@ fn calls() -> i32 {
         &unmap_a,
         sys(libc::SYS_munmap, &unmap_a),
     );
+    print!("{out}");
+    0
+}
+
+/// Makes one change of each kind a trace's diff must show, one call each, and prints them as
+/// [`calls`] does (after the two calls that make the first mapping): the permissions of a
+/// whole mapping (nothing but its flags changes), a file
+/// mapping replaced in place by the same file at another offset (only the offset changes),
+/// and by another file (only the file, its inode and name). The files are
+/// `/tmp/mmscope-changes-a` and `-b`, two pages each.
+fn changes() -> i32 {
+    let mut out = String::with_capacity(1 << 12);
+    let page = crate::sys::page_size() as u64;
+    let sys = |nr: libc::c_long, a: &[u64]| -> i64 {
+        let arg = |i: usize| a.get(i).copied().unwrap_or(0);
+        // SAFETY: Memory system calls on this process's own address space, on ranges this
+        // function made for the purpose; none touches memory Rust knows about.
+        unsafe { libc::syscall(nr, arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)) }
+    };
+    let mut fds = Vec::new();
+    for path in ["/tmp/mmscope-changes-a", "/tmp/mmscope-changes-b"] {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .and_then(|f| f.set_len(2 * page).map(|()| f));
+        match file {
+            Ok(f) => fds.push(std::os::fd::IntoRawFd::into_raw_fd(f) as u64),
+            Err(e) => {
+                eprintln!("changes: {path}: {e}");
+                return 1;
+            }
+        }
+    }
+    let (rw, ro) = (
+        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+        libc::PROT_READ as u64,
+    );
+    let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    // Between two PROT_NONE pages, so that the mapping merges with no neighbour before or
+    // after the mprotect.
+    let reserve = [0, 5 * page, libc::PROT_NONE as u64, anon, u64::MAX, 0];
+    let r = sys(libc::SYS_mmap, &reserve);
+    record(&mut out, "mmap", &reserve, r);
+    let mmap = [
+        r as u64 + page,
+        3 * page,
+        rw,
+        anon | libc::MAP_FIXED as u64,
+        u64::MAX,
+        0,
+    ];
+    let a = sys(libc::SYS_mmap, &mmap);
+    record(&mut out, "mmap", &mmap, a);
+    let prot = [a as u64, 3 * page, ro];
+    record(&mut out, "mprotect", &prot, sys(libc::SYS_mprotect, &prot));
+
+    let private = libc::MAP_PRIVATE as u64;
+    let fixed = private | libc::MAP_FIXED as u64;
+    let first = [0, page, ro, private, fds[0], 0];
+    let b = sys(libc::SYS_mmap, &first);
+    record(&mut out, "mmap", &first, b);
+    let offset = [b as u64, page, ro, fixed, fds[0], page];
+    record(&mut out, "mmap", &offset, sys(libc::SYS_mmap, &offset));
+    let other = [b as u64, page, ro, fixed, fds[1], page];
+    record(&mut out, "mmap", &other, sys(libc::SYS_mmap, &other));
     print!("{out}");
     0
 }

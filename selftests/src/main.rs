@@ -313,6 +313,10 @@ const TESTS: &[Test] = &[
     },
     // What malloc really does: the heap scenarios, every allocator, and the claims table.
     Test {
+        name: "cli_trace_diff_shows_every_change",
+        run: cli::cli_trace_diff_shows_every_change,
+    },
+    Test {
         name: "cli_trace_real_program",
         run: cli::cli_trace_real_program,
     },

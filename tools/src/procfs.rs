@@ -162,7 +162,8 @@ impl NameCache {
             matches!(v.kind, kind::FILE | kind::SHMEM)
                 && !self.names.contains_key(&(v.start, v.inode))
         }) {
-            self.names = names(Some(tid));
+            // Added to, not replaced: the VMAs a call removed keep their names for its diff.
+            self.names.extend(names(Some(tid)));
         }
     }
 

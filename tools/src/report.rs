@@ -289,9 +289,32 @@ impl TextReport {
             });
             match partner.and_then(Option::take) {
                 Some(a) => {
-                    let _ = writeln!(
-                        out,
-                        "      {} {}-{} -> {}-{} {} {:<7} {} ({})",
+                    let (rv, av) = (
+                        VmaView::new(r, self.names.get(r)),
+                        VmaView::new(a, self.names.get(a)),
+                    );
+                    // What else changed: the file offset, the file (its name).
+                    let mut more = String::new();
+                    if rv.offset != av.offset {
+                        let _ = write!(more, " offset {:#x}->{:#x}", rv.offset, av.offset);
+                    }
+                    match (rv.name.as_deref(), av.name.as_deref()) {
+                        (before, after) if before == after => {
+                            if let Some(name) = after {
+                                let _ = write!(more, " {name}");
+                            }
+                        }
+                        (before, after) => {
+                            let _ = write!(
+                                more,
+                                " {} -> {}",
+                                before.unwrap_or("(no name)"),
+                                after.unwrap_or("(no name)")
+                            );
+                        }
+                    }
+                    let line = format!(
+                        "      {} {}-{} -> {}-{} {} {:<7} {} ({}){more}",
                         self.style.kind(a.kind, "~"),
                         hex(r.start),
                         hex(r.end),
@@ -302,6 +325,7 @@ impl TextReport {
                         size(vma_size(a)),
                         delta(vma_size(r), vma_size(a))
                     );
+                    let _ = writeln!(out, "{}", line.trim_end());
                 }
                 None => out += &self.vma_line("-", r),
             }
