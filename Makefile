@@ -75,8 +75,9 @@ PROGS := $(patsubst demo/%.c,$(PROGS_DIR)/%,$(wildcard demo/*.c))
 # The heap scenarios (demo/heap/*.c), built once per allocator.
 HEAP_DIR := $(OUT)/heap
 HEAP_STAMP := $(HEAP_DIR)/.built
-# A real program from the host, traced by the demo: GNU sort.
-HOST_PROGRAMS := /usr/bin/sort
+# Real programs from the host: GNU sort, traced by the demo; strace, which make bench
+# compares the tracer with.
+HOST_PROGRAMS := /usr/bin/sort /usr/bin/strace
 INITRAMFS := $(RUN_OUT)/initramfs.cpio.gz
 # The guest's read-only disk (scripts/disk.sh): the programs it runs, file-backed.
 DISK := $(RUN_OUT)/disk.erofs

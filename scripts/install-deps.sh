@@ -11,7 +11,7 @@ APT_PACKAGES=(
 	bc flex bison libelf-dev libssl-dev cpio xz-utils make
 	qemu-system-x86 busybox-static erofs-utils
 	gcc-multilib
-	musl-tools libjemalloc-dev libmimalloc-dev coreutils
+	musl-tools libjemalloc-dev libmimalloc-dev coreutils strace
 )
 
 step "install Debian packages"

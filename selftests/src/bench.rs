@@ -497,6 +497,8 @@ pub fn run() -> String {
         &[("/proc/self/stat + status", &s[1])],
     );
 
+    tracer_rows(&mut table);
+
     let cpus = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -511,4 +513,114 @@ pub fn run() -> String {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         std::env::var("MMSCOPE_ACCEL").unwrap_or_else(|_| "unknown".into()),
     )
+}
+
+/// A program's own system calls under each tracer: `--helper costs` (5,000 `getppid`, 200
+/// `mmap`/`munmap` pairs, timed from inside) untraced, under `mmscope trace`, and under
+/// `strace -f -e trace=%memory` with and without `--seccomp-bpf` (where the guest has strace,
+/// from the host, and the kernel can filter), one run of each per round.
+fn tracer_rows(table: &mut String) {
+    let exe = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mmscope = std::env::var("MMSCOPE_BIN").unwrap_or_else(|_| "/bin/mmscope".into());
+    let strace = "/usr/bin/strace";
+    let helper = [exe.as_str(), "--helper", "costs"];
+    let mut contenders: Vec<(String, Vec<String>)> = vec![
+        ("untraced".into(), vec![]),
+        (
+            "mmscope trace".into(),
+            vec![
+                mmscope,
+                "trace".into(),
+                "-o".into(),
+                "/dev/null".into(),
+                "--".into(),
+            ],
+        ),
+    ];
+    let mut missing = Vec::new();
+    if std::path::Path::new(strace).exists() {
+        let memory = ["-f", "-e", "trace=%memory", "-o", "/dev/null"];
+        let plain: Vec<String> = std::iter::once(strace)
+            .chain(memory)
+            .map(String::from)
+            .collect();
+        contenders.push(("strace -f -e trace=%memory".into(), plain.clone()));
+        // strace says on stderr when it cannot install its filter, and traces without it.
+        let mut seccomp = plain;
+        seccomp.insert(1, "--seccomp-bpf".into());
+        let probe = std::process::Command::new(&seccomp[0])
+            .args(&seccomp[1..])
+            .arg("/bin/true")
+            .output();
+        match probe {
+            Ok(out) if out.status.success() && out.stderr.is_empty() => {
+                contenders.push(("strace --seccomp-bpf".into(), seccomp));
+            }
+            Ok(out) => missing.push(format!(
+                "strace --seccomp-bpf: not here ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => missing.push(format!("strace --seccomp-bpf: {e}")),
+        }
+    } else {
+        missing.push(format!("strace: {strace} is not in this guest"));
+    }
+    // [contender][round] = (getppid ns, pair ns)
+    let mut got: Vec<Vec<(f64, f64)>> = vec![Vec::new(); contenders.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, prefix)) in contenders.iter().enumerate() {
+            let argv: Vec<&str> = prefix.iter().map(String::as_str).chain(helper).collect();
+            let out = std::process::Command::new(argv[0])
+                .args(&argv[1..])
+                .stdin(std::process::Stdio::null())
+                .output();
+            let parsed = out.ok().and_then(|o| {
+                let v: serde_json::Value =
+                    serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).ok()?;
+                Some((v["getppid_ns"].as_f64()?, v["pair_ns"].as_f64()?))
+            });
+            if let Some(p) = parsed {
+                got[i].push(p);
+            }
+        }
+    }
+    let metric = |i: usize, pick: fn(&(f64, f64)) -> f64| {
+        let mut samples: Vec<Sample> = got[i]
+            .iter()
+            .map(|p| Sample {
+                ns: pick(p),
+                faults: 0.0,
+            })
+            .collect();
+        (!samples.is_empty()).then(|| stats(&mut samples))
+    };
+    for (path, pick) in [
+        (
+            "traced program: `getppid`, not a memory call",
+            (|p: &(f64, f64)| p.0) as fn(&(f64, f64)) -> f64,
+        ),
+        (
+            "traced program: `mmap` + `munmap` of a page",
+            |p: &(f64, f64)| p.1,
+        ),
+    ] {
+        let all: Vec<Option<Stats>> = (0..contenders.len()).map(|i| metric(i, pick)).collect();
+        let Some(ours) = &all[1] else {
+            let _ = writeln!(table, "| {path} | no result | | |");
+            continue;
+        };
+        let others: Vec<(&str, &Stats)> = contenders
+            .iter()
+            .zip(&all)
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .filter_map(|(_, ((name, _), s))| Some((name.as_str(), s.as_ref()?)))
+            .collect();
+        row(table, path, ours, "ns", &others);
+    }
+    for m in missing {
+        let _ = writeln!(table, "| ({m}) | | | |");
+    }
 }

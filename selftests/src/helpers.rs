@@ -14,9 +14,10 @@ pub fn run(name: &str) -> i32 {
         "calls" => calls(),
         "threads" => threads(),
         "changes" => changes(),
+        "costs" => costs(),
         _ => {
             eprintln!(
-                "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes)"
+                "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes, costs)"
             );
             2
         }
@@ -305,6 +306,46 @@ fn changes() -> i32 {
     print!("{out}");
     0
 }
+
+/// System calls with the cost of each timed from inside: [`COST_GETPPID`] `getppid` calls
+/// (not a memory call, which a tracer of memory calls should let pass) and [`COST_PAIRS`]
+/// `mmap`/`munmap` pairs of one page; prints `{"getppid_ns", "pair_ns"}`, per call and per
+/// pair. What a tracer adds shows in these numbers, without its start-up.
+fn costs() -> i32 {
+    let page = crate::sys::page_size();
+    let t = std::time::Instant::now();
+    for _ in 0..COST_GETPPID {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    }
+    let getppid_ns = t.elapsed().as_nanos() as f64 / COST_GETPPID as f64;
+    let t = std::time::Instant::now();
+    for _ in 0..COST_PAIRS {
+        // SAFETY: A new anonymous page, unmapped at once; nothing refers to it.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return 1;
+            }
+            libc::munmap(p, page);
+        }
+    }
+    let pair_ns = t.elapsed().as_nanos() as f64 / COST_PAIRS as f64;
+    println!("{{\"getppid_ns\":{getppid_ns:.1},\"pair_ns\":{pair_ns:.1}}}");
+    0
+}
+
+/// `getppid` calls [`costs`] makes.
+pub const COST_GETPPID: usize = 5000;
+/// `mmap`/`munmap` pairs [`costs`] makes.
+pub const COST_PAIRS: usize = 200;
 
 /// Starts two threads that each map, touch and unmap 1 MiB; prints
 /// `{"tid", "mmap"}` for each.
