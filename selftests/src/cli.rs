@@ -1678,3 +1678,266 @@ pub fn programs_run_from_disk() -> TestResult {
     let _ = child.wait();
     res
 }
+
+/// How a program ended, as its parent saw it: the exit status or the signal (and whether it
+/// dumped core), and what it printed.
+#[derive(Debug, PartialEq)]
+struct Ran {
+    code: Option<i32>,
+    signal: Option<i32>,
+    core: bool,
+    stdout: String,
+}
+
+impl Ran {
+    fn of(out: &Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Self {
+            code: out.status.code(),
+            signal: out.status.signal(),
+            core: out.status.core_dumped(),
+            stdout: text(&out.stdout),
+        }
+    }
+
+    /// The same program's end as `mmscope trace` reports it: its own status (128 + the
+    /// signal) and the `--json` summary in `trace`.
+    fn traced(out: &Output, trace: &str) -> Result<Self, Outcome> {
+        let summary = trace_lines(trace)?.last().cloned().unwrap_or_default();
+        let signal = summary["signal"].as_i64().map(|s| s as i32);
+        let code = summary["exit_code"].as_i64().map(|c| c as i32);
+        let shell = signal.map_or(code, |s| Some(128 + s));
+        check_eq!(
+            out.status.code(),
+            shell,
+            "mmscope's status is the program's as a shell reports it: {summary}"
+        );
+        Ok(Self {
+            code,
+            signal,
+            core: summary["core_dumped"].as_bool().unwrap_or(false),
+            stdout: text(&out.stdout),
+        })
+    }
+}
+
+/// `--helper signals MODE` run untraced, then under `mmscope trace --json -o TRACE`: how
+/// each ended.
+fn both_ways(mode: &str) -> Result<(Ran, Ran), Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let mut plain = Command::new(&exe);
+    plain
+        .args(["--helper", "signals", mode])
+        .stdin(Stdio::null());
+    let plain = Ran::of(&plain.output().context("run the helper")?);
+    let trace = format!("/tmp/mmscope-trace-signals-{mode}.json");
+    let out = output(mmscope(&[
+        "trace", "--json", "-o", &trace, "--", &exe, "--helper", "signals", mode,
+    ])?)?;
+    let traced = Ran::traced(&out, &trace).map_err(|e| match e {
+        Outcome::Fail(m) => Outcome::Fail(format!("{m} (stderr: {})", text(&out.stderr))),
+        other => other,
+    })?;
+    Ok((plain, traced))
+}
+
+/// Real-time signals (`sigqueue` with a value, a POSIX timer) reach a traced program as they
+/// reach it untraced, one that kills it is reported by its name, and a death by `SIGABRT`
+/// keeps its core-dump flag: each run both ways, compared.
+pub fn cli_trace_delivers_signals() -> TestResult {
+    let (plain, traced) = both_ways("rt")?;
+    check!(
+        plain.stdout.contains("seen 0b110 value 42"),
+        "untraced, the helper saw both real-time signals: {plain:?}"
+    );
+    check_eq!(traced, plain, "the rt helper traced and untraced");
+
+    let (plain, traced) = both_ways("die-rt")?;
+    check_eq!(
+        plain.signal,
+        Some(libc::SIGRTMIN() + 5),
+        "untraced, SIGRTMIN+5 killed it"
+    );
+    check_eq!(traced, plain, "killed by SIGRTMIN+5, traced and untraced");
+
+    let (plain, traced) = both_ways("abort")?;
+    check_eq!(
+        plain.signal,
+        Some(libc::SIGABRT),
+        "untraced, SIGABRT killed it"
+    );
+    check_eq!(
+        traced,
+        plain,
+        "abort(), traced and untraced (core dumped or not)"
+    );
+    let _ = std::fs::remove_file("/tmp/core");
+    if plain.core {
+        let exe = std::env::current_exe().context("current_exe")?;
+        let out = output(mmscope(&[
+            "trace",
+            "-o",
+            "/tmp/mmscope-trace-abort.txt",
+            "--",
+            &exe.to_string_lossy(),
+            "--helper",
+            "signals",
+            "abort",
+        ])?)?;
+        let _ = std::fs::remove_file("/tmp/core");
+        check_eq!(
+            out.status.code(),
+            Some(128 + libc::SIGABRT),
+            "mmscope's status"
+        );
+        let body =
+            std::fs::read_to_string("/tmp/mmscope-trace-abort.txt").context("read the trace")?;
+        check!(
+            body.contains("killed by SIGABRT (core dumped)"),
+            "the text summary says the core was dumped:\n{body}"
+        );
+    } else {
+        println!("# abort() dumped no core here; the flag is compared unset");
+    }
+    Ok(())
+}
+
+/// A program of the guest's `/mmscope/progs` (built from `demo/*.c`; `MMSCOPE_PROGS` names
+/// another directory).
+fn prog(name: &str) -> Result<String, Outcome> {
+    let dir = std::env::var("MMSCOPE_PROGS").unwrap_or_else(|_| "/mmscope/progs".into());
+    let path = format!("{dir}/{name}");
+    if !std::path::Path::new(&path).exists() {
+        skip!("{path} is missing (make progs)");
+    }
+    Ok(path)
+}
+
+/// `sigstate ARGS` (`demo/sigstate.c`) untraced and under `mmscope trace`: what each printed
+/// and how it ended, the trace's text summary, after reading one line of its output and
+/// closing the pipe.
+fn sigstate_both(args: &[&str]) -> Result<[(Option<i32>, Option<i32>, String); 2], Outcome> {
+    use std::os::unix::process::ExitStatusExt;
+    let sigstate = prog("sigstate")?;
+    let run = |mut cmd: Command| -> Result<(Option<i32>, Option<i32>, String), Outcome> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("start sigstate")?;
+        let mut line = String::new();
+        BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| Outcome::Fail("no stdout".into()))?,
+        )
+        .read_line(&mut line)
+        .context("read the first line")?;
+        let mut err = String::new();
+        let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+        let status = child.wait().context("wait for sigstate")?;
+        // A death by a signal, as `mmscope trace` reports it: 128 + the signal.
+        let code = status.code().or(status.signal().map(|s| 128 + s));
+        Ok((code, status.signal(), line + &err))
+    };
+    let mut plain = Command::new(&sigstate);
+    plain.args(args);
+    let plain = run(plain)?;
+    let mut argv = vec![
+        "trace",
+        "-o",
+        "/tmp/mmscope-trace-sigstate.txt",
+        "--",
+        &sigstate,
+    ];
+    argv.extend_from_slice(args);
+    let (code, _, out) = run(mmscope(&argv)?)?;
+    let body =
+        std::fs::read_to_string("/tmp/mmscope-trace-sigstate.txt").context("read the trace")?;
+    Ok([plain, (code, None, format!("{out}{body}"))])
+}
+
+/// The program starts with the signal dispositions and mask it would have untraced, not the
+/// tracer's (Rust's runtime ignores `SIGPIPE`; exec keeps what is ignored or blocked): none
+/// ignored or blocked, and a writer whose reader goes away dies by `SIGPIPE`, traced as
+/// untraced (`mmscope trace -- yes | head -1`).
+pub fn cli_trace_default_dispositions() -> TestResult {
+    let [plain, traced] = sigstate_both(&[])?;
+    check_eq!(plain.2.trim(), "ignored blocked", "untraced: {plain:?}");
+    check!(
+        traced.2.starts_with(plain.2.as_str()),
+        "traced, the same dispositions and mask: {} against {}",
+        traced.2,
+        plain.2
+    );
+    check_eq!(traced.0, plain.0, "sigstate's status, traced and untraced");
+
+    let [plain, traced] = sigstate_both(&["write"])?;
+    check_eq!(
+        plain.1,
+        Some(libc::SIGPIPE),
+        "untraced, SIGPIPE killed the writer: {plain:?}"
+    );
+    check_eq!(
+        traced.0,
+        plain.0,
+        "traced, SIGPIPE killed the writer (128 + 13): {}",
+        traced.2
+    );
+    check!(
+        traced.2.contains("killed by SIGPIPE") && !traced.2.contains("write:"),
+        "the summary says SIGPIPE, and no write failed:\n{}",
+        traced.2
+    );
+    Ok(())
+}
+
+/// A program `ptrace` may not trace (here a seccomp policy fails the tracer's `ptrace` calls
+/// with `EPERM`): `mmscope trace` says so in a sentence and exits 1 at once, rather than
+/// wait; a program that cannot be run gets its own sentence.
+pub fn cli_trace_refused() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["--helper", "no-ptrace", &bin()?, "trace", "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("start mmscope under the policy")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().context("wait for mmscope")? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Outcome::Fail(
+                "mmscope trace still waits 20 s after ptrace was refused".into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    if status.code() == Some(4) && err.contains("seccomp") {
+        skip!("no seccomp filters here: {err}");
+    }
+    check_eq!(
+        status.code(),
+        Some(1),
+        "refused: exit status (stderr: {err})"
+    );
+    check!(
+        err.contains("could not be traced") && err.contains("Operation not permitted"),
+        "refused: the sentence says it could not be traced, and why: {err}"
+    );
+    let out = output(mmscope(&["trace", "--", "/no/such/program"])?)?;
+    expect_failure(&out, 1, "a missing program", "cannot run")?;
+    check!(
+        !text(&out.stderr).contains("could not be traced"),
+        "a missing program is not called untraceable"
+    );
+    Ok(())
+}

@@ -13,8 +13,13 @@ pub fn run(name: &str) -> i32 {
         "variety" => variety(),
         "calls" => calls(),
         "threads" => threads(),
+        "signals" => signals(),
+        "no-ptrace" => no_ptrace(),
         _ => {
-            eprintln!("mmscope-selftests: no helper {name:?} (hold, variety, calls, threads)");
+            eprintln!(
+                "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, signals, \
+                 no-ptrace)"
+            );
             2
         }
     }
@@ -273,4 +278,156 @@ fn threads() -> i32 {
         }
     }
     0
+}
+
+/// The helper's own arguments, after `--helper NAME`.
+fn helper_args() -> Vec<String> {
+    std::env::args().skip(3).collect()
+}
+
+/// Signals, as `signals MODE` says:
+/// - `rt`: queues `SIGRTMIN+1` with a value to itself and arms a POSIX timer that sends
+///   `SIGRTMIN+2`; prints one line per signal its handler received, then exits 0;
+/// - `die-rt`: raises `SIGRTMIN+5`, which kills it;
+/// - `abort`: allows a core file (in `/tmp`) and aborts;
+fn signals() -> i32 {
+    let mode = helper_args().first().cloned().unwrap_or_default();
+    match mode.as_str() {
+        "rt" => signals_rt(),
+        "die-rt" => {
+            // SAFETY: raise has no memory-safety requirements.
+            unsafe { libc::raise(libc::SIGRTMIN() + 5) };
+            0
+        }
+        "abort" => {
+            let core = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: setrlimit reads a live struct; abort does not return.
+            unsafe {
+                libc::setrlimit(libc::RLIMIT_CORE, &core);
+                let _ = std::env::set_current_dir("/tmp");
+                libc::abort()
+            }
+        }
+        _ => {
+            eprintln!("mmscope-selftests: signals: no mode {mode:?}");
+            2
+        }
+    }
+}
+
+/// The real-time signals the handler saw, one bit each (`SIGRTMIN+1`, `SIGRTMIN+2`), and the
+/// value `sigqueue` sent.
+static RT_SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// The value the `sigqueue` signal carried.
+static RT_VALUE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn rt_handler(sig: i32, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n = sig - libc::SIGRTMIN();
+    RT_SEEN.fetch_or(1 << n, Relaxed);
+    if n == 1 && !info.is_null() {
+        // SAFETY: The kernel passes a valid siginfo to an SA_SIGINFO handler.
+        RT_VALUE.store(
+            unsafe { (*info).si_value().sival_ptr as usize as i32 },
+            Relaxed,
+        );
+    }
+}
+
+/// `signals rt`: see [`signals`].
+fn signals_rt() -> i32 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (rt1, rt2) = (libc::SIGRTMIN() + 1, libc::SIGRTMIN() + 2);
+    // SAFETY: Installs an async-signal-safe handler (atomics only); sigqueue and the timer
+    // calls take live structs.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = rt_handler as *const () as usize;
+        act.sa_flags = libc::SA_SIGINFO;
+        libc::sigaction(rt1, &act, std::ptr::null_mut());
+        libc::sigaction(rt2, &act, std::ptr::null_mut());
+        let value = libc::sigval {
+            sival_ptr: 42usize as *mut libc::c_void,
+        };
+        if libc::sigqueue(libc::getpid(), rt1, value) != 0 {
+            return 3;
+        }
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = rt2;
+        let mut timer: libc::timer_t = std::mem::zeroed();
+        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer) != 0 {
+            return 4;
+        }
+        let mut spec: libc::itimerspec = std::mem::zeroed();
+        spec.it_value.tv_nsec = 10_000_000;
+        libc::timer_settime(timer, 0, &spec, std::ptr::null_mut());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while RT_SEEN.load(Relaxed) != 0b110 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    println!(
+        "seen {:#b} value {}",
+        RT_SEEN.load(Relaxed),
+        RT_VALUE.load(Relaxed)
+    );
+    0
+}
+
+/// `no-ptrace CMD ARGS...`: runs CMD under a seccomp filter that fails every `ptrace` call
+/// with `EPERM`, as a sandbox that forbids tracing would.
+fn no_ptrace() -> i32 {
+    use std::os::unix::process::CommandExt;
+    let args = helper_args();
+    let Some(cmd) = args.first() else {
+        return 2;
+    };
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt: 0,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let mut filter = [
+        stmt(load, 4), // seccomp_data.arch
+        jeq(AUDIT_ARCH_X86_64, 3),
+        stmt(load, 0), // seccomp_data.nr
+        jeq(libc::SYS_ptrace as u32, 1),
+        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: prctl reads the live filter program; the filter applies to this process and
+    // what it execs.
+    let ok = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) == 0
+    };
+    if !ok {
+        eprintln!("no-ptrace: seccomp: {}", std::io::Error::last_os_error());
+        return 4;
+    }
+    let err = std::process::Command::new(cmd).args(&args[1..]).exec();
+    eprintln!("no-ptrace: {cmd}: {err}");
+    127
 }

@@ -272,6 +272,18 @@ const TESTS: &[Test] = &[
         name: "cli_missing_module_says_how_to_load",
         run: cli::cli_missing_module_says_how_to_load,
     },
+    Test {
+        name: "cli_trace_delivers_signals",
+        run: cli::cli_trace_delivers_signals,
+    },
+    Test {
+        name: "cli_trace_default_dispositions",
+        run: cli::cli_trace_default_dispositions,
+    },
+    Test {
+        name: "cli_trace_refused",
+        run: cli::cli_trace_refused,
+    },
     // Last: nothing any test allocated may outlive it.
     // The module's life, and the system's limits.
     Test {

@@ -394,6 +394,10 @@ fn trace_cmd(
         TraceError::Exec(e) => Failure(format!(
             "cannot run `{program}`: {e}; check the name, your PATH and its permissions"
         )),
+        TraceError::Untraceable(e) => Failure(format!(
+            "`{program}` could not be traced: ptrace refused ({e}); another tracer, Yama's \
+             ptrace_scope or a seccomp policy forbids it"
+        )),
         TraceError::NulInArgument => {
             Failure("an argument of the command contains a NUL byte; remove it".to_string())
         }

@@ -67,6 +67,9 @@ pub struct Summary {
     pub exit_code: Option<i32>,
     /// The signal that killed it, if one did.
     pub signal: Option<i32>,
+    /// Whether it dumped core as that signal killed it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
     /// Every point, for the plot; not printed.
     #[serde(skip)]
     pub points: Vec<Point>,
@@ -102,7 +105,10 @@ impl Summary {
     pub fn end(&mut self, ending: Ending) {
         match ending {
             Ending::Exited(code) => self.exit_code = Some(code),
-            Ending::Signaled(sig) => self.signal = Some(sig),
+            Ending::Signaled(sig, core) => {
+                self.signal = Some(sig);
+                self.core_dumped = core;
+            }
         }
     }
 
@@ -167,9 +173,13 @@ impl Summary {
                 let _ = writeln!(out, "  the program exited with status {code}");
             }
             (_, Some(sig)) => {
-                let name = nix::sys::signal::Signal::try_from(sig)
-                    .map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
-                let _ = writeln!(out, "  the program was killed by {name}");
+                let name = crate::trace::signal_name(sig);
+                let core = if self.core_dumped {
+                    " (core dumped)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "  the program was killed by {name}{core}");
             }
             _ => {}
         }

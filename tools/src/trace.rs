@@ -26,7 +26,6 @@ use crate::syscalls::MemCall;
 use nix::errno::Errno;
 use nix::sys::ptrace::{self, Options};
 use nix::sys::signal::{raise, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{execvp, fork, pipe2, ForkResult, Pid};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsString};
@@ -65,8 +64,8 @@ pub struct Step {
 pub enum Ending {
     /// It exited with this status.
     Exited(i32),
-    /// A signal killed it.
-    Signaled(i32),
+    /// A signal killed it; `true` if it dumped core.
+    Signaled(i32, bool),
 }
 
 impl Ending {
@@ -74,8 +73,78 @@ impl Ending {
     pub fn shell_status(self) -> i32 {
         match self {
             Self::Exited(code) => code,
-            Self::Signaled(sig) => 128 + sig,
+            Self::Signaled(sig, _) => 128 + sig,
         }
+    }
+}
+
+/// A status `waitpid(2)` reported, decoded as `<sys/wait.h>` decodes it: any signal number,
+/// real-time ones (`SIGRTMIN`..`SIGRTMAX`) included, and the `ptrace` event in bits 16-23.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// `WIFEXITED`: the task exited with `WEXITSTATUS`.
+    Exited(i32),
+    /// `WIFSIGNALED`: `WTERMSIG` killed the task; `WCOREDUMP`.
+    Signaled(i32, bool),
+    /// `WIFSTOPPED` with `WSTOPSIG` = `SIGTRAP | 0x80`: a system-call stop
+    /// (`PTRACE_O_TRACESYSGOOD`).
+    Syscall,
+    /// `WIFSTOPPED` with a `ptrace` event (`status >> 16`) and the stop signal.
+    Event(i32, i32),
+    /// `WIFSTOPPED` with no event: a signal-delivery-stop for `WSTOPSIG`.
+    Signal(i32),
+    /// Anything else (`WIFCONTINUED`).
+    Other,
+}
+
+impl Wait {
+    /// Decodes the `status` `waitpid` filled in.
+    pub fn decode(status: i32) -> Self {
+        if libc::WIFEXITED(status) {
+            Self::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            Self::Signaled(libc::WTERMSIG(status), libc::WCOREDUMP(status))
+        } else if libc::WIFSTOPPED(status) {
+            let sig = libc::WSTOPSIG(status);
+            let event = (status >> 16) & 0xff;
+            if sig == libc::SIGTRAP | 0x80 {
+                Self::Syscall
+            } else if event != 0 {
+                Self::Event(event, sig)
+            } else {
+                Self::Signal(sig)
+            }
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// Waits for any child task (`__WALL`), or for `pid`, as [`Wait`]: the pid and its status.
+fn wait_any(pid: i32) -> Result<(i32, Wait), Errno> {
+    let mut status = 0;
+    // SAFETY: `status` is a live int the kernel writes.
+    let got = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+    if got < 0 {
+        return Err(Errno::last());
+    }
+    Ok((got, Wait::decode(status)))
+}
+
+/// The name of signal `sig`: `SIGABRT`, `SIGRTMIN+3`, or the number.
+pub fn signal_name(sig: i32) -> String {
+    if let Ok(s) = Signal::try_from(sig) {
+        return s.as_str().to_string();
+    }
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    if (min..=max).contains(&sig) {
+        if sig == min {
+            "SIGRTMIN".to_string()
+        } else {
+            format!("SIGRTMIN+{}", sig - min)
+        }
+    } else {
+        sig.to_string()
     }
 }
 
@@ -114,6 +183,9 @@ pub enum Event {
 pub enum TraceError {
     /// The program could not be started (`execvp` failed with this error).
     Exec(io::Error),
+    /// The program could not be traced (`ptrace` refused it: another tracer, Yama, a
+    /// seccomp policy).
+    Untraceable(io::Error),
     /// An argument holds a NUL byte.
     NulInArgument,
     /// A `ptrace`, `fork` or `wait` call failed.
@@ -125,7 +197,7 @@ pub enum TraceError {
 impl std::fmt::Display for TraceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Exec(e) => write!(f, "{e}"),
+            Self::Exec(e) | Self::Untraceable(e) => write!(f, "{e}"),
             Self::NulInArgument => write!(f, "an argument contains a NUL byte"),
             Self::Ptrace(what, e) => write!(f, "{what}: {e}"),
             Self::Snapshot(e) => write!(f, "reading the tracee's address space: {e}"),
@@ -180,20 +252,27 @@ pub fn run(
     let (err_rd, err_wr) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Ptrace("pipe2", e.into()))?;
 
-    // SAFETY: This process is single-threaded when it traces; the child only calls ptrace,
-    // raise, execvp, write and _exit before it execs or exits.
+    // SAFETY: This process is single-threaded when it traces; the child only calls signal,
+    // sigprocmask, ptrace, raise, execvp, write and _exit before it execs or exits.
     let child = match unsafe { fork() } {
         Err(e) => return Err(TraceError::Ptrace("fork", e.into())),
         Ok(ForkResult::Child) => {
             drop(err_rd);
-            let _ = ptrace::traceme();
-            let _ = raise(Signal::SIGSTOP);
-            let err = match execvp(program, &c_argv) {
-                Err(e) => e as i32,
-                Ok(never) => match never {},
+            default_signals();
+            let (stage, err) = match ptrace::traceme() {
+                Err(e) => (STAGE_TRACE, e as i32),
+                Ok(()) => {
+                    let _ = raise(Signal::SIGSTOP);
+                    match execvp(program, &c_argv) {
+                        Err(e) => (STAGE_EXEC, e as i32),
+                        Ok(never) => match never {},
+                    }
+                }
             };
-            let bytes = err.to_ne_bytes();
-            // SAFETY: Writes 4 bytes from a live buffer to the pipe, then exits without
+            let mut bytes = [0u8; 8];
+            bytes[..4].copy_from_slice(&stage.to_ne_bytes());
+            bytes[4..].copy_from_slice(&err.to_ne_bytes());
+            // SAFETY: Writes 8 bytes from a live buffer to the pipe, then exits without
             // running this process's exit handlers.
             unsafe {
                 libc::write(
@@ -210,8 +289,9 @@ pub fn run(
     let mut exec_error = File::from(err_rd);
 
     let perr = |what: &'static str| move |e: Errno| TraceError::Ptrace(what, e.into());
-    match waitpid(child, Some(WaitPidFlag::__WALL)).map_err(perr("waitpid"))? {
-        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+    match wait_any(child.as_raw()).map_err(perr("waitpid"))?.1 {
+        Wait::Signal(libc::SIGSTOP) => {}
+        Wait::Exited(_) => return Err(child_error(&mut exec_error)),
         other => {
             return Err(TraceError::Ptrace(
                 "PTRACE_TRACEME",
@@ -225,7 +305,7 @@ pub fn run(
         | Options::PTRACE_O_TRACEEXIT
         | Options::PTRACE_O_EXITKILL;
     ptrace::setoptions(child, options).map_err(perr("PTRACE_SETOPTIONS"))?;
-    resume(child, None);
+    resume(child, 0);
 
     let mut started = false;
     let mut index = 0;
@@ -256,15 +336,15 @@ pub fn run(
     };
 
     loop {
-        let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+        let (tid, status) = match wait_any(-1) {
             Ok(s) => s,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => break,
             Err(e) => return Err(TraceError::Ptrace("waitpid", e.into())),
         };
+        let pid = Pid::from_raw(tid);
         match status {
-            WaitStatus::PtraceSyscall(pid) => {
-                let tid = pid.as_raw();
+            Wait::Syscall => {
                 if let Ok(info) = ptrace::syscall_info(pid) {
                     if info.op == libc::PTRACE_SYSCALL_INFO_ENTRY {
                         // SAFETY: `op` says the entry member of the union is the valid one.
@@ -294,10 +374,9 @@ pub fn run(
                         }
                     }
                 }
-                resume(pid, None);
+                resume(pid, 0);
             }
-            WaitStatus::PtraceEvent(pid, _, event) => {
-                let tid = pid.as_raw();
+            Wait::Event(event, _) => {
                 match event {
                     libc::PTRACE_EVENT_EXEC => {
                         started = true;
@@ -342,49 +421,43 @@ pub fn run(
                     }
                     _ => {}
                 }
-                resume(pid, None);
+                resume(pid, 0);
             }
-            WaitStatus::Stopped(pid, sig) => {
-                let tid = pid.as_raw();
-                if sig == Signal::SIGSTOP && awaiting_stop.remove(&tid) {
+            Wait::Signal(sig) => {
+                if sig == libc::SIGSTOP && awaiting_stop.remove(&tid) {
                     // The first stop of a thread announced by PTRACE_EVENT_CLONE.
-                    resume(pid, None);
-                } else if sig == Signal::SIGSTOP && !known.contains(&tid) {
+                    resume(pid, 0);
+                } else if sig == libc::SIGSTOP && !known.contains(&tid) {
                     // The first stop of a new thread, before its announcement.
                     known.insert(tid);
                     stopped_early.insert(tid);
-                    resume(pid, None);
+                    resume(pid, 0);
                 } else if ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
                     // A group-stop: without PTRACE_SEIZE it cannot be kept; go on.
-                    resume(pid, None);
+                    resume(pid, 0);
                 } else {
-                    // A signal for the program: deliver it.
-                    resume(pid, Some(sig));
+                    // A signal for the program, whatever its number: deliver it.
+                    resume(pid, sig);
                 }
             }
-            WaitStatus::Exited(pid, code) => {
-                let tid = pid.as_raw();
+            Wait::Exited(code) => {
                 flush_killed(&mut pending, tid, &mut index, &mut on_event);
                 if tid == child.as_raw() {
                     ending = Some(Ending::Exited(code));
                 }
             }
-            WaitStatus::Signaled(pid, sig, _) => {
-                let tid = pid.as_raw();
+            Wait::Signaled(sig, core) => {
                 flush_killed(&mut pending, tid, &mut index, &mut on_event);
                 if tid == child.as_raw() {
-                    ending = Some(Ending::Signaled(sig as i32));
+                    ending = Some(Ending::Signaled(sig, core));
                 }
             }
-            _ => {}
+            Wait::Other => {}
         }
     }
 
-    let mut errno = [0u8; 4];
-    if !started && exec_error.read_exact(&mut errno).is_ok() {
-        return Err(TraceError::Exec(io::Error::from_raw_os_error(
-            i32::from_ne_bytes(errno),
-        )));
+    if !started {
+        return Err(child_error(&mut exec_error));
     }
     ending.ok_or_else(|| {
         TraceError::Ptrace(
@@ -392,6 +465,50 @@ pub fn run(
             io::Error::other("the program's end was not reported"),
         )
     })
+}
+
+/// What the child writes to the error pipe before it exits: the step that failed
+/// ([`STAGE_TRACE`], [`STAGE_EXEC`]) and its errno.
+const STAGE_TRACE: i32 = 1;
+/// The child's `execvp` failed.
+const STAGE_EXEC: i32 = 2;
+
+/// The error the child reported through the pipe `from`, which it closed (by exiting or by
+/// exec) before the tracer asks.
+fn child_error(from: &mut File) -> TraceError {
+    let mut bytes = [0u8; 8];
+    if from.read_exact(&mut bytes).is_err() {
+        return TraceError::Ptrace(
+            "waitpid",
+            io::Error::other("the program ended before it was traced"),
+        );
+    }
+    let stage = i32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default());
+    let err = io::Error::from_raw_os_error(i32::from_ne_bytes(
+        bytes[4..].try_into().unwrap_or_default(),
+    ));
+    match stage {
+        STAGE_TRACE => TraceError::Untraceable(err),
+        _ => TraceError::Exec(err),
+    }
+}
+
+/// In the child before it execs: every signal's disposition back to the default and none
+/// blocked, as the program would start from a shell, rather than what this process set (Rust
+/// ignores `SIGPIPE`, the tracer `SIGINT` and `SIGQUIT`) and exec keeps.
+fn default_signals() {
+    for sig in 1..libc::SIGRTMAX() + 1 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: SIG_DFL installs no handler; an invalid number only fails.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+    // SAFETY: A zeroed then emptied set, passed by pointer to sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Reports the call a thread was in when it died, with no result.
@@ -407,8 +524,55 @@ fn flush_killed(
     }
 }
 
-/// Lets a stopped thread run to its next system call stop, delivering `sig`. A thread that
-/// died meanwhile (`ESRCH`) is reported by `waitpid`.
-fn resume(pid: Pid, sig: Option<Signal>) {
-    let _ = ptrace::syscall(pid, sig);
+/// Lets a stopped thread run to its next system call stop, delivering signal `sig` (any
+/// number, real-time ones included; 0 for none). A thread that died meanwhile (`ESRCH`) is
+/// reported by `waitpid`.
+fn resume(pid: Pid, sig: i32) {
+    // SAFETY: PTRACE_SYSCALL takes no pointer; the data argument is the signal number.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_SYSCALL,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            sig as libc::c_long,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_statuses_decode_every_signal() {
+        // What the kernel stores (kernel/exit.c, kernel/signal.c): exit code << 8; the
+        // signal, | 0x80 with a core dump; 0x7f | stop signal << 8 | event << 16.
+        assert_eq!(Wait::decode(3 << 8), Wait::Exited(3));
+        assert_eq!(Wait::decode(libc::SIGKILL), Wait::Signaled(9, false));
+        assert_eq!(Wait::decode(libc::SIGABRT | 0x80), Wait::Signaled(6, true));
+        assert_eq!(Wait::decode(40), Wait::Signaled(40, false));
+        assert_eq!(Wait::decode(0x7f | (40 << 8)), Wait::Signal(40));
+        assert_eq!(Wait::decode(0x7f | (64 << 8)), Wait::Signal(64));
+        assert_eq!(
+            Wait::decode(0x7f | ((libc::SIGTRAP | 0x80) << 8)),
+            Wait::Syscall
+        );
+        assert_eq!(
+            Wait::decode(0x7f | (libc::SIGTRAP << 8) | (libc::PTRACE_EVENT_EXEC << 16)),
+            Wait::Event(libc::PTRACE_EVENT_EXEC, libc::SIGTRAP)
+        );
+        assert_eq!(
+            Wait::decode(0x7f | (libc::SIGTSTP << 8) | (libc::PTRACE_EVENT_STOP << 16)),
+            Wait::Event(libc::PTRACE_EVENT_STOP, libc::SIGTSTP)
+        );
+        assert_eq!(Wait::decode(0xffff), Wait::Other);
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(libc::SIGABRT), "SIGABRT");
+        assert_eq!(signal_name(libc::SIGRTMIN()), "SIGRTMIN");
+        assert_eq!(signal_name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
+        assert_eq!(signal_name(99), "99");
+    }
 }
