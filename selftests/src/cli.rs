@@ -1814,13 +1814,16 @@ fn prog(name: &str) -> Result<String, Outcome> {
     Ok(path)
 }
 
+/// A run's status as a shell reports it, the signal that killed it, what it printed.
+type Ended = (Option<i32>, Option<i32>, String);
+
 /// `sigstate ARGS` (`demo/sigstate.c`) untraced and under `mmscope trace`: what each printed
 /// and how it ended, the trace's text summary, after reading one line of its output and
 /// closing the pipe.
-fn sigstate_both(args: &[&str]) -> Result<[(Option<i32>, Option<i32>, String); 2], Outcome> {
+fn sigstate_both(args: &[&str]) -> Result<[Ended; 2], Outcome> {
     use std::os::unix::process::ExitStatusExt;
     let sigstate = prog("sigstate")?;
-    let run = |mut cmd: Command| -> Result<(Option<i32>, Option<i32>, String), Outcome> {
+    let run = |mut cmd: Command| -> Result<Ended, Outcome> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -1938,6 +1941,146 @@ pub fn cli_trace_refused() -> TestResult {
     check!(
         !text(&out.stderr).contains("could not be traced"),
         "a missing program is not called untraceable"
+    );
+    Ok(())
+}
+
+/// A `--helper ticker FILE` started by `cmd` (with FILE as its last argument): its pid and
+/// a way to read its count, once it has started counting.
+struct Ticker {
+    child: std::process::Child,
+    file: String,
+    pid: i32,
+}
+
+impl Ticker {
+    fn start(mut cmd: Command, file: &str) -> Result<Self, Outcome> {
+        let _ = std::fs::remove_file(file);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        let child = cmd.spawn().context("start the ticker")?;
+        let mut t = Self {
+            child,
+            file: file.to_string(),
+            pid: 0,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some((pid, count)) = t.read() {
+                if count > 0 {
+                    t.pid = pid;
+                    return Ok(t);
+                }
+            }
+            check!(
+                std::time::Instant::now() < deadline,
+                "the ticker never started counting"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn read(&self) -> Option<(i32, u64)> {
+        let body = std::fs::read_to_string(&self.file).ok()?;
+        let mut words = body.split_whitespace();
+        Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+    }
+
+    fn count(&self) -> u64 {
+        self.read().map_or(0, |(_, c)| c)
+    }
+
+    /// Sends `sig` to the ticker: whether it stopped counting, and whether it counted again
+    /// after `SIGCONT`.
+    fn stop_and_continue(&self, sig: i32) -> (bool, bool) {
+        let pause = |ms| std::thread::sleep(std::time::Duration::from_millis(ms));
+        // SAFETY: kill has no memory-safety requirements.
+        unsafe { libc::kill(self.pid, sig) };
+        pause(200);
+        let before = self.count();
+        pause(300);
+        let stopped = self.count() == before;
+        let held = self.count();
+        // SAFETY: As above.
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
+        pause(300);
+        (stopped, self.count() > held)
+    }
+
+    /// Ends the ticker with `sig` sent to `to` (its pid, the trace's, or minus a process
+    /// group), and reports the status of the process `cmd` started, as a shell would.
+    fn end(mut self, to: i32, sig: i32) -> Result<Option<i32>, Outcome> {
+        use std::os::unix::process::ExitStatusExt;
+        // SAFETY: kill has no memory-safety requirements.
+        unsafe { libc::kill(to, sig) };
+        let status = self.child.wait().context("wait for the ticker")?;
+        Ok(status.code().or(status.signal().map(|s| 128 + s)))
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A ticker, untraced or under `mmscope trace -o TRACE` (then also in a process group of
+/// its own with `in_group`).
+fn ticker(traced: bool, in_group: bool, trace: &str) -> Result<Ticker, Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let file = "/tmp/mmscope-ticker";
+    let mut argv: Vec<String> = Vec::new();
+    if in_group {
+        argv.extend(["--helper".into(), "pgrp".into()]);
+        argv.push(if traced { bin()? } else { exe.clone() });
+    } else if traced {
+        argv.push(bin()?);
+    }
+    if traced {
+        argv.extend(["trace", "-o", trace, "--", &exe].map(String::from));
+    }
+    argv.extend(["--helper", "ticker", file].map(String::from));
+    let mut cmd = Command::new(if argv[0] == "--helper" {
+        &exe
+    } else {
+        &argv[0]
+    });
+    let skip = usize::from(argv[0] != "--helper");
+    cmd.args(&argv[skip..]).env_remove("NO_COLOR");
+    Ticker::start(cmd, file)
+}
+
+/// `kill -STOP` and `kill -TSTP` stop a traced program and `kill -CONT` resumes it, as
+/// untraced (held with `PTRACE_LISTEN`); its calls are traced before and after, and
+/// `SIGTERM` ends it as untraced.
+pub fn cli_trace_keeps_group_stops() -> TestResult {
+    let trace = "/tmp/mmscope-trace-stops.txt";
+    let mut seen = Vec::new();
+    for traced in [false, true] {
+        let t = ticker(traced, false, trace)?;
+        let stops = [libc::SIGSTOP, libc::SIGTSTP].map(|sig| t.stop_and_continue(sig));
+        let pid = t.pid;
+        let end = t.end(pid, libc::SIGTERM)?;
+        seen.push((stops, end));
+    }
+    check_eq!(
+        seen[0].0[0],
+        (true, true),
+        "untraced, SIGSTOP stops the ticker and SIGCONT resumes it"
+    );
+    check_eq!(
+        seen[1],
+        seen[0],
+        "(stopped, resumed) by SIGSTOP and SIGTSTP, and the end: traced against untraced"
+    );
+    let body = std::fs::read_to_string(trace).context("read the trace")?;
+    check!(
+        body.matches("munmap(").count() >= 3 && body.contains("killed by SIGTERM"),
+        "the calls are traced through the stops, and the summary says SIGTERM:\n{}",
+        body.lines().rev().take(6).collect::<Vec<_>>().join("\n")
     );
     Ok(())
 }

@@ -15,10 +15,12 @@ pub fn run(name: &str) -> i32 {
         "threads" => threads(),
         "signals" => signals(),
         "no-ptrace" => no_ptrace(),
+        "ticker" => ticker(),
+        "pgrp" => pgrp(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, signals, \
-                 no-ptrace)"
+                 no-ptrace, ticker, pgrp)"
             );
             2
         }
@@ -429,5 +431,54 @@ fn no_ptrace() -> i32 {
     }
     let err = std::process::Command::new(cmd).args(&args[1..]).exec();
     eprintln!("no-ptrace: {cmd}: {err}");
+    127
+}
+
+/// `ticker FILE`: counts, writing `PID COUNT` over the start of FILE every 5 ms, and maps
+/// and unmaps a page every 20 counts, until a signal ends it.
+fn ticker() -> i32 {
+    use std::os::unix::fs::FileExt;
+    let Some(path) = helper_args().first().cloned() else {
+        return 2;
+    };
+    let Ok(file) = std::fs::File::create(&path) else {
+        return 3;
+    };
+    let pid = std::process::id();
+    for count in 1u64.. {
+        let _ = file.write_at(format!("{pid} {count:>12}\n").as_bytes(), 0);
+        if count % 20 == 0 {
+            // SAFETY: A new anonymous mapping, unmapped at once.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p != libc::MAP_FAILED {
+                    libc::munmap(p, 4096);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    0
+}
+
+/// `pgrp CMD ARGS...`: runs CMD in a process group of its own (`setpgid(0, 0)`), as a shell
+/// runs a job.
+fn pgrp() -> i32 {
+    use std::os::unix::process::CommandExt;
+    let args = helper_args();
+    let Some(cmd) = args.first() else {
+        return 2;
+    };
+    // SAFETY: setpgid has no memory-safety requirements.
+    unsafe { libc::setpgid(0, 0) };
+    let err = std::process::Command::new(cmd).args(&args[1..]).exec();
+    eprintln!("pgrp: {cmd}: {err}");
     127
 }

@@ -284,6 +284,10 @@ const TESTS: &[Test] = &[
         name: "cli_trace_refused",
         run: cli::cli_trace_refused,
     },
+    Test {
+        name: "cli_trace_keeps_group_stops",
+        run: cli::cli_trace_keeps_group_stops,
+    },
     // Last: nothing any test allocated may outlive it.
     // The module's life, and the system's limits.
     Test {

@@ -25,7 +25,7 @@ use crate::source::{Depth, Source};
 use crate::syscalls::MemCall;
 use nix::errno::Errno;
 use nix::sys::ptrace::{self, Options};
-use nix::sys::signal::{raise, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::{execvp, fork, pipe2, ForkResult, Pid};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsString};
@@ -251,26 +251,38 @@ pub fn run(
     };
     let (err_rd, err_wr) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Ptrace("pipe2", e.into()))?;
+    let (go_rd, go_wr) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Ptrace("pipe2", e.into()))?;
 
     // SAFETY: This process is single-threaded when it traces; the child only calls signal,
-    // sigprocmask, ptrace, raise, execvp, write and _exit before it execs or exits.
+    // sigprocmask, close, read, execvp, write and _exit before it execs or exits.
     let child = match unsafe { fork() } {
         Err(e) => return Err(TraceError::Ptrace("fork", e.into())),
         Ok(ForkResult::Child) => {
             drop(err_rd);
+            drop(go_wr);
             default_signals();
-            let (stage, err) = match ptrace::traceme() {
-                Err(e) => (STAGE_TRACE, e as i32),
-                Ok(()) => {
-                    let _ = raise(Signal::SIGSTOP);
-                    match execvp(program, &c_argv) {
-                        Err(e) => (STAGE_EXEC, e as i32),
-                        Ok(never) => match never {},
-                    }
+            // Wait until the tracer has seized this process: the pipe's end of file.
+            let mut byte = [0u8; 1];
+            loop {
+                // SAFETY: Reads at most one byte into a live buffer.
+                let n = unsafe {
+                    libc::read(
+                        std::os::fd::AsRawFd::as_raw_fd(&go_rd),
+                        byte.as_mut_ptr().cast(),
+                        1,
+                    )
+                };
+                if n >= 0 || Errno::last() != Errno::EINTR {
+                    break;
                 }
+            }
+            let err = match execvp(program, &c_argv) {
+                Err(e) => e as i32,
+                Ok(never) => match never {},
             };
             let mut bytes = [0u8; 8];
-            bytes[..4].copy_from_slice(&stage.to_ne_bytes());
+            bytes[..4].copy_from_slice(&STAGE_EXEC.to_ne_bytes());
             bytes[4..].copy_from_slice(&err.to_ne_bytes());
             // SAFETY: Writes 8 bytes from a live buffer to the pipe, then exits without
             // running this process's exit handlers.
@@ -286,35 +298,31 @@ pub fn run(
         Ok(ForkResult::Parent { child }) => child,
     };
     drop(err_wr);
+    drop(go_rd);
     let mut exec_error = File::from(err_rd);
 
-    let perr = |what: &'static str| move |e: Errno| TraceError::Ptrace(what, e.into());
-    match wait_any(child.as_raw()).map_err(perr("waitpid"))?.1 {
-        Wait::Signal(libc::SIGSTOP) => {}
-        Wait::Exited(_) => return Err(child_error(&mut exec_error)),
-        other => {
-            return Err(TraceError::Ptrace(
-                "PTRACE_TRACEME",
-                io::Error::other(format!("the child did not stop for tracing ({other:?})")),
-            ))
-        }
-    }
+    // Seized as strace seizes the program it starts, before it execs: group-stops are then
+    // reported as PTRACE_EVENT_STOP and held with PTRACE_LISTEN, as untraced; the first stop
+    // is the exec, from which on each system call stops.
     let options = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACECLONE
         | Options::PTRACE_O_TRACEEXEC
         | Options::PTRACE_O_TRACEEXIT
         | Options::PTRACE_O_EXITKILL;
-    ptrace::setoptions(child, options).map_err(perr("PTRACE_SETOPTIONS"))?;
-    resume(child, 0);
+    if let Err(e) = ptrace::seize(child, options) {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = wait_any(child.as_raw());
+        return Err(TraceError::Untraceable(e.into()));
+    }
+    drop(go_wr);
 
+    let program_pid = child.as_raw();
     let mut started = false;
     let mut index = 0;
     let mut pending: HashMap<i32, Pending> = HashMap::new();
-    // Threads announced by PTRACE_EVENT_CLONE whose first stop has not been seen, and threads
-    // whose first stop came before the announcement.
-    let mut awaiting_stop: HashSet<i32> = HashSet::new();
-    let mut stopped_early: HashSet<i32> = HashSet::new();
-    let mut known: HashSet<i32> = HashSet::from([child.as_raw()]);
+    // The program's threads that have stopped since they started (the others are new, or of
+    // another process, until their first stop says); each is forgotten as it exits.
+    let mut ours: HashSet<i32> = HashSet::from([program_pid]);
     let mut ending = None;
 
     // The break, as the kernel set it at exec and each brk call returned it.
@@ -376,6 +384,21 @@ pub fn run(
                 }
                 resume(pid, 0);
             }
+            Wait::Event(libc::PTRACE_EVENT_STOP, sig) => {
+                ours.insert(tid);
+                if matches!(
+                    sig,
+                    libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                ) {
+                    // A group-stop: held until SIGCONT (or a kill) as untraced, while the
+                    // tracer still hears of the thread.
+                    listen(pid);
+                } else {
+                    // A new thread's first stop, or the end of a group-stop (SIGCONT).
+                    resume(pid, 0);
+                }
+                continue;
+            }
             Wait::Event(event, _) => {
                 match event {
                     libc::PTRACE_EVENT_EXEC => {
@@ -399,10 +422,6 @@ pub fn run(
                     libc::PTRACE_EVENT_CLONE => {
                         if let Ok(new) = ptrace::getevent(pid) {
                             let new = new as i32;
-                            known.insert(new);
-                            if !stopped_early.remove(&new) {
-                                awaiting_stop.insert(new);
-                            }
                             on_event(Event::Thread {
                                 tid: new,
                                 parent: tid,
@@ -424,31 +443,23 @@ pub fn run(
                 resume(pid, 0);
             }
             Wait::Signal(sig) => {
-                if sig == libc::SIGSTOP && awaiting_stop.remove(&tid) {
-                    // The first stop of a thread announced by PTRACE_EVENT_CLONE.
-                    resume(pid, 0);
-                } else if sig == libc::SIGSTOP && !known.contains(&tid) {
-                    // The first stop of a new thread, before its announcement.
-                    known.insert(tid);
-                    stopped_early.insert(tid);
-                    resume(pid, 0);
-                } else if ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
-                    // A group-stop: without PTRACE_SEIZE it cannot be kept; go on.
-                    resume(pid, 0);
-                } else {
-                    // A signal for the program, whatever its number: deliver it.
-                    resume(pid, sig);
-                }
+                // A signal for the program, whatever its number: deliver it. A stop signal
+                // then stops the group, which comes back as PTRACE_EVENT_STOP.
+                resume(pid, sig);
             }
             Wait::Exited(code) => {
+                ours.remove(&tid);
+                in_brk32.remove(&tid);
                 flush_killed(&mut pending, tid, &mut index, &mut on_event);
-                if tid == child.as_raw() {
+                if tid == program_pid {
                     ending = Some(Ending::Exited(code));
                 }
             }
             Wait::Signaled(sig, core) => {
+                ours.remove(&tid);
+                in_brk32.remove(&tid);
                 flush_killed(&mut pending, tid, &mut index, &mut on_event);
-                if tid == child.as_raw() {
+                if tid == program_pid {
                     ending = Some(Ending::Signaled(sig, core));
                 }
             }
@@ -467,10 +478,8 @@ pub fn run(
     })
 }
 
-/// What the child writes to the error pipe before it exits: the step that failed
-/// ([`STAGE_TRACE`], [`STAGE_EXEC`]) and its errno.
-const STAGE_TRACE: i32 = 1;
-/// The child's `execvp` failed.
+/// What the child writes to the error pipe before it exits: the step that failed (here
+/// `execvp`; `PTRACE_SEIZE` fails in the tracer) and its errno.
 const STAGE_EXEC: i32 = 2;
 
 /// The error the child reported through the pipe `from`, which it closed (by exiting or by
@@ -488,8 +497,8 @@ fn child_error(from: &mut File) -> TraceError {
         bytes[4..].try_into().unwrap_or_default(),
     ));
     match stage {
-        STAGE_TRACE => TraceError::Untraceable(err),
-        _ => TraceError::Exec(err),
+        STAGE_EXEC => TraceError::Exec(err),
+        _ => TraceError::Untraceable(err),
     }
 }
 
@@ -508,6 +517,20 @@ fn default_signals() {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Keeps a thread in its group-stop (`PTRACE_LISTEN`) until `SIGCONT` or a kill wakes it, as
+/// it would stay untraced; it stops again (PTRACE_EVENT_STOP) as it wakes.
+fn listen(pid: Pid) {
+    // SAFETY: PTRACE_LISTEN takes no pointer.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_LISTEN,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            0 as libc::c_long,
+        );
     }
 }
 
