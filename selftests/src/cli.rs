@@ -2084,3 +2084,47 @@ pub fn cli_trace_keeps_group_stops() -> TestResult {
     );
     Ok(())
 }
+
+/// Ctrl-C (`SIGINT` to the job's process group) and a `SIGTERM` sent to `mmscope` alone end
+/// the traced program as they end it untraced, and `mmscope` still writes its summary.
+pub fn cli_trace_terminal_signals() -> TestResult {
+    let trace = "/tmp/mmscope-trace-interrupted.txt";
+    for (sig, group) in [(libc::SIGINT, true), (libc::SIGTERM, false)] {
+        let t = ticker(false, true, trace)?;
+        let to = if group { -t.pid } else { t.pid };
+        let plain = t.end(to, sig)?;
+        check_eq!(
+            plain,
+            Some(128 + sig),
+            "untraced, signal {sig} ends the ticker"
+        );
+
+        let _ = std::fs::remove_file(trace);
+        let t = ticker(true, true, trace)?;
+        // The trace's pid: the ticker's parent.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", t.pid))
+            .context("read the ticker's stat")?;
+        let mmscope = stat_field(&stat, 4).unwrap_or(0) as i32;
+        check!(mmscope > 0, "the ticker's parent");
+        let to = if group { -mmscope } else { mmscope };
+        let traced = t.end(to, sig)?;
+        let body = std::fs::read_to_string(trace).unwrap_or_default();
+        check_eq!(
+            traced,
+            plain,
+            "traced, signal {sig} to {}: mmscope's status is the ticker's (trace: {})",
+            if group {
+                "the process group"
+            } else {
+                "mmscope"
+            },
+            body.lines().last().unwrap_or("")
+        );
+        let name = if group { "SIGINT" } else { "SIGTERM" };
+        check!(
+            body.contains("summary:") && body.contains(&format!("killed by {name}")),
+            "the summary is written and says {name}:\n{body}"
+        );
+    }
+    Ok(())
+}

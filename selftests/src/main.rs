@@ -288,6 +288,10 @@ const TESTS: &[Test] = &[
         name: "cli_trace_keeps_group_stops",
         run: cli::cli_trace_keeps_group_stops,
     },
+    Test {
+        name: "cli_trace_terminal_signals",
+        run: cli::cli_trace_terminal_signals,
+    },
     // Last: nothing any test allocated may outlive it.
     // The module's life, and the system's limits.
     Test {

@@ -315,6 +315,7 @@ pub fn run(
         return Err(TraceError::Untraceable(e.into()));
     }
     drop(go_wr);
+    let _guard = Forward::install(child.as_raw());
 
     let program_pid = child.as_raw();
     let mut started = false;
@@ -531,6 +532,60 @@ fn listen(pid: Pid) {
             std::ptr::null_mut::<libc::c_void>(),
             0 as libc::c_long,
         );
+    }
+}
+
+/// While the program runs: `SIGINT` and `SIGQUIT` ignored (the terminal sends them to the
+/// program too, in the same process group), `SIGTERM` and `SIGHUP` forwarded to the program;
+/// the tracer writes its report when the program ends. Dropping it restores the dispositions.
+struct Forward {
+    old: Vec<(i32, libc::sigaction)>,
+}
+
+/// The program's pid, for the forwarding handler.
+static PROGRAM: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: i32) {
+    let pid = PROGRAM.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe and takes no pointer.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+impl Forward {
+    fn install(program: i32) -> Self {
+        PROGRAM.store(program, std::sync::atomic::Ordering::Relaxed);
+        let mut old = Vec::new();
+        for (sig, handler) in [
+            (libc::SIGINT, libc::SIG_IGN),
+            (libc::SIGQUIT, libc::SIG_IGN),
+            (libc::SIGTERM, forward as *const () as libc::sighandler_t),
+            (libc::SIGHUP, forward as *const () as libc::sighandler_t),
+        ] {
+            // SAFETY: Installs SIG_IGN or a handler that only calls kill; both structs live.
+            unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = handler;
+                act.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut act.sa_mask);
+                let mut was: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &act, &mut was) == 0 {
+                    old.push((sig, was));
+                }
+            }
+        }
+        Self { old }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        for (sig, was) in &self.old {
+            // SAFETY: Restores a disposition sigaction reported.
+            unsafe { libc::sigaction(*sig, was, std::ptr::null_mut()) };
+        }
+        PROGRAM.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
