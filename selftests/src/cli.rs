@@ -2128,3 +2128,61 @@ pub fn cli_trace_terminal_signals() -> TestResult {
     }
     Ok(())
 }
+
+/// A `clone()` child of another thread group (exit signal `SIGUSR2`, which
+/// `PTRACE_O_TRACECLONE` attaches) is let go as a forked one would be: it is not reported as
+/// a thread, none of its calls are in the trace, its 16 MiB are not in the program's peaks,
+/// and the program runs as untraced.
+pub fn cli_trace_lets_other_processes_go() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let plain = Command::new(&exe)
+        .args(["--helper", "clone-process"])
+        .stdin(Stdio::null())
+        .output()
+        .context("run the helper")?;
+    check_eq!(
+        plain.status.code(),
+        Some(0),
+        "untraced: {}",
+        text(&plain.stderr)
+    );
+    let plain = json(text(&plain.stdout).trim())?;
+    let path = "/tmp/mmscope-trace-clone.json";
+    let out = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        path,
+        "--",
+        &exe,
+        "--helper",
+        "clone-process",
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "traced: {}", text(&out.stderr));
+    let traced = json(text(&out.stdout).trim())?;
+    check_eq!(traced["status"], plain["status"], "the child's wait status");
+    let child = u(&traced, "child")?;
+    let events = trace_lines(path)?;
+    check!(
+        !events.iter().any(|e| e["tid"].as_u64() == Some(child)),
+        "nothing of process {child} is in the trace"
+    );
+    check!(
+        events
+            .iter()
+            .any(|e| e["event"] == "syscall" && e["syscall"] == "munmap"),
+        "the program's own calls are traced"
+    );
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(
+        summary["threads"].as_u64(),
+        Some(0),
+        "no threads: {summary}"
+    );
+    check!(
+        summary["peak_anon_bytes"].as_u64() < Some(16 << 20),
+        "the child's 16 MiB are not the program's: {summary}"
+    );
+    Ok(())
+}

@@ -17,10 +17,12 @@ pub fn run(name: &str) -> i32 {
         "no-ptrace" => no_ptrace(),
         "ticker" => ticker(),
         "pgrp" => pgrp(),
+        "clone-process" => clone_process(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, signals, \
-                 no-ptrace, ticker, pgrp)"
+                 no-ptrace, ticker, pgrp, \
+                 clone-process)"
             );
             2
         }
@@ -481,4 +483,63 @@ fn pgrp() -> i32 {
     let err = std::process::Command::new(cmd).args(&args[1..]).exec();
     eprintln!("pgrp: {cmd}: {err}");
     127
+}
+
+/// The size the `clone-process` child maps.
+const CLONE_CHILD_MAP: usize = 16 << 20;
+
+/// The child of [`clone_process`]: maps, touches and unmaps [`CLONE_CHILD_MAP`] bytes, then
+/// exits, with raw system calls only (it is a copy of the process, not a thread).
+extern "C" fn clone_child(_: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: A new anonymous mapping, touched within its length and unmapped; then exit.
+    unsafe {
+        let p = libc::syscall(
+            libc::SYS_mmap,
+            0,
+            CLONE_CHILD_MAP,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p > 0 {
+            (p as *mut u8).write_volatile(1);
+            libc::syscall(libc::SYS_munmap, p, CLONE_CHILD_MAP);
+        }
+        libc::syscall(libc::SYS_exit, 0);
+    }
+    0
+}
+
+/// `clone-process`: starts a process with `clone()` (no `CLONE_THREAD`, `CLONE_VM` or
+/// `SIGCHLD`: exit signal `SIGUSR2`, ignored here), which maps 16 MiB and exits; waits for
+/// it, then maps and unmaps a page itself; prints `{"child", "status"}`.
+fn clone_process() -> i32 {
+    let stack_len = 256 << 10;
+    // SAFETY: SIGUSR2 ignored, so that the child's exit does not kill this process; the
+    // child runs on its own copy of `stack` (no CLONE_VM), within its length, and only
+    // makes raw system calls; waitpid writes a live int.
+    unsafe {
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+        let mut stack = vec![0u8; stack_len];
+        let top = stack.as_mut_ptr().add(stack_len).cast::<libc::c_void>();
+        let child = libc::clone(clone_child, top, libc::SIGUSR2, std::ptr::null_mut());
+        if child < 0 {
+            eprintln!("clone: {}", std::io::Error::last_os_error());
+            return 3;
+        }
+        let mut status = 0;
+        libc::waitpid(child, &mut status, libc::__WALL);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        libc::munmap(p, 4096);
+        println!("{{\"child\":{child},\"status\":{status}}}");
+    }
+    0
 }

@@ -292,6 +292,10 @@ const TESTS: &[Test] = &[
         name: "cli_trace_terminal_signals",
         run: cli::cli_trace_terminal_signals,
     },
+    Test {
+        name: "cli_trace_lets_other_processes_go",
+        run: cli::cli_trace_lets_other_processes_go,
+    },
     // Last: nothing any test allocated may outlive it.
     // The module's life, and the system's limits.
     Test {

@@ -16,9 +16,9 @@
 //! only a checkpoint-restore tool makes. One break is kept, the traced process's: its threads
 //! share it, and the mmap lock orders their `brk` calls, but when two threads' calls overlap,
 //! their exit stops may reach the tracer in the other order, and for the instant between them
-//! the break shown is the earlier one. A `clone()` child with an address space of its own (no
-//! `CLONE_VM`, an exit signal other than `SIGCHLD`, so still followed as if a thread) would
-//! share the value too: rare enough to say so here rather than keep a break per process.
+//! the break shown is the earlier one. A `clone()` child of another thread group (no
+//! `CLONE_THREAD`, an exit signal other than `SIGCHLD`, which `PTRACE_O_TRACECLONE` attaches)
+//! is let go at its first stop, as a forked one is never followed.
 
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};
@@ -386,6 +386,18 @@ pub fn run(
                 resume(pid, 0);
             }
             Wait::Event(libc::PTRACE_EVENT_STOP, sig) => {
+                if !ours.contains(&tid) {
+                    // A task's first stop. PTRACE_O_TRACECLONE also attaches a clone()
+                    // child of another thread group (no CLONE_THREAD, an exit signal other
+                    // than SIGCHLD): a process of its own, which is let go.
+                    match tgid(tid) {
+                        Some(t) if t == program_pid => {}
+                        _ => {
+                            let _ = ptrace::detach(pid, None);
+                            continue;
+                        }
+                    }
+                }
                 ours.insert(tid);
                 if matches!(
                     sig,
@@ -421,8 +433,10 @@ pub fn run(
                         }
                     }
                     libc::PTRACE_EVENT_CLONE => {
-                        if let Ok(new) = ptrace::getevent(pid) {
-                            let new = new as i32;
+                        let new = ptrace::getevent(pid).map_or(0, |n| n as i32);
+                        // Only the program's threads; another process is let go at its
+                        // first stop.
+                        if new > 0 && tgid(new) == Some(program_pid) {
                             on_event(Event::Thread {
                                 tid: new,
                                 parent: tid,
@@ -519,6 +533,17 @@ fn default_signals() {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
+}
+
+/// The thread group (process) task `tid` belongs to: `Tgid` in `/proc/TID/status`.
+fn tgid(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Keeps a thread in its group-stop (`PTRACE_LISTEN`) until `SIGCONT` or a kill wakes it, as
