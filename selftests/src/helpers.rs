@@ -18,11 +18,12 @@ pub fn run(name: &str) -> i32 {
         "ticker" => ticker(),
         "pgrp" => pgrp(),
         "clone-process" => clone_process(),
+        "traced" => traced(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, signals, \
                  no-ptrace, ticker, pgrp, \
-                 clone-process)"
+                 clone-process, traced)"
             );
             2
         }
@@ -542,4 +543,62 @@ fn clone_process() -> i32 {
         println!("{{\"child\":{child},\"status\":{status}}}");
     }
     0
+}
+
+/// `traced CMD ARGS...`: runs CMD under this process as its tracer, following what it forks
+/// (`PTRACE_O_TRACEFORK`, as `strace -f` does), with every stop continued and every signal
+/// delivered; exits with CMD's status. A tracer CMD starts is then refused: its child is
+/// traced already.
+fn traced() -> i32 {
+    let args = helper_args();
+    let Ok(argv) = args
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return 2;
+    };
+    if argv.is_empty() {
+        return 2;
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: The child only calls ptrace, raise, execvp and _exit; the argument vector is
+    // NULL-terminated and outlives the call; waitpid writes a live int.
+    unsafe {
+        let cmd = libc::fork();
+        if cmd == 0 {
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            libc::raise(libc::SIGSTOP);
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127);
+        }
+        let mut status = 0;
+        libc::waitpid(cmd, &mut status, 0);
+        let options = libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK;
+        libc::ptrace(libc::PTRACE_SETOPTIONS, cmd, 0, options);
+        libc::ptrace(libc::PTRACE_CONT, cmd, 0, 0);
+        loop {
+            let pid = libc::waitpid(-1, &mut status, libc::__WALL);
+            if pid < 0 {
+                return 3;
+            }
+            if libc::WIFSTOPPED(status) {
+                let sig = libc::WSTOPSIG(status);
+                let deliver = if (status >> 16) != 0 || sig == libc::SIGTRAP || sig == libc::SIGSTOP
+                {
+                    0
+                } else {
+                    sig
+                };
+                libc::ptrace(libc::PTRACE_CONT, pid, 0, deliver);
+            } else if pid == cmd {
+                return if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+            }
+        }
+    }
 }

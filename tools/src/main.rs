@@ -394,10 +394,14 @@ fn trace_cmd(
         TraceError::Exec(e) => Failure(format!(
             "cannot run `{program}`: {e}; check the name, your PATH and its permissions"
         )),
-        TraceError::Untraceable(e) => Failure(format!(
-            "`{program}` could not be traced: ptrace refused ({e}); another tracer, Yama's \
-             ptrace_scope or a seccomp policy forbids it"
-        )),
+        TraceError::Untraceable(e) => {
+            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+            Failure(format!(
+                "`{program}` could not be traced: ptrace refused with {errno:?} ({}); \
+                 another tracer, Yama's ptrace_scope or a seccomp policy forbids it",
+                errno.desc()
+            ))
+        }
         TraceError::NulInArgument => {
             Failure("an argument of the command contains a NUL byte; remove it".to_string())
         }
