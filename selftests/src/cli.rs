@@ -2205,3 +2205,113 @@ pub fn cli_trace_lets_other_processes_go() -> TestResult {
     );
     Ok(())
 }
+
+/// A process whose leader calls `pthread_exit()` while another thread runs on
+/// (`demo/leader-exit.c`) exits when that thread does: the trace's `exit pid` line comes
+/// once, after that thread's calls, and the status is the untraced one.
+pub fn cli_trace_exit_is_the_last_thread() -> TestResult {
+    let prog = prog("leader-exit")?;
+    let plain = Command::new(&prog).output().context("run leader-exit")?;
+    check_eq!(
+        plain.status.code(),
+        Some(5),
+        "untraced leader-exit's status"
+    );
+    let path = "/tmp/mmscope-trace-leader-exit.txt";
+    let out = output(mmscope(&["trace", "-o", path, "--", &prog])?)?;
+    check_eq!(out.status.code(), Some(5), "traced: {}", text(&out.stderr));
+    let (said, plain_said) = (text(&out.stdout), text(&plain.stdout));
+    check_eq!(
+        said.split(" mapped ").next(),
+        plain_said.split(" mapped ").next(),
+        "what it printed"
+    );
+    let body = std::fs::read_to_string(path).context("read the trace")?;
+    let lines: Vec<&str> = body.lines().collect();
+    let exits: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("exit pid"))
+        .collect();
+    let last_munmap = lines.iter().rposition(|l| l.contains("] munmap("));
+    check!(
+        exits.len() == 1 && last_munmap.is_some_and(|m| exits[0] > m),
+        "one exit line, after the last thread's calls:\n{body}"
+    );
+    Ok(())
+}
+
+/// A `brk` the kernel refuses (it returns the break unchanged, not an errno) counts as
+/// failed in the summary, as `-1 ENOMEM` calls do.
+pub fn cli_trace_counts_refused_brk() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let path = "/tmp/mmscope-trace-brk-refused.json";
+    let out = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        path,
+        "--",
+        &exe.to_string_lossy(),
+        "--helper",
+        "brk-refused",
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    let said = json(text(&out.stdout).trim())?;
+    check!(
+        said["asked"] != said["got"],
+        "the kernel refused the break: {said}"
+    );
+    let events = trace_lines(path)?;
+    check!(
+        events.iter().any(|e| e["syscall"] == "brk"
+            && e["args"][0] == said["asked"]
+            && e["ret"] == said["got"]),
+        "the refused brk is in the trace"
+    );
+    let errnos = events
+        .iter()
+        .filter(|e| e["event"] == "syscall" && !e["errno"].is_null())
+        .count() as u64;
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(
+        summary["failed"].as_u64(),
+        Some(errnos + 1),
+        "failed: the calls with an errno and the refused brk"
+    );
+    Ok(())
+}
+
+/// A 32-bit program (the compat test program, `int 0x80`) runs traced as untraced, and
+/// `mmscope trace` says once that its calls are not shown, rather than a silently empty
+/// trace.
+pub fn cli_trace_warns_of_32bit_calls() -> TestResult {
+    let Ok(path) = std::env::var("MMSCOPE_COMPAT32") else {
+        skip!("MMSCOPE_COMPAT32 does not name the 32-bit test program");
+    };
+    let plain = match Command::new(&path).output() {
+        Ok(out) => out,
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            skip!("the kernel cannot run 32-bit programs (CONFIG_IA32_EMULATION=n)")
+        }
+        Err(e) => return Err(Outcome::Fail(format!("run {path}: {e}"))),
+    };
+    let out = output(mmscope(&[
+        "trace",
+        "-o",
+        "/tmp/mmscope-trace-32.txt",
+        "--",
+        &path,
+    ])?)?;
+    check_eq!(
+        out.status.code(),
+        plain.status.code(),
+        "the status, traced and untraced"
+    );
+    let err = text(&out.stderr);
+    check_eq!(
+        err.matches("makes 32-bit ones (int 0x80), which are not shown")
+            .count(),
+        1,
+        "one warning on stderr: {err}"
+    );
+    Ok(())
+}

@@ -19,11 +19,12 @@ pub fn run(name: &str) -> i32 {
         "pgrp" => pgrp(),
         "clone-process" => clone_process(),
         "traced" => traced(),
+        "brk-refused" => brk_refused(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, signals, \
                  no-ptrace, ticker, pgrp, \
-                 clone-process, traced)"
+                 clone-process, traced, brk-refused)"
             );
             2
         }
@@ -601,4 +602,14 @@ fn traced() -> i32 {
             }
         }
     }
+}
+
+/// `brk-refused`: asks `brk` for a break 64 TiB above the current one, which the kernel
+/// refuses by returning the break unchanged; prints `{"asked", "got"}`.
+fn brk_refused() -> i32 {
+    let asked = brk0() as u64 + (1 << 46);
+    // SAFETY: A brk the kernel refuses leaves the break where it is.
+    let got = unsafe { libc::syscall(libc::SYS_brk, asked) };
+    println!("{{\"asked\":{asked},\"got\":{got}}}");
+    0
 }

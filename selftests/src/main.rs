@@ -296,6 +296,18 @@ const TESTS: &[Test] = &[
         name: "cli_trace_lets_other_processes_go",
         run: cli::cli_trace_lets_other_processes_go,
     },
+    Test {
+        name: "cli_trace_exit_is_the_last_thread",
+        run: cli::cli_trace_exit_is_the_last_thread,
+    },
+    Test {
+        name: "cli_trace_counts_refused_brk",
+        run: cli::cli_trace_counts_refused_brk,
+    },
+    Test {
+        name: "cli_trace_warns_of_32bit_calls",
+        run: cli::cli_trace_warns_of_32bit_calls,
+    },
     // Last: nothing any test allocated may outlive it.
     // The module's life, and the system's limits.
     Test {

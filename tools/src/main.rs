@@ -370,6 +370,12 @@ fn trace_cmd(
     // thread is stopped at its exit and the process still exists.
     let mut last = None;
     let result = trace::run(src, &command, |event| {
+        if let Event::Compat32 { .. } = event {
+            eprintln!(
+                "mmscope: mmscope traces the x86-64 system calls; this program makes 32-bit ones \
+                 (int 0x80), which are not shown"
+            );
+        }
         if let (
             true,
             Event::ThreadExit {

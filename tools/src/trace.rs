@@ -169,6 +169,12 @@ pub enum Event {
     },
     /// A memory system call returned (or its thread was killed during it).
     Call(Box<Step>),
+    /// A thread made a 32-bit system call (`int 0x80`); reported once per trace: those calls
+    /// are not traced.
+    Compat32 {
+        /// The thread.
+        tid: i32,
+    },
     /// A thread is exiting; the address space as it leaves, while it still exists.
     ThreadExit {
         /// The thread.
@@ -330,6 +336,8 @@ pub fn run(
     let mut brk: Option<u64> = None;
     // Threads in a 32-bit brk call, between its entry and exit.
     let mut in_brk32: HashSet<i32> = HashSet::new();
+    // Whether a 32-bit call has been reported.
+    let mut compat32_seen = false;
     let snapshot = |tid: i32, brk: Option<u64>| -> Result<Option<Snapshot>, TraceError> {
         match src.snapshot(Some(tid), Depth::Light) {
             Ok(mut s) => {
@@ -359,8 +367,14 @@ pub fn run(
                         // SAFETY: `op` says the entry member of the union is the valid one.
                         let entry = unsafe { info.u.entry };
                         let call = MemCall::from_x86_64(entry.nr);
-                        if info.arch == AUDIT_ARCH_I386 && entry.nr == NR_BRK_I386 {
-                            in_brk32.insert(tid);
+                        if info.arch == AUDIT_ARCH_I386 {
+                            if entry.nr == NR_BRK_I386 {
+                                in_brk32.insert(tid);
+                            }
+                            if started && !compat32_seen {
+                                compat32_seen = true;
+                                on_event(Event::Compat32 { tid });
+                            }
                         }
                         if let (true, AUDIT_ARCH_X86_64, Some(call)) = (started, info.arch, call) {
                             if let Some(before) = snapshot(tid, brk)? {
