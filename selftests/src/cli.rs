@@ -2315,3 +2315,54 @@ pub fn cli_trace_warns_of_32bit_calls() -> TestResult {
     );
     Ok(())
 }
+
+/// A thread's id is forgotten as it exits: with `pid_max` lowered so that ids come round, a
+/// process the program starts with `clone()` that gets an exited thread's id is let go like
+/// any other, and nothing with that id is in the trace after the thread's exit.
+pub fn cli_trace_forgets_exited_threads() -> TestResult {
+    let pid_max = "/proc/sys/kernel/pid_max";
+    let old = std::fs::read_to_string(pid_max).context("read pid_max")?;
+    std::fs::write(pid_max, "400").context("lower pid_max")?;
+    let exe = std::env::current_exe().context("current_exe")?;
+    let path = "/tmp/mmscope-trace-reuse.json";
+    let out = mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        path,
+        "--",
+        &exe.to_string_lossy(),
+        "--helper",
+        "reuse-tid",
+    ])
+    .and_then(output);
+    std::fs::write(pid_max, old.trim()).context("restore pid_max")?;
+    let out = out?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    let said = json(text(&out.stdout).trim())?;
+    if said["reused"] != true {
+        skip!("no clone() child got the thread's id in 3000 tries: {said}");
+    }
+    let tid = u(&said, "thread")?;
+    let events = trace_lines(path)?;
+    let exit = events
+        .iter()
+        .position(|e| e["event"] == "exit" && e["tid"].as_u64() == Some(tid));
+    check!(exit.is_some(), "thread {tid}'s exit is in the trace");
+    let after: Vec<&Value> = events[exit.unwrap_or(0) + 1..]
+        .iter()
+        .filter(|e| e["tid"].as_u64() == Some(tid))
+        .collect();
+    check!(
+        after.is_empty(),
+        "after thread {tid} exited, its id (now another process's) is in the trace: {:?}",
+        after.first()
+    );
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(
+        summary["threads"].as_u64(),
+        Some(1),
+        "one thread: {summary}"
+    );
+    Ok(())
+}

@@ -20,11 +20,12 @@ pub fn run(name: &str) -> i32 {
         "clone-process" => clone_process(),
         "traced" => traced(),
         "brk-refused" => brk_refused(),
+        "reuse-tid" => reuse_tid(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, signals, \
                  no-ptrace, ticker, pgrp, \
-                 clone-process, traced, brk-refused)"
+                 clone-process, traced, brk-refused, reuse-tid)"
             );
             2
         }
@@ -611,5 +612,52 @@ fn brk_refused() -> i32 {
     // SAFETY: A brk the kernel refuses leaves the break where it is.
     let got = unsafe { libc::syscall(libc::SYS_brk, asked) };
     println!("{{\"asked\":{asked},\"got\":{got}}}");
+    0
+}
+
+/// `reuse-tid`: starts a thread that maps and unmaps a page and exits, then starts
+/// processes with `clone()` (as `clone-process` does) until one gets the thread's id or 3000
+/// have been tried (the test lowers `pid_max` so that ids come round soon); prints
+/// `{"thread", "reused"}`.
+fn reuse_tid() -> i32 {
+    let thread = std::thread::spawn(|| {
+        // SAFETY: gettid has no preconditions; a new mapping, unmapped at once.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            libc::munmap(p, 4096);
+            libc::gettid()
+        }
+    })
+    .join()
+    .unwrap_or(0);
+    let stack_len = 256 << 10;
+    let mut stack = vec![0u8; stack_len];
+    let mut reused = false;
+    // SAFETY: As in clone_process: SIGUSR2 ignored, the child runs on its own copy of the
+    // stack and makes raw system calls only; waitpid writes a live int.
+    unsafe {
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+        let top = stack.as_mut_ptr().add(stack_len).cast::<libc::c_void>();
+        for _ in 0..3000 {
+            let child = libc::clone(clone_child, top, libc::SIGUSR2, std::ptr::null_mut());
+            if child < 0 {
+                break;
+            }
+            let mut status = 0;
+            libc::waitpid(child, &mut status, libc::__WALL);
+            if child == thread {
+                reused = true;
+                break;
+            }
+        }
+    }
+    println!("{{\"thread\":{thread},\"reused\":{reused}}}");
     0
 }

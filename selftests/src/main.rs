@@ -289,6 +289,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_keeps_group_stops,
     },
     Test {
+        name: "cli_trace_forgets_exited_threads",
+        run: cli::cli_trace_forgets_exited_threads,
+    },
+    Test {
         name: "cli_trace_terminal_signals",
         run: cli::cli_trace_terminal_signals,
     },
