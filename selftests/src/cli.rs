@@ -1847,3 +1847,691 @@ pub fn cli_trace_diff_shows_every_change() -> TestResult {
     }
     Ok(())
 }
+
+/// How a program ended, as its parent saw it: the exit status or the signal (and whether it
+/// dumped core), and what it printed.
+#[derive(Debug, PartialEq)]
+struct Ran {
+    code: Option<i32>,
+    signal: Option<i32>,
+    core: bool,
+    stdout: String,
+}
+
+impl Ran {
+    fn of(out: &Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Self {
+            code: out.status.code(),
+            signal: out.status.signal(),
+            core: out.status.core_dumped(),
+            stdout: text(&out.stdout),
+        }
+    }
+
+    /// The same program's end as `mmscope trace` reports it: its own status (128 + the
+    /// signal) and the `--json` summary in `trace`.
+    fn traced(out: &Output, trace: &str) -> Result<Self, Outcome> {
+        let summary = trace_lines(trace)?.last().cloned().unwrap_or_default();
+        let signal = summary["signal"].as_i64().map(|s| s as i32);
+        let code = summary["exit_code"].as_i64().map(|c| c as i32);
+        let shell = signal.map_or(code, |s| Some(128 + s));
+        check_eq!(
+            out.status.code(),
+            shell,
+            "mmscope's status is the program's as a shell reports it: {summary}"
+        );
+        Ok(Self {
+            code,
+            signal,
+            core: summary["core_dumped"].as_bool().unwrap_or(false),
+            stdout: text(&out.stdout),
+        })
+    }
+}
+
+/// `--helper signals MODE` run untraced, then under `mmscope trace --json -o TRACE`: how
+/// each ended.
+fn both_ways(mode: &str) -> Result<(Ran, Ran), Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let mut plain = Command::new(&exe);
+    plain
+        .args(["--helper", "signals", mode])
+        .stdin(Stdio::null());
+    let plain = Ran::of(&plain.output().context("run the helper")?);
+    let trace = format!("/tmp/mmscope-trace-signals-{mode}.json");
+    let out = output(mmscope(&[
+        "trace", "--json", "-o", &trace, "--", &exe, "--helper", "signals", mode,
+    ])?)?;
+    let traced = Ran::traced(&out, &trace).map_err(|e| match e {
+        Outcome::Fail(m) => Outcome::Fail(format!("{m} (stderr: {})", text(&out.stderr))),
+        other => other,
+    })?;
+    Ok((plain, traced))
+}
+
+/// Real-time signals (`sigqueue` with a value, a POSIX timer) reach a traced program as they
+/// reach it untraced, one that kills it is reported by its name, and a death by `SIGABRT`
+/// keeps its core-dump flag: each run both ways, compared.
+pub fn cli_trace_delivers_signals() -> TestResult {
+    let (plain, traced) = both_ways("rt")?;
+    check!(
+        plain.stdout.contains("seen 0b110 value 42"),
+        "untraced, the helper saw both real-time signals: {plain:?}"
+    );
+    check_eq!(traced, plain, "the rt helper traced and untraced");
+
+    let (plain, traced) = both_ways("die-rt")?;
+    check_eq!(
+        plain.signal,
+        Some(libc::SIGRTMIN() + 5),
+        "untraced, SIGRTMIN+5 killed it"
+    );
+    check_eq!(traced, plain, "killed by SIGRTMIN+5, traced and untraced");
+
+    let (plain, traced) = both_ways("abort")?;
+    check_eq!(
+        plain.signal,
+        Some(libc::SIGABRT),
+        "untraced, SIGABRT killed it"
+    );
+    check_eq!(
+        traced,
+        plain,
+        "abort(), traced and untraced (core dumped or not)"
+    );
+    let _ = std::fs::remove_file("/tmp/core");
+    if plain.core {
+        let exe = std::env::current_exe().context("current_exe")?;
+        let out = output(mmscope(&[
+            "trace",
+            "-o",
+            "/tmp/mmscope-trace-abort.txt",
+            "--",
+            &exe.to_string_lossy(),
+            "--helper",
+            "signals",
+            "abort",
+        ])?)?;
+        let _ = std::fs::remove_file("/tmp/core");
+        check_eq!(
+            out.status.code(),
+            Some(128 + libc::SIGABRT),
+            "mmscope's status"
+        );
+        let body =
+            std::fs::read_to_string("/tmp/mmscope-trace-abort.txt").context("read the trace")?;
+        check!(
+            body.contains("killed by SIGABRT (core dumped)"),
+            "the text summary says the core was dumped:\n{body}"
+        );
+    } else {
+        println!("# abort() dumped no core here; the flag is compared unset");
+    }
+    Ok(())
+}
+
+/// A program of the guest's `/mmscope/progs` (built from `demo/*.c`; `MMSCOPE_PROGS` names
+/// another directory).
+fn prog(name: &str) -> Result<String, Outcome> {
+    let dir = std::env::var("MMSCOPE_PROGS").unwrap_or_else(|_| "/mmscope/progs".into());
+    let path = format!("{dir}/{name}");
+    if !std::path::Path::new(&path).exists() {
+        skip!("{path} is missing (make progs)");
+    }
+    Ok(path)
+}
+
+/// A run's status as a shell reports it, the signal that killed it, what it printed.
+type Ended = (Option<i32>, Option<i32>, String);
+
+/// `sigstate ARGS` (`demo/sigstate.c`) untraced and under `mmscope trace`: what each printed
+/// and how it ended, the trace's text summary, after reading one line of its output and
+/// closing the pipe.
+fn sigstate_both(args: &[&str]) -> Result<[Ended; 2], Outcome> {
+    use std::os::unix::process::ExitStatusExt;
+    let sigstate = prog("sigstate")?;
+    let run = |mut cmd: Command| -> Result<Ended, Outcome> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("start sigstate")?;
+        let mut line = String::new();
+        BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| Outcome::Fail("no stdout".into()))?,
+        )
+        .read_line(&mut line)
+        .context("read the first line")?;
+        let mut err = String::new();
+        let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+        let status = child.wait().context("wait for sigstate")?;
+        // A death by a signal, as `mmscope trace` reports it: 128 + the signal.
+        let code = status.code().or(status.signal().map(|s| 128 + s));
+        Ok((code, status.signal(), line + &err))
+    };
+    let mut plain = Command::new(&sigstate);
+    plain.args(args);
+    let plain = run(plain)?;
+    let mut argv = vec![
+        "trace",
+        "-o",
+        "/tmp/mmscope-trace-sigstate.txt",
+        "--",
+        &sigstate,
+    ];
+    argv.extend_from_slice(args);
+    let (code, _, out) = run(mmscope(&argv)?)?;
+    let body =
+        std::fs::read_to_string("/tmp/mmscope-trace-sigstate.txt").context("read the trace")?;
+    Ok([plain, (code, None, format!("{out}{body}"))])
+}
+
+/// The program starts with the signal dispositions and mask it would have untraced, not the
+/// tracer's (Rust's runtime ignores `SIGPIPE`; exec keeps what is ignored or blocked): none
+/// ignored or blocked, and a writer whose reader goes away dies by `SIGPIPE`, traced as
+/// untraced (`mmscope trace -- yes | head -1`).
+pub fn cli_trace_default_dispositions() -> TestResult {
+    let [plain, traced] = sigstate_both(&[])?;
+    check_eq!(plain.2.trim(), "ignored blocked", "untraced: {plain:?}");
+    check!(
+        traced.2.starts_with(plain.2.as_str()),
+        "traced, the same dispositions and mask: {} against {}",
+        traced.2,
+        plain.2
+    );
+    check_eq!(traced.0, plain.0, "sigstate's status, traced and untraced");
+
+    let [plain, traced] = sigstate_both(&["write"])?;
+    check_eq!(
+        plain.1,
+        Some(libc::SIGPIPE),
+        "untraced, SIGPIPE killed the writer: {plain:?}"
+    );
+    check_eq!(
+        traced.0,
+        plain.0,
+        "traced, SIGPIPE killed the writer (128 + 13): {}",
+        traced.2
+    );
+    check!(
+        traced.2.contains("killed by SIGPIPE") && !traced.2.contains("write:"),
+        "the summary says SIGPIPE, and no write failed:\n{}",
+        traced.2
+    );
+    Ok(())
+}
+
+/// `mmscope trace -- true` started by `--helper HELPER ARGS`: its status and stderr, or a
+/// failure if it still waits after 20 s.
+fn trace_true_under(helper: &[&str]) -> Result<(Option<i32>, String), Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let bin = bin()?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("--helper")
+        .args(helper)
+        .args([bin.as_str(), "trace", "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("start mmscope")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().context("wait for mmscope")? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Outcome::Fail(format!(
+                "mmscope trace under {helper:?} still waits 20 s after ptrace was refused"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    Ok((status.code(), err))
+}
+
+/// A program `ptrace` may not trace (its child is traced already, by a tracer that follows
+/// forks as `strace -f` does; or, where the kernel has seccomp filters, a policy fails the
+/// tracer's `ptrace` calls with `EPERM`): `mmscope trace` says so in a sentence and exits 1
+/// at once, rather than wait; a program that cannot be run gets its own sentence.
+pub fn cli_trace_refused() -> TestResult {
+    let mut policies = vec![vec!["traced"]];
+    let (code, err) = trace_true_under(&["no-ptrace"])?;
+    if code == Some(4) && err.contains("seccomp") {
+        println!(
+            "# no seccomp filters here ({}): refused by a tracer only",
+            err.trim()
+        );
+    } else {
+        policies.push(vec!["no-ptrace"]);
+    }
+    for helper in policies {
+        let (code, err) = trace_true_under(&helper)?;
+        check_eq!(
+            code,
+            Some(1),
+            "under {helper:?}: exit status (stderr: {err})"
+        );
+        check!(
+            err.contains("could not be traced") && err.contains("Operation not permitted"),
+            "under {helper:?}: the sentence says it could not be traced, and why: {err}"
+        );
+    }
+    let out = output(mmscope(&["trace", "--", "/no/such/program"])?)?;
+    expect_failure(&out, 1, "a missing program", "cannot run")?;
+    check!(
+        !text(&out.stderr).contains("could not be traced"),
+        "a missing program is not called untraceable"
+    );
+    Ok(())
+}
+
+/// A `--helper ticker FILE` started by `cmd` (with FILE as its last argument): its pid and
+/// a way to read its count, once it has started counting.
+struct Ticker {
+    child: std::process::Child,
+    file: String,
+    pid: i32,
+}
+
+impl Ticker {
+    fn start(mut cmd: Command, file: &str) -> Result<Self, Outcome> {
+        let _ = std::fs::remove_file(file);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        let child = cmd.spawn().context("start the ticker")?;
+        let mut t = Self {
+            child,
+            file: file.to_string(),
+            pid: 0,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some((pid, count)) = t.read() {
+                if count > 0 {
+                    t.pid = pid;
+                    return Ok(t);
+                }
+            }
+            check!(
+                std::time::Instant::now() < deadline,
+                "the ticker never started counting"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn read(&self) -> Option<(i32, u64)> {
+        let body = std::fs::read_to_string(&self.file).ok()?;
+        let mut words = body.split_whitespace();
+        Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+    }
+
+    fn count(&self) -> u64 {
+        self.read().map_or(0, |(_, c)| c)
+    }
+
+    /// Sends `sig` to the ticker: whether it stopped counting, and whether it counted again
+    /// after `SIGCONT`.
+    fn stop_and_continue(&self, sig: i32) -> (bool, bool) {
+        let pause = |ms| std::thread::sleep(std::time::Duration::from_millis(ms));
+        // SAFETY: kill has no memory-safety requirements.
+        unsafe { libc::kill(self.pid, sig) };
+        pause(200);
+        let before = self.count();
+        pause(300);
+        let stopped = self.count() == before;
+        let held = self.count();
+        // SAFETY: As above.
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
+        pause(300);
+        (stopped, self.count() > held)
+    }
+
+    /// Ends the ticker with `sig` sent to `to` (its pid, the trace's, or minus a process
+    /// group), and reports the status of the process `cmd` started, as a shell would.
+    fn end(mut self, to: i32, sig: i32) -> Result<Option<i32>, Outcome> {
+        use std::os::unix::process::ExitStatusExt;
+        // SAFETY: kill has no memory-safety requirements.
+        unsafe { libc::kill(to, sig) };
+        let status = self.child.wait().context("wait for the ticker")?;
+        Ok(status.code().or(status.signal().map(|s| 128 + s)))
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A ticker, untraced or under `mmscope trace -o TRACE` (then also in a process group of
+/// its own with `in_group`).
+fn ticker(traced: bool, in_group: bool, trace: &str) -> Result<Ticker, Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let file = "/tmp/mmscope-ticker";
+    let mut argv: Vec<String> = Vec::new();
+    if in_group {
+        argv.extend(["--helper".into(), "pgrp".into()]);
+        argv.push(if traced { bin()? } else { exe.clone() });
+    } else if traced {
+        argv.push(bin()?);
+    }
+    if traced {
+        argv.extend(["trace", "-o", trace, "--", &exe].map(String::from));
+    }
+    argv.extend(["--helper", "ticker", file].map(String::from));
+    let mut cmd = Command::new(if argv[0] == "--helper" {
+        &exe
+    } else {
+        &argv[0]
+    });
+    let skip = usize::from(argv[0] != "--helper");
+    cmd.args(&argv[skip..]).env_remove("NO_COLOR");
+    Ticker::start(cmd, file)
+}
+
+/// `kill -STOP` and `kill -TSTP` stop a traced program and `kill -CONT` resumes it, as
+/// untraced (held with `PTRACE_LISTEN`); its calls are traced before and after, and
+/// `SIGTERM` ends it as untraced.
+pub fn cli_trace_keeps_group_stops() -> TestResult {
+    let trace = "/tmp/mmscope-trace-stops.txt";
+    let mut seen = Vec::new();
+    for traced in [false, true] {
+        let t = ticker(traced, false, trace)?;
+        let stops = [libc::SIGSTOP, libc::SIGTSTP].map(|sig| t.stop_and_continue(sig));
+        let pid = t.pid;
+        let end = t.end(pid, libc::SIGTERM)?;
+        seen.push((stops, end));
+    }
+    check_eq!(
+        seen[0].0[0],
+        (true, true),
+        "untraced, SIGSTOP stops the ticker and SIGCONT resumes it"
+    );
+    check_eq!(
+        seen[1],
+        seen[0],
+        "(stopped, resumed) by SIGSTOP and SIGTSTP, and the end: traced against untraced"
+    );
+    let body = std::fs::read_to_string(trace).context("read the trace")?;
+    check!(
+        body.matches("munmap(").count() >= 3 && body.contains("killed by SIGTERM"),
+        "the calls are traced through the stops, and the summary says SIGTERM:\n{}",
+        body.lines().rev().take(6).collect::<Vec<_>>().join("\n")
+    );
+    Ok(())
+}
+
+/// Ctrl-C (`SIGINT` to the job's process group) and a `SIGTERM` sent to `mmscope` alone end
+/// the traced program as they end it untraced, and `mmscope` still writes its summary.
+pub fn cli_trace_terminal_signals() -> TestResult {
+    let trace = "/tmp/mmscope-trace-interrupted.txt";
+    for (sig, group) in [(libc::SIGINT, true), (libc::SIGTERM, false)] {
+        let t = ticker(false, true, trace)?;
+        let to = if group { -t.pid } else { t.pid };
+        let plain = t.end(to, sig)?;
+        check_eq!(
+            plain,
+            Some(128 + sig),
+            "untraced, signal {sig} ends the ticker"
+        );
+
+        let _ = std::fs::remove_file(trace);
+        let t = ticker(true, true, trace)?;
+        // The trace's pid: the ticker's parent.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", t.pid))
+            .context("read the ticker's stat")?;
+        let mmscope = stat_field(&stat, 4).unwrap_or(0) as i32;
+        check!(mmscope > 0, "the ticker's parent");
+        let to = if group { -mmscope } else { mmscope };
+        let traced = t.end(to, sig)?;
+        let body = std::fs::read_to_string(trace).unwrap_or_default();
+        check_eq!(
+            traced,
+            plain,
+            "traced, signal {sig} to {}: mmscope's status is the ticker's (trace: {})",
+            if group {
+                "the process group"
+            } else {
+                "mmscope"
+            },
+            body.lines().last().unwrap_or("")
+        );
+        let name = if group { "SIGINT" } else { "SIGTERM" };
+        check!(
+            body.contains("summary:") && body.contains(&format!("killed by {name}")),
+            "the summary is written and says {name}:\n{body}"
+        );
+    }
+    Ok(())
+}
+
+/// A `clone()` child of another thread group (exit signal `SIGUSR2`, which
+/// `PTRACE_O_TRACECLONE` attaches) is let go as a forked one would be: it is not reported as
+/// a thread, none of its calls are in the trace, its 16 MiB are not in the program's peaks,
+/// and the program runs as untraced.
+pub fn cli_trace_lets_other_processes_go() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let plain = Command::new(&exe)
+        .args(["--helper", "clone-process"])
+        .stdin(Stdio::null())
+        .output()
+        .context("run the helper")?;
+    check_eq!(
+        plain.status.code(),
+        Some(0),
+        "untraced: {}",
+        text(&plain.stderr)
+    );
+    let plain = json(text(&plain.stdout).trim())?;
+    let path = "/tmp/mmscope-trace-clone.json";
+    let out = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        path,
+        "--",
+        &exe,
+        "--helper",
+        "clone-process",
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "traced: {}", text(&out.stderr));
+    let traced = json(text(&out.stdout).trim())?;
+    check_eq!(traced["status"], plain["status"], "the child's wait status");
+    let child = u(&traced, "child")?;
+    let events = trace_lines(path)?;
+    check!(
+        !events.iter().any(|e| e["tid"].as_u64() == Some(child)),
+        "nothing of process {child} is in the trace"
+    );
+    check!(
+        events
+            .iter()
+            .any(|e| e["event"] == "syscall" && e["syscall"] == "munmap"),
+        "the program's own calls are traced"
+    );
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(
+        summary["threads"].as_u64(),
+        Some(0),
+        "no threads: {summary}"
+    );
+    check!(
+        summary["peak_anon_bytes"].as_u64() < Some(16 << 20),
+        "the child's 16 MiB are not the program's: {summary}"
+    );
+    Ok(())
+}
+
+/// A process whose leader calls `pthread_exit()` while another thread runs on
+/// (`demo/leader-exit.c`) exits when that thread does: the trace's `exit pid` line comes
+/// once, after that thread's calls, and the status is the untraced one.
+pub fn cli_trace_exit_is_the_last_thread() -> TestResult {
+    let prog = prog("leader-exit")?;
+    let plain = Command::new(&prog).output().context("run leader-exit")?;
+    check_eq!(
+        plain.status.code(),
+        Some(5),
+        "untraced leader-exit's status"
+    );
+    let path = "/tmp/mmscope-trace-leader-exit.txt";
+    let out = output(mmscope(&["trace", "-o", path, "--", &prog])?)?;
+    check_eq!(out.status.code(), Some(5), "traced: {}", text(&out.stderr));
+    let (said, plain_said) = (text(&out.stdout), text(&plain.stdout));
+    check_eq!(
+        said.split(" mapped ").next(),
+        plain_said.split(" mapped ").next(),
+        "what it printed"
+    );
+    let body = std::fs::read_to_string(path).context("read the trace")?;
+    let lines: Vec<&str> = body.lines().collect();
+    let exits: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("exit pid"))
+        .collect();
+    let last_munmap = lines.iter().rposition(|l| l.contains("] munmap("));
+    check!(
+        exits.len() == 1 && last_munmap.is_some_and(|m| exits[0] > m),
+        "one exit line, after the last thread's calls:\n{body}"
+    );
+    Ok(())
+}
+
+/// A `brk` the kernel refuses (it returns the break unchanged, not an errno) counts as
+/// failed in the summary, as `-1 ENOMEM` calls do.
+pub fn cli_trace_counts_refused_brk() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let path = "/tmp/mmscope-trace-brk-refused.json";
+    let out = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        path,
+        "--",
+        &exe.to_string_lossy(),
+        "--helper",
+        "brk-refused",
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    let said = json(text(&out.stdout).trim())?;
+    check!(
+        said["asked"] != said["got"],
+        "the kernel refused the break: {said}"
+    );
+    let events = trace_lines(path)?;
+    check!(
+        events.iter().any(|e| e["syscall"] == "brk"
+            && e["args"][0] == said["asked"]
+            && e["ret"] == said["got"]),
+        "the refused brk is in the trace"
+    );
+    let errnos = events
+        .iter()
+        .filter(|e| e["event"] == "syscall" && !e["errno"].is_null())
+        .count() as u64;
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(
+        summary["failed"].as_u64(),
+        Some(errnos + 1),
+        "failed: the calls with an errno and the refused brk"
+    );
+    Ok(())
+}
+
+/// A 32-bit program (the compat test program, `int 0x80`) runs traced as untraced, and
+/// `mmscope trace` says once that its calls are not shown, rather than a silently empty
+/// trace.
+pub fn cli_trace_warns_of_32bit_calls() -> TestResult {
+    let Ok(path) = std::env::var("MMSCOPE_COMPAT32") else {
+        skip!("MMSCOPE_COMPAT32 does not name the 32-bit test program");
+    };
+    let plain = match Command::new(&path).output() {
+        Ok(out) => out,
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            skip!("the kernel cannot run 32-bit programs (CONFIG_IA32_EMULATION=n)")
+        }
+        Err(e) => return Err(Outcome::Fail(format!("run {path}: {e}"))),
+    };
+    let out = output(mmscope(&[
+        "trace",
+        "-o",
+        "/tmp/mmscope-trace-32.txt",
+        "--",
+        &path,
+    ])?)?;
+    check_eq!(
+        out.status.code(),
+        plain.status.code(),
+        "the status, traced and untraced"
+    );
+    let err = text(&out.stderr);
+    check_eq!(
+        err.matches("makes 32-bit ones (int 0x80), which are not shown")
+            .count(),
+        1,
+        "one warning on stderr: {err}"
+    );
+    Ok(())
+}
+
+/// A thread's id is forgotten as it exits: with `pid_max` lowered so that ids come round, a
+/// process the program starts with `clone()` that gets an exited thread's id is let go like
+/// any other, and nothing with that id is in the trace after the thread's exit.
+pub fn cli_trace_forgets_exited_threads() -> TestResult {
+    let pid_max = "/proc/sys/kernel/pid_max";
+    let old = std::fs::read_to_string(pid_max).context("read pid_max")?;
+    std::fs::write(pid_max, "400").context("lower pid_max")?;
+    let exe = std::env::current_exe().context("current_exe")?;
+    let path = "/tmp/mmscope-trace-reuse.json";
+    let out = mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        path,
+        "--",
+        &exe.to_string_lossy(),
+        "--helper",
+        "reuse-tid",
+    ])
+    .and_then(output);
+    std::fs::write(pid_max, old.trim()).context("restore pid_max")?;
+    let out = out?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    let said = json(text(&out.stdout).trim())?;
+    if said["reused"] != true {
+        skip!("no clone() child got the thread's id in 3000 tries: {said}");
+    }
+    let tid = u(&said, "thread")?;
+    let events = trace_lines(path)?;
+    let exit = events
+        .iter()
+        .position(|e| e["event"] == "exit" && e["tid"].as_u64() == Some(tid));
+    check!(exit.is_some(), "thread {tid}'s exit is in the trace");
+    let after: Vec<&Value> = events[exit.unwrap_or(0) + 1..]
+        .iter()
+        .filter(|e| e["tid"].as_u64() == Some(tid))
+        .collect();
+    check!(
+        after.is_empty(),
+        "after thread {tid} exited, its id (now another process's) is in the trace: {:?}",
+        after.first()
+    );
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(
+        summary["threads"].as_u64(),
+        Some(1),
+        "one thread: {summary}"
+    );
+    Ok(())
+}

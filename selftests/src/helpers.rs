@@ -15,9 +15,19 @@ pub fn run(name: &str) -> i32 {
         "threads" => threads(),
         "changes" => changes(),
         "costs" => costs(),
+        "signals" => signals(),
+        "no-ptrace" => no_ptrace(),
+        "ticker" => ticker(),
+        "pgrp" => pgrp(),
+        "clone-process" => clone_process(),
+        "traced" => traced(),
+        "brk-refused" => brk_refused(),
+        "reuse-tid" => reuse_tid(),
         _ => {
             eprintln!(
-                "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes, costs)"
+                "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes, \
+                 costs, signals, no-ptrace, ticker, pgrp, clone-process, traced, brk-refused, \
+                 reuse-tid)"
             );
             2
         }
@@ -384,5 +394,380 @@ fn threads() -> i32 {
             Err(_) => return 1,
         }
     }
+    0
+}
+
+/// The helper's own arguments, after `--helper NAME`.
+fn helper_args() -> Vec<String> {
+    std::env::args().skip(3).collect()
+}
+
+/// Signals, as `signals MODE` says:
+/// - `rt`: queues `SIGRTMIN+1` with a value to itself and arms a POSIX timer that sends
+///   `SIGRTMIN+2`; prints one line per signal its handler received, then exits 0;
+/// - `die-rt`: raises `SIGRTMIN+5`, which kills it;
+/// - `abort`: allows a core file (in `/tmp`) and aborts;
+fn signals() -> i32 {
+    let mode = helper_args().first().cloned().unwrap_or_default();
+    match mode.as_str() {
+        "rt" => signals_rt(),
+        "die-rt" => {
+            // SAFETY: raise has no memory-safety requirements.
+            unsafe { libc::raise(libc::SIGRTMIN() + 5) };
+            0
+        }
+        "abort" => {
+            let core = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: setrlimit reads a live struct; abort does not return.
+            unsafe {
+                libc::setrlimit(libc::RLIMIT_CORE, &core);
+                let _ = std::env::set_current_dir("/tmp");
+                libc::abort()
+            }
+        }
+        _ => {
+            eprintln!("mmscope-selftests: signals: no mode {mode:?}");
+            2
+        }
+    }
+}
+
+/// The real-time signals the handler saw, one bit each (`SIGRTMIN+1`, `SIGRTMIN+2`), and the
+/// value `sigqueue` sent.
+static RT_SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// The value the `sigqueue` signal carried.
+static RT_VALUE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn rt_handler(sig: i32, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n = sig - libc::SIGRTMIN();
+    RT_SEEN.fetch_or(1 << n, Relaxed);
+    if n == 1 && !info.is_null() {
+        // SAFETY: The kernel passes a valid siginfo to an SA_SIGINFO handler.
+        RT_VALUE.store(
+            unsafe { (*info).si_value().sival_ptr as usize as i32 },
+            Relaxed,
+        );
+    }
+}
+
+/// `signals rt`: see [`signals`].
+fn signals_rt() -> i32 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (rt1, rt2) = (libc::SIGRTMIN() + 1, libc::SIGRTMIN() + 2);
+    // SAFETY: Installs an async-signal-safe handler (atomics only); sigqueue and the timer
+    // calls take live structs.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = rt_handler as *const () as usize;
+        act.sa_flags = libc::SA_SIGINFO;
+        libc::sigaction(rt1, &act, std::ptr::null_mut());
+        libc::sigaction(rt2, &act, std::ptr::null_mut());
+        let value = libc::sigval {
+            sival_ptr: 42usize as *mut libc::c_void,
+        };
+        if libc::sigqueue(libc::getpid(), rt1, value) != 0 {
+            return 3;
+        }
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = rt2;
+        let mut timer: libc::timer_t = std::mem::zeroed();
+        if libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer) != 0 {
+            return 4;
+        }
+        let mut spec: libc::itimerspec = std::mem::zeroed();
+        spec.it_value.tv_nsec = 10_000_000;
+        libc::timer_settime(timer, 0, &spec, std::ptr::null_mut());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while RT_SEEN.load(Relaxed) != 0b110 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    println!(
+        "seen {:#b} value {}",
+        RT_SEEN.load(Relaxed),
+        RT_VALUE.load(Relaxed)
+    );
+    0
+}
+
+/// `no-ptrace CMD ARGS...`: runs CMD under a seccomp filter that fails every `ptrace` call
+/// with `EPERM`, as a sandbox that forbids tracing would.
+fn no_ptrace() -> i32 {
+    use std::os::unix::process::CommandExt;
+    let args = helper_args();
+    let Some(cmd) = args.first() else {
+        return 2;
+    };
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt: 0,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let mut filter = [
+        stmt(load, 4), // seccomp_data.arch
+        jeq(AUDIT_ARCH_X86_64, 3),
+        stmt(load, 0), // seccomp_data.nr
+        jeq(libc::SYS_ptrace as u32, 1),
+        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: prctl reads the live filter program; the filter applies to this process and
+    // what it execs.
+    let ok = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) == 0
+    };
+    if !ok {
+        eprintln!("no-ptrace: seccomp: {}", std::io::Error::last_os_error());
+        return 4;
+    }
+    let err = std::process::Command::new(cmd).args(&args[1..]).exec();
+    eprintln!("no-ptrace: {cmd}: {err}");
+    127
+}
+
+/// `ticker FILE`: counts, writing `PID COUNT` over the start of FILE every 5 ms, and maps
+/// and unmaps a page every 20 counts, until a signal ends it.
+fn ticker() -> i32 {
+    use std::os::unix::fs::FileExt;
+    let Some(path) = helper_args().first().cloned() else {
+        return 2;
+    };
+    let Ok(file) = std::fs::File::create(&path) else {
+        return 3;
+    };
+    let pid = std::process::id();
+    for count in 1u64.. {
+        let _ = file.write_at(format!("{pid} {count:>12}\n").as_bytes(), 0);
+        if count % 20 == 0 {
+            // SAFETY: A new anonymous mapping, unmapped at once.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p != libc::MAP_FAILED {
+                    libc::munmap(p, 4096);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    0
+}
+
+/// `pgrp CMD ARGS...`: runs CMD in a process group of its own (`setpgid(0, 0)`), as a shell
+/// runs a job.
+fn pgrp() -> i32 {
+    use std::os::unix::process::CommandExt;
+    let args = helper_args();
+    let Some(cmd) = args.first() else {
+        return 2;
+    };
+    // SAFETY: setpgid has no memory-safety requirements.
+    unsafe { libc::setpgid(0, 0) };
+    let err = std::process::Command::new(cmd).args(&args[1..]).exec();
+    eprintln!("pgrp: {cmd}: {err}");
+    127
+}
+
+/// The size the `clone-process` child maps.
+const CLONE_CHILD_MAP: usize = 16 << 20;
+
+/// The child of [`clone_process`]: maps, touches and unmaps [`CLONE_CHILD_MAP`] bytes, then
+/// exits, with raw system calls only (it is a copy of the process, not a thread).
+extern "C" fn clone_child(_: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: A new anonymous mapping, touched within its length and unmapped; then exit.
+    unsafe {
+        let p = libc::syscall(
+            libc::SYS_mmap,
+            0,
+            CLONE_CHILD_MAP,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p > 0 {
+            (p as *mut u8).write_volatile(1);
+            libc::syscall(libc::SYS_munmap, p, CLONE_CHILD_MAP);
+        }
+        libc::syscall(libc::SYS_exit, 0);
+    }
+    0
+}
+
+/// `clone-process`: starts a process with `clone()` (no `CLONE_THREAD`, `CLONE_VM` or
+/// `SIGCHLD`: exit signal `SIGUSR2`, ignored here), which maps 16 MiB and exits; waits for
+/// it, then maps and unmaps a page itself; prints `{"child", "status"}`.
+fn clone_process() -> i32 {
+    let stack_len = 256 << 10;
+    // SAFETY: SIGUSR2 ignored, so that the child's exit does not kill this process; the
+    // child runs on its own copy of `stack` (no CLONE_VM), within its length, and only
+    // makes raw system calls; waitpid writes a live int.
+    unsafe {
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+        let mut stack = vec![0u8; stack_len];
+        let top = stack.as_mut_ptr().add(stack_len).cast::<libc::c_void>();
+        let child = libc::clone(clone_child, top, libc::SIGUSR2, std::ptr::null_mut());
+        if child < 0 {
+            eprintln!("clone: {}", std::io::Error::last_os_error());
+            return 3;
+        }
+        let mut status = 0;
+        libc::waitpid(child, &mut status, libc::__WALL);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        libc::munmap(p, 4096);
+        println!("{{\"child\":{child},\"status\":{status}}}");
+    }
+    0
+}
+
+/// `traced CMD ARGS...`: runs CMD under this process as its tracer, following what it forks
+/// (`PTRACE_O_TRACEFORK`, as `strace -f` does), with every stop continued and every signal
+/// delivered; exits with CMD's status. A tracer CMD starts is then refused: its child is
+/// traced already.
+fn traced() -> i32 {
+    let args = helper_args();
+    let Ok(argv) = args
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return 2;
+    };
+    if argv.is_empty() {
+        return 2;
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: The child only calls ptrace, raise, execvp and _exit; the argument vector is
+    // NULL-terminated and outlives the call; waitpid writes a live int.
+    unsafe {
+        let cmd = libc::fork();
+        if cmd == 0 {
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            libc::raise(libc::SIGSTOP);
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127);
+        }
+        let mut status = 0;
+        libc::waitpid(cmd, &mut status, 0);
+        let options = libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK;
+        libc::ptrace(libc::PTRACE_SETOPTIONS, cmd, 0, options);
+        libc::ptrace(libc::PTRACE_CONT, cmd, 0, 0);
+        loop {
+            let pid = libc::waitpid(-1, &mut status, libc::__WALL);
+            if pid < 0 {
+                return 3;
+            }
+            if libc::WIFSTOPPED(status) {
+                let sig = libc::WSTOPSIG(status);
+                let deliver = if (status >> 16) != 0 || sig == libc::SIGTRAP || sig == libc::SIGSTOP
+                {
+                    0
+                } else {
+                    sig
+                };
+                libc::ptrace(libc::PTRACE_CONT, pid, 0, deliver);
+            } else if pid == cmd {
+                return if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+            }
+        }
+    }
+}
+
+/// `brk-refused`: asks `brk` for a break 64 TiB above the current one, which the kernel
+/// refuses by returning the break unchanged; prints `{"asked", "got"}`.
+fn brk_refused() -> i32 {
+    let asked = brk0() as u64 + (1 << 46);
+    // SAFETY: A brk the kernel refuses leaves the break where it is.
+    let got = unsafe { libc::syscall(libc::SYS_brk, asked) };
+    println!("{{\"asked\":{asked},\"got\":{got}}}");
+    0
+}
+
+/// `reuse-tid`: starts a thread that maps and unmaps a page and exits, then starts
+/// processes with `clone()` (as `clone-process` does) until one gets the thread's id or 3000
+/// have been tried (the test lowers `pid_max` so that ids come round soon); prints
+/// `{"thread", "reused"}`.
+fn reuse_tid() -> i32 {
+    let thread = std::thread::spawn(|| {
+        // SAFETY: gettid has no preconditions; a new mapping, unmapped at once.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            libc::munmap(p, 4096);
+            libc::gettid()
+        }
+    })
+    .join()
+    .unwrap_or(0);
+    let stack_len = 256 << 10;
+    let mut stack = vec![0u8; stack_len];
+    let mut reused = false;
+    // SAFETY: As in clone_process: SIGUSR2 ignored, the child runs on its own copy of the
+    // stack and makes raw system calls only; waitpid writes a live int.
+    unsafe {
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+        let top = stack.as_mut_ptr().add(stack_len).cast::<libc::c_void>();
+        for _ in 0..3000 {
+            let child = libc::clone(clone_child, top, libc::SIGUSR2, std::ptr::null_mut());
+            if child < 0 {
+                break;
+            }
+            let mut status = 0;
+            libc::waitpid(child, &mut status, libc::__WALL);
+            if child == thread {
+                reused = true;
+                break;
+            }
+        }
+    }
+    println!("{{\"thread\":{thread},\"reused\":{reused}}}");
     0
 }

@@ -272,6 +272,46 @@ const TESTS: &[Test] = &[
         name: "cli_missing_module_says_how_to_load",
         run: cli::cli_missing_module_says_how_to_load,
     },
+    Test {
+        name: "cli_trace_delivers_signals",
+        run: cli::cli_trace_delivers_signals,
+    },
+    Test {
+        name: "cli_trace_default_dispositions",
+        run: cli::cli_trace_default_dispositions,
+    },
+    Test {
+        name: "cli_trace_refused",
+        run: cli::cli_trace_refused,
+    },
+    Test {
+        name: "cli_trace_keeps_group_stops",
+        run: cli::cli_trace_keeps_group_stops,
+    },
+    Test {
+        name: "cli_trace_forgets_exited_threads",
+        run: cli::cli_trace_forgets_exited_threads,
+    },
+    Test {
+        name: "cli_trace_terminal_signals",
+        run: cli::cli_trace_terminal_signals,
+    },
+    Test {
+        name: "cli_trace_lets_other_processes_go",
+        run: cli::cli_trace_lets_other_processes_go,
+    },
+    Test {
+        name: "cli_trace_exit_is_the_last_thread",
+        run: cli::cli_trace_exit_is_the_last_thread,
+    },
+    Test {
+        name: "cli_trace_counts_refused_brk",
+        run: cli::cli_trace_counts_refused_brk,
+    },
+    Test {
+        name: "cli_trace_warns_of_32bit_calls",
+        run: cli::cli_trace_warns_of_32bit_calls,
+    },
     // Last: nothing any test allocated may outlive it.
     // The module's life, and the system's limits.
     Test {

@@ -370,6 +370,12 @@ fn trace_cmd(
     // thread is stopped at its exit and the process still exists.
     let mut last = None;
     let result = trace::run(src, &command, |event| {
+        if let Event::Compat32 { .. } = event {
+            eprintln!(
+                "mmscope: mmscope traces the x86-64 system calls; this program makes 32-bit ones \
+                 (int 0x80), which are not shown"
+            );
+        }
         if let (
             true,
             Event::ThreadExit {
@@ -394,6 +400,14 @@ fn trace_cmd(
         TraceError::Exec(e) => Failure(format!(
             "cannot run `{program}`: {e}; check the name, your PATH and its permissions"
         )),
+        TraceError::Untraceable(e) => {
+            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+            Failure(format!(
+                "`{program}` could not be traced: ptrace refused with {errno:?} ({}); \
+                 another tracer, Yama's ptrace_scope or a seccomp policy forbids it",
+                errno.desc()
+            ))
+        }
         TraceError::NulInArgument => {
             Failure("an argument of the command contains a NUL byte; remove it".to_string())
         }

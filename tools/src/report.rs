@@ -67,6 +67,9 @@ pub struct Summary {
     pub exit_code: Option<i32>,
     /// The signal that killed it, if one did.
     pub signal: Option<i32>,
+    /// Whether it dumped core as that signal killed it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
     /// Every point, for the plot; not printed.
     #[serde(skip)]
     pub points: Vec<Point>,
@@ -80,7 +83,10 @@ impl Summary {
             Event::Thread { .. } => self.threads += 1,
             Event::Call(step) => {
                 *self.calls.entry(step.call.name()).or_default() += 1;
-                if step.ret.and_then(syscalls::errno_name).is_some() {
+                if step
+                    .ret
+                    .is_some_and(|r| syscalls::failed(step.call, &step.args, r))
+                {
                     self.failed += 1;
                 }
                 self.point(step.index as f64 - 0.5, &step.before);
@@ -94,7 +100,7 @@ impl Summary {
                 let at = self.points.last().map_or(0.0, |p| p.at.floor() + 0.5);
                 self.point(at, snap);
             }
-            Event::ThreadExit { snap: None, .. } => {}
+            Event::ThreadExit { snap: None, .. } | Event::Compat32 { .. } => {}
         }
     }
 
@@ -102,7 +108,10 @@ impl Summary {
     pub fn end(&mut self, ending: Ending) {
         match ending {
             Ending::Exited(code) => self.exit_code = Some(code),
-            Ending::Signaled(sig) => self.signal = Some(sig),
+            Ending::Signaled(sig, core) => {
+                self.signal = Some(sig);
+                self.core_dumped = core;
+            }
         }
     }
 
@@ -167,9 +176,13 @@ impl Summary {
                 let _ = writeln!(out, "  the program exited with status {code}");
             }
             (_, Some(sig)) => {
-                let name = nix::sys::signal::Signal::try_from(sig)
-                    .map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
-                let _ = writeln!(out, "  the program was killed by {name}");
+                let name = crate::trace::signal_name(sig);
+                let core = if self.core_dumped {
+                    " (core dumped)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "  the program was killed by {name}{core}");
             }
             _ => {}
         }
@@ -182,6 +195,8 @@ pub struct TextReport {
     style: Style,
     names: NameCache,
     last_rss: Option<Rss>,
+    /// The program's threads that have not exited: its exit is the last one's.
+    live: usize,
 }
 
 impl TextReport {
@@ -191,6 +206,7 @@ impl TextReport {
             style,
             names: NameCache::default(),
             last_rss: None,
+            live: 0,
         }
     }
 
@@ -200,6 +216,7 @@ impl TextReport {
         match event {
             Event::Exec { pid, source, snap } => {
                 self.names.reset(*pid);
+                self.live = 1;
                 let _ = writeln!(
                     out,
                     "{} pid {pid}: start_brk {:#x}, brk {}, mmap_base {}, {} VMAs (source: {source})",
@@ -212,6 +229,7 @@ impl TextReport {
                 out += &self.rss_line("RSS", snap.rss());
             }
             Event::Thread { tid, parent } => {
+                self.live += 1;
                 let _ = writeln!(
                     out,
                     "{} {tid} started by {parent}",
@@ -219,13 +237,18 @@ impl TextReport {
                 );
             }
             Event::Call(step) => out += &self.step(step),
-            Event::ThreadExit { tid, snap } => {
-                if *tid == self.names.pid() {
+            Event::Compat32 { .. } => {}
+            Event::ThreadExit { snap, .. } => {
+                // The process's exit is its last thread's, which need not be the leader
+                // (it may have called pthread_exit while others ran on).
+                self.live = self.live.saturating_sub(1);
+                if self.live == 0 {
                     if let Some(snap) = snap {
                         let _ = writeln!(
                             out,
-                            "{} pid {tid}: brk {}, {} VMAs",
+                            "{} pid {}: brk {}, {} VMAs",
                             self.style.bold("exit"),
+                            self.names.pid(),
                             known_hex(snap.brk()),
                             snap.vmas.len()
                         );
@@ -415,6 +438,10 @@ enum JsonEvent {
         tid: i32,
         parent: i32,
     },
+    /// The program makes 32-bit system calls, which are not traced.
+    Compat32 {
+        tid: i32,
+    },
     Syscall {
         step: usize,
         tid: i32,
@@ -498,6 +525,7 @@ fn json_event(event: &Event, names: &NameCache) -> String {
             tid: *tid,
             parent: *parent,
         },
+        Event::Compat32 { tid } => JsonEvent::Compat32 { tid: *tid },
         Event::Call(step) => {
             let diff = step
                 .after

@@ -92,7 +92,7 @@ impl MemCall {
                 ptr(a(0)),
                 a(1).to_string(),
                 flags(a(2), PROT, "PROT_NONE"),
-                flags(a(3), MAP, "0"),
+                map_flags(a(3)),
                 (a(4) as i32).to_string(),
                 format!("{:#x}", a(5)),
             ],
@@ -136,6 +136,16 @@ impl MemCall {
     }
 }
 
+/// Whether `call` with `args` failed, returning `ret`: an errno, or for `brk`, a break other
+/// than the one asked for (`brk(2)` returns the break it leaves, also when it refuses to move
+/// it; `brk(NULL)` only asks).
+pub fn failed(call: MemCall, args: &[u64], ret: i64) -> bool {
+    match (call, args.first()) {
+        (MemCall::Brk, Some(&want)) if want != 0 => ret as u64 != want,
+        _ => errno_name(ret).is_some(),
+    }
+}
+
 /// The errno name of a failed result, `None` if it succeeded.
 pub fn errno_name(ret: i64) -> Option<String> {
     (-4095..0)
@@ -169,6 +179,31 @@ fn flags(v: u64, names: &[(u64, &str)], zero: &str) -> String {
         out.push(format!("{rest:#x}"));
     }
     out.join("|")
+}
+
+/// `MAP_HUGETLB`.
+const MAP_HUGETLB: u64 = 0x40000;
+/// `MAP_HUGE_SHIFT`: with `MAP_HUGETLB`, bits 26-31 hold log2 of the huge page size.
+const MAP_HUGE_SHIFT: u64 = 26;
+/// `MAP_HUGE_MASK`.
+const MAP_HUGE_MASK: u64 = 0x3f;
+
+/// `mmap` flags as `strace` prints them: with `MAP_HUGETLB`, the page size in bits 26-31 as
+/// `MAP_HUGE_2MB`, `MAP_HUGE_1GB` (`include/uapi/asm-generic/hugetlb_encode.h`), not as
+/// `MAP_UNINITIALIZED` and leftover bits.
+fn map_flags(v: u64) -> String {
+    let huge = (v >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+    if v & MAP_HUGETLB == 0 || huge == 0 {
+        return flags(v, MAP, "0");
+    }
+    let size = match huge {
+        0..=9 => format!("{}B", 1u64 << huge),
+        10..=19 => format!("{}KB", 1u64 << (huge - 10)),
+        20..=29 => format!("{}MB", 1u64 << (huge - 20)),
+        _ => format!("{}GB", 1u64 << (huge - 30)),
+    };
+    let rest = v & !(MAP_HUGE_MASK << MAP_HUGE_SHIFT);
+    format!("{}|MAP_HUGE_{size}", flags(rest, MAP, "0"))
 }
 
 const PROT: &[(u64, &str)] = &[
@@ -270,5 +305,30 @@ mod tests {
         assert_eq!(errno_name(-12).as_deref(), Some("ENOMEM"));
         assert_eq!(MemCall::from_x86_64(12), Some(MemCall::Brk));
         assert_eq!(MemCall::from_x86_64(0), None);
+    }
+
+    #[test]
+    fn huge_page_sizes() {
+        let anon_huge = 0x22 | MAP_HUGETLB;
+        let mmap = |f: u64| MemCall::Mmap.format(&[0, 2 << 20, 3, f, u64::MAX, 0]);
+        assert!(mmap(anon_huge | 21 << 26)
+            .contains(", MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB|MAP_HUGE_2MB, "));
+        assert!(mmap(anon_huge | 30 << 26).contains("|MAP_HUGETLB|MAP_HUGE_1GB, "));
+        assert!(mmap(anon_huge | 16 << 26).contains("|MAP_HUGETLB|MAP_HUGE_64KB, "));
+        assert!(mmap(anon_huge | 34 << 26).contains("|MAP_HUGETLB|MAP_HUGE_16GB, "));
+        assert!(mmap(anon_huge).contains(", MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB, "));
+        // Without MAP_HUGETLB, bit 26 is MAP_UNINITIALIZED.
+        assert!(mmap(0x22 | 0x400_0000).contains("|MAP_UNINITIALIZED, "));
+    }
+
+    #[test]
+    fn failed_calls() {
+        // brk returns the break it leaves: a refusal is the old break, not an errno.
+        assert!(failed(MemCall::Brk, &[0x60_0000], 0x50_0000));
+        assert!(!failed(MemCall::Brk, &[0x60_0000], 0x60_0000));
+        assert!(!failed(MemCall::Brk, &[0], 0x50_0000));
+        assert!(failed(MemCall::Mmap, &[0, 4096], -12));
+        assert!(!failed(MemCall::Mmap, &[0, 4096], 0x7f00_0000_0000));
+        assert!(failed(MemCall::Munmap, &[1, 4096], -22));
     }
 }

@@ -16,17 +16,16 @@
 //! only a checkpoint-restore tool makes. One break is kept, the traced process's: its threads
 //! share it, and the mmap lock orders their `brk` calls, but when two threads' calls overlap,
 //! their exit stops may reach the tracer in the other order, and for the instant between them
-//! the break shown is the earlier one. A `clone()` child with an address space of its own (no
-//! `CLONE_VM`, an exit signal other than `SIGCHLD`, so still followed as if a thread) would
-//! share the value too: rare enough to say so here rather than keep a break per process.
+//! the break shown is the earlier one. A `clone()` child of another thread group (no
+//! `CLONE_THREAD`, an exit signal other than `SIGCHLD`, which `PTRACE_O_TRACECLONE` attaches)
+//! is let go at its first stop, as a forked one is never followed.
 
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};
 use crate::syscalls::MemCall;
 use nix::errno::Errno;
 use nix::sys::ptrace::{self, Options};
-use nix::sys::signal::{raise, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::signal::Signal;
 use nix::unistd::{execvp, fork, pipe2, ForkResult, Pid};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsString};
@@ -65,8 +64,8 @@ pub struct Step {
 pub enum Ending {
     /// It exited with this status.
     Exited(i32),
-    /// A signal killed it.
-    Signaled(i32),
+    /// A signal killed it; `true` if it dumped core.
+    Signaled(i32, bool),
 }
 
 impl Ending {
@@ -74,8 +73,78 @@ impl Ending {
     pub fn shell_status(self) -> i32 {
         match self {
             Self::Exited(code) => code,
-            Self::Signaled(sig) => 128 + sig,
+            Self::Signaled(sig, _) => 128 + sig,
         }
+    }
+}
+
+/// A status `waitpid(2)` reported, decoded as `<sys/wait.h>` decodes it: any signal number,
+/// real-time ones (`SIGRTMIN`..`SIGRTMAX`) included, and the `ptrace` event in bits 16-23.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// `WIFEXITED`: the task exited with `WEXITSTATUS`.
+    Exited(i32),
+    /// `WIFSIGNALED`: `WTERMSIG` killed the task; `WCOREDUMP`.
+    Signaled(i32, bool),
+    /// `WIFSTOPPED` with `WSTOPSIG` = `SIGTRAP | 0x80`: a system-call stop
+    /// (`PTRACE_O_TRACESYSGOOD`).
+    Syscall,
+    /// `WIFSTOPPED` with a `ptrace` event (`status >> 16`) and the stop signal.
+    Event(i32, i32),
+    /// `WIFSTOPPED` with no event: a signal-delivery-stop for `WSTOPSIG`.
+    Signal(i32),
+    /// Anything else (`WIFCONTINUED`).
+    Other,
+}
+
+impl Wait {
+    /// Decodes the `status` `waitpid` filled in.
+    pub fn decode(status: i32) -> Self {
+        if libc::WIFEXITED(status) {
+            Self::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            Self::Signaled(libc::WTERMSIG(status), libc::WCOREDUMP(status))
+        } else if libc::WIFSTOPPED(status) {
+            let sig = libc::WSTOPSIG(status);
+            let event = (status >> 16) & 0xff;
+            if sig == libc::SIGTRAP | 0x80 {
+                Self::Syscall
+            } else if event != 0 {
+                Self::Event(event, sig)
+            } else {
+                Self::Signal(sig)
+            }
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// Waits for any child task (`__WALL`), or for `pid`, as [`Wait`]: the pid and its status.
+fn wait_any(pid: i32) -> Result<(i32, Wait), Errno> {
+    let mut status = 0;
+    // SAFETY: `status` is a live int the kernel writes.
+    let got = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+    if got < 0 {
+        return Err(Errno::last());
+    }
+    Ok((got, Wait::decode(status)))
+}
+
+/// The name of signal `sig`: `SIGABRT`, `SIGRTMIN+3`, or the number.
+pub fn signal_name(sig: i32) -> String {
+    if let Ok(s) = Signal::try_from(sig) {
+        return s.as_str().to_string();
+    }
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    if (min..=max).contains(&sig) {
+        if sig == min {
+            "SIGRTMIN".to_string()
+        } else {
+            format!("SIGRTMIN+{}", sig - min)
+        }
+    } else {
+        sig.to_string()
     }
 }
 
@@ -100,6 +169,12 @@ pub enum Event {
     },
     /// A memory system call returned (or its thread was killed during it).
     Call(Box<Step>),
+    /// A thread made a 32-bit system call (`int 0x80`); reported once per trace: those calls
+    /// are not traced.
+    Compat32 {
+        /// The thread.
+        tid: i32,
+    },
     /// A thread is exiting; the address space as it leaves, while it still exists.
     ThreadExit {
         /// The thread.
@@ -114,6 +189,9 @@ pub enum Event {
 pub enum TraceError {
     /// The program could not be started (`execvp` failed with this error).
     Exec(io::Error),
+    /// The program could not be traced (`ptrace` refused it: another tracer, Yama, a
+    /// seccomp policy).
+    Untraceable(io::Error),
     /// An argument holds a NUL byte.
     NulInArgument,
     /// A `ptrace`, `fork` or `wait` call failed.
@@ -125,7 +203,7 @@ pub enum TraceError {
 impl std::fmt::Display for TraceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Exec(e) => write!(f, "{e}"),
+            Self::Exec(e) | Self::Untraceable(e) => write!(f, "{e}"),
             Self::NulInArgument => write!(f, "an argument contains a NUL byte"),
             Self::Ptrace(what, e) => write!(f, "{what}: {e}"),
             Self::Snapshot(e) => write!(f, "reading the tracee's address space: {e}"),
@@ -179,21 +257,40 @@ pub fn run(
     };
     let (err_rd, err_wr) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Ptrace("pipe2", e.into()))?;
+    let (go_rd, go_wr) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Ptrace("pipe2", e.into()))?;
 
-    // SAFETY: This process is single-threaded when it traces; the child only calls ptrace,
-    // raise, execvp, write and _exit before it execs or exits.
+    // SAFETY: This process is single-threaded when it traces; the child only calls signal,
+    // sigprocmask, close, read, execvp, write and _exit before it execs or exits.
     let child = match unsafe { fork() } {
         Err(e) => return Err(TraceError::Ptrace("fork", e.into())),
         Ok(ForkResult::Child) => {
             drop(err_rd);
-            let _ = ptrace::traceme();
-            let _ = raise(Signal::SIGSTOP);
+            drop(go_wr);
+            default_signals();
+            // Wait until the tracer has seized this process: the pipe's end of file.
+            let mut byte = [0u8; 1];
+            loop {
+                // SAFETY: Reads at most one byte into a live buffer.
+                let n = unsafe {
+                    libc::read(
+                        std::os::fd::AsRawFd::as_raw_fd(&go_rd),
+                        byte.as_mut_ptr().cast(),
+                        1,
+                    )
+                };
+                if n >= 0 || Errno::last() != Errno::EINTR {
+                    break;
+                }
+            }
             let err = match execvp(program, &c_argv) {
                 Err(e) => e as i32,
                 Ok(never) => match never {},
             };
-            let bytes = err.to_ne_bytes();
-            // SAFETY: Writes 4 bytes from a live buffer to the pipe, then exits without
+            let mut bytes = [0u8; 8];
+            bytes[..4].copy_from_slice(&STAGE_EXEC.to_ne_bytes());
+            bytes[4..].copy_from_slice(&err.to_ne_bytes());
+            // SAFETY: Writes 8 bytes from a live buffer to the pipe, then exits without
             // running this process's exit handlers.
             unsafe {
                 libc::write(
@@ -207,40 +304,40 @@ pub fn run(
         Ok(ForkResult::Parent { child }) => child,
     };
     drop(err_wr);
+    drop(go_rd);
     let mut exec_error = File::from(err_rd);
 
-    let perr = |what: &'static str| move |e: Errno| TraceError::Ptrace(what, e.into());
-    match waitpid(child, Some(WaitPidFlag::__WALL)).map_err(perr("waitpid"))? {
-        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
-        other => {
-            return Err(TraceError::Ptrace(
-                "PTRACE_TRACEME",
-                io::Error::other(format!("the child did not stop for tracing ({other:?})")),
-            ))
-        }
-    }
+    // Seized as strace seizes the program it starts, before it execs: group-stops are then
+    // reported as PTRACE_EVENT_STOP and held with PTRACE_LISTEN, as untraced; the first stop
+    // is the exec, from which on each system call stops.
     let options = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACECLONE
         | Options::PTRACE_O_TRACEEXEC
         | Options::PTRACE_O_TRACEEXIT
         | Options::PTRACE_O_EXITKILL;
-    ptrace::setoptions(child, options).map_err(perr("PTRACE_SETOPTIONS"))?;
-    resume(child, None);
+    if let Err(e) = ptrace::seize(child, options) {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = wait_any(child.as_raw());
+        return Err(TraceError::Untraceable(e.into()));
+    }
+    drop(go_wr);
+    let _guard = Forward::install(child.as_raw());
 
+    let program_pid = child.as_raw();
     let mut started = false;
     let mut index = 0;
     let mut pending: HashMap<i32, Pending> = HashMap::new();
-    // Threads announced by PTRACE_EVENT_CLONE whose first stop has not been seen, and threads
-    // whose first stop came before the announcement.
-    let mut awaiting_stop: HashSet<i32> = HashSet::new();
-    let mut stopped_early: HashSet<i32> = HashSet::new();
-    let mut known: HashSet<i32> = HashSet::from([child.as_raw()]);
+    // The program's threads that have stopped since they started (the others are new, or of
+    // another process, until their first stop says); each is forgotten as it exits.
+    let mut ours: HashSet<i32> = HashSet::from([program_pid]);
     let mut ending = None;
 
     // The break, as the kernel set it at exec and each brk call returned it.
     let mut brk: Option<u64> = None;
     // Threads in a 32-bit brk call, between its entry and exit.
     let mut in_brk32: HashSet<i32> = HashSet::new();
+    // Whether a 32-bit call has been reported.
+    let mut compat32_seen = false;
     let snapshot = |tid: i32, brk: Option<u64>| -> Result<Option<Snapshot>, TraceError> {
         match src.snapshot(Some(tid), Depth::Light) {
             Ok(mut s) => {
@@ -256,22 +353,28 @@ pub fn run(
     };
 
     loop {
-        let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+        let (tid, status) = match wait_any(-1) {
             Ok(s) => s,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => break,
             Err(e) => return Err(TraceError::Ptrace("waitpid", e.into())),
         };
+        let pid = Pid::from_raw(tid);
         match status {
-            WaitStatus::PtraceSyscall(pid) => {
-                let tid = pid.as_raw();
+            Wait::Syscall => {
                 if let Ok(info) = ptrace::syscall_info(pid) {
                     if info.op == libc::PTRACE_SYSCALL_INFO_ENTRY {
                         // SAFETY: `op` says the entry member of the union is the valid one.
                         let entry = unsafe { info.u.entry };
                         let call = MemCall::from_x86_64(entry.nr);
-                        if info.arch == AUDIT_ARCH_I386 && entry.nr == NR_BRK_I386 {
-                            in_brk32.insert(tid);
+                        if info.arch == AUDIT_ARCH_I386 {
+                            if entry.nr == NR_BRK_I386 {
+                                in_brk32.insert(tid);
+                            }
+                            if started && !compat32_seen {
+                                compat32_seen = true;
+                                on_event(Event::Compat32 { tid });
+                            }
                         }
                         if let (true, AUDIT_ARCH_X86_64, Some(call)) = (started, info.arch, call) {
                             if let Some(before) = snapshot(tid, brk)? {
@@ -294,10 +397,36 @@ pub fn run(
                         }
                     }
                 }
-                resume(pid, None);
+                resume(pid, 0);
             }
-            WaitStatus::PtraceEvent(pid, _, event) => {
-                let tid = pid.as_raw();
+            Wait::Event(libc::PTRACE_EVENT_STOP, sig) => {
+                if !ours.contains(&tid) {
+                    // A task's first stop. PTRACE_O_TRACECLONE also attaches a clone()
+                    // child of another thread group (no CLONE_THREAD, an exit signal other
+                    // than SIGCHLD): a process of its own, which is let go.
+                    match tgid(tid) {
+                        Some(t) if t == program_pid => {}
+                        _ => {
+                            let _ = ptrace::detach(pid, None);
+                            continue;
+                        }
+                    }
+                }
+                ours.insert(tid);
+                if matches!(
+                    sig,
+                    libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                ) {
+                    // A group-stop: held until SIGCONT (or a kill) as untraced, while the
+                    // tracer still hears of the thread.
+                    listen(pid);
+                } else {
+                    // A new thread's first stop, or the end of a group-stop (SIGCONT).
+                    resume(pid, 0);
+                }
+                continue;
+            }
+            Wait::Event(event, _) => {
                 match event {
                     libc::PTRACE_EVENT_EXEC => {
                         started = true;
@@ -318,12 +447,10 @@ pub fn run(
                         }
                     }
                     libc::PTRACE_EVENT_CLONE => {
-                        if let Ok(new) = ptrace::getevent(pid) {
-                            let new = new as i32;
-                            known.insert(new);
-                            if !stopped_early.remove(&new) {
-                                awaiting_stop.insert(new);
-                            }
+                        let new = ptrace::getevent(pid).map_or(0, |n| n as i32);
+                        // Only the program's threads; another process is let go at its
+                        // first stop.
+                        if new > 0 && tgid(new) == Some(program_pid) {
                             on_event(Event::Thread {
                                 tid: new,
                                 parent: tid,
@@ -342,49 +469,35 @@ pub fn run(
                     }
                     _ => {}
                 }
-                resume(pid, None);
+                resume(pid, 0);
             }
-            WaitStatus::Stopped(pid, sig) => {
-                let tid = pid.as_raw();
-                if sig == Signal::SIGSTOP && awaiting_stop.remove(&tid) {
-                    // The first stop of a thread announced by PTRACE_EVENT_CLONE.
-                    resume(pid, None);
-                } else if sig == Signal::SIGSTOP && !known.contains(&tid) {
-                    // The first stop of a new thread, before its announcement.
-                    known.insert(tid);
-                    stopped_early.insert(tid);
-                    resume(pid, None);
-                } else if ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
-                    // A group-stop: without PTRACE_SEIZE it cannot be kept; go on.
-                    resume(pid, None);
-                } else {
-                    // A signal for the program: deliver it.
-                    resume(pid, Some(sig));
-                }
+            Wait::Signal(sig) => {
+                // A signal for the program, whatever its number: deliver it. A stop signal
+                // then stops the group, which comes back as PTRACE_EVENT_STOP.
+                resume(pid, sig);
             }
-            WaitStatus::Exited(pid, code) => {
-                let tid = pid.as_raw();
+            Wait::Exited(code) => {
+                ours.remove(&tid);
+                in_brk32.remove(&tid);
                 flush_killed(&mut pending, tid, &mut index, &mut on_event);
-                if tid == child.as_raw() {
+                if tid == program_pid {
                     ending = Some(Ending::Exited(code));
                 }
             }
-            WaitStatus::Signaled(pid, sig, _) => {
-                let tid = pid.as_raw();
+            Wait::Signaled(sig, core) => {
+                ours.remove(&tid);
+                in_brk32.remove(&tid);
                 flush_killed(&mut pending, tid, &mut index, &mut on_event);
-                if tid == child.as_raw() {
-                    ending = Some(Ending::Signaled(sig as i32));
+                if tid == program_pid {
+                    ending = Some(Ending::Signaled(sig, core));
                 }
             }
-            _ => {}
+            Wait::Other => {}
         }
     }
 
-    let mut errno = [0u8; 4];
-    if !started && exec_error.read_exact(&mut errno).is_ok() {
-        return Err(TraceError::Exec(io::Error::from_raw_os_error(
-            i32::from_ne_bytes(errno),
-        )));
+    if !started {
+        return Err(child_error(&mut exec_error));
     }
     ending.ok_or_else(|| {
         TraceError::Ptrace(
@@ -392,6 +505,127 @@ pub fn run(
             io::Error::other("the program's end was not reported"),
         )
     })
+}
+
+/// What the child writes to the error pipe before it exits: the step that failed (here
+/// `execvp`; `PTRACE_SEIZE` fails in the tracer) and its errno.
+const STAGE_EXEC: i32 = 2;
+
+/// The error the child reported through the pipe `from`, which it closed (by exiting or by
+/// exec) before the tracer asks.
+fn child_error(from: &mut File) -> TraceError {
+    let mut bytes = [0u8; 8];
+    if from.read_exact(&mut bytes).is_err() {
+        return TraceError::Ptrace(
+            "waitpid",
+            io::Error::other("the program ended before it was traced"),
+        );
+    }
+    let stage = i32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default());
+    let err = io::Error::from_raw_os_error(i32::from_ne_bytes(
+        bytes[4..].try_into().unwrap_or_default(),
+    ));
+    match stage {
+        STAGE_EXEC => TraceError::Exec(err),
+        _ => TraceError::Untraceable(err),
+    }
+}
+
+/// In the child before it execs: every signal's disposition back to the default and none
+/// blocked, as the program would start from a shell, rather than what this process set (Rust
+/// ignores `SIGPIPE`, the tracer `SIGINT` and `SIGQUIT`) and exec keeps.
+fn default_signals() {
+    for sig in 1..libc::SIGRTMAX() + 1 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: SIG_DFL installs no handler; an invalid number only fails.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+    // SAFETY: A zeroed then emptied set, passed by pointer to sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// The thread group (process) task `tid` belongs to: `Tgid` in `/proc/TID/status`.
+fn tgid(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Keeps a thread in its group-stop (`PTRACE_LISTEN`) until `SIGCONT` or a kill wakes it, as
+/// it would stay untraced; it stops again (PTRACE_EVENT_STOP) as it wakes.
+fn listen(pid: Pid) {
+    // SAFETY: PTRACE_LISTEN takes no pointer.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_LISTEN,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            0 as libc::c_long,
+        );
+    }
+}
+
+/// While the program runs: `SIGINT` and `SIGQUIT` ignored (the terminal sends them to the
+/// program too, in the same process group), `SIGTERM` and `SIGHUP` forwarded to the program;
+/// the tracer writes its report when the program ends. Dropping it restores the dispositions.
+struct Forward {
+    old: Vec<(i32, libc::sigaction)>,
+}
+
+/// The program's pid, for the forwarding handler.
+static PROGRAM: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: i32) {
+    let pid = PROGRAM.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe and takes no pointer.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+impl Forward {
+    fn install(program: i32) -> Self {
+        PROGRAM.store(program, std::sync::atomic::Ordering::Relaxed);
+        let mut old = Vec::new();
+        for (sig, handler) in [
+            (libc::SIGINT, libc::SIG_IGN),
+            (libc::SIGQUIT, libc::SIG_IGN),
+            (libc::SIGTERM, forward as *const () as libc::sighandler_t),
+            (libc::SIGHUP, forward as *const () as libc::sighandler_t),
+        ] {
+            // SAFETY: Installs SIG_IGN or a handler that only calls kill; both structs live.
+            unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = handler;
+                act.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut act.sa_mask);
+                let mut was: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &act, &mut was) == 0 {
+                    old.push((sig, was));
+                }
+            }
+        }
+        Self { old }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        for (sig, was) in &self.old {
+            // SAFETY: Restores a disposition sigaction reported.
+            unsafe { libc::sigaction(*sig, was, std::ptr::null_mut()) };
+        }
+        PROGRAM.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Reports the call a thread was in when it died, with no result.
@@ -407,8 +641,55 @@ fn flush_killed(
     }
 }
 
-/// Lets a stopped thread run to its next system call stop, delivering `sig`. A thread that
-/// died meanwhile (`ESRCH`) is reported by `waitpid`.
-fn resume(pid: Pid, sig: Option<Signal>) {
-    let _ = ptrace::syscall(pid, sig);
+/// Lets a stopped thread run to its next system call stop, delivering signal `sig` (any
+/// number, real-time ones included; 0 for none). A thread that died meanwhile (`ESRCH`) is
+/// reported by `waitpid`.
+fn resume(pid: Pid, sig: i32) {
+    // SAFETY: PTRACE_SYSCALL takes no pointer; the data argument is the signal number.
+    unsafe {
+        libc::ptrace(
+            libc::PTRACE_SYSCALL,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            sig as libc::c_long,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_statuses_decode_every_signal() {
+        // What the kernel stores (kernel/exit.c, kernel/signal.c): exit code << 8; the
+        // signal, | 0x80 with a core dump; 0x7f | stop signal << 8 | event << 16.
+        assert_eq!(Wait::decode(3 << 8), Wait::Exited(3));
+        assert_eq!(Wait::decode(libc::SIGKILL), Wait::Signaled(9, false));
+        assert_eq!(Wait::decode(libc::SIGABRT | 0x80), Wait::Signaled(6, true));
+        assert_eq!(Wait::decode(40), Wait::Signaled(40, false));
+        assert_eq!(Wait::decode(0x7f | (40 << 8)), Wait::Signal(40));
+        assert_eq!(Wait::decode(0x7f | (64 << 8)), Wait::Signal(64));
+        assert_eq!(
+            Wait::decode(0x7f | ((libc::SIGTRAP | 0x80) << 8)),
+            Wait::Syscall
+        );
+        assert_eq!(
+            Wait::decode(0x7f | (libc::SIGTRAP << 8) | (libc::PTRACE_EVENT_EXEC << 16)),
+            Wait::Event(libc::PTRACE_EVENT_EXEC, libc::SIGTRAP)
+        );
+        assert_eq!(
+            Wait::decode(0x7f | (libc::SIGTSTP << 8) | (libc::PTRACE_EVENT_STOP << 16)),
+            Wait::Event(libc::PTRACE_EVENT_STOP, libc::SIGTSTP)
+        );
+        assert_eq!(Wait::decode(0xffff), Wait::Other);
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(libc::SIGABRT), "SIGABRT");
+        assert_eq!(signal_name(libc::SIGRTMIN()), "SIGRTMIN");
+        assert_eq!(signal_name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
+        assert_eq!(signal_name(99), "99");
+    }
 }
