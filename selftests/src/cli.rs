@@ -5,8 +5,7 @@
 //! and the arithmetic of demand paging.
 
 use crate::harness::{Context, Outcome, TestResult};
-use crate::mm::{kind_of_name, stat_field, status_kb};
-use crate::sys::{self, page_size, parse_maps_line};
+use crate::sys::{self, kind_of_name, page_size, parse_maps_line, stat_field, status_kb};
 use crate::{check, check_eq, skip};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};

@@ -8,7 +8,9 @@
 //! allocating or mapping in between.
 
 use crate::harness::{expect_errno, Context, Outcome, TestResult};
-use crate::sys::{in_child, page_size, parse_maps_line, ChildEnd};
+use crate::sys::{
+    in_child, kind_of_name, page_size, parse_maps_line, stat_field, status_kb, ChildEnd,
+};
 use crate::{check, check_eq, skip};
 use mmscope::abi::{self, kind, Vma};
 use mmscope::{Device, Mapping};
@@ -93,27 +95,6 @@ fn snapshot_maps(dev: &Device, pid: Option<i32>, b: &mut Buffers) -> TestResult 
         "the record buffer grew during the snapshot"
     );
     Ok(())
-}
-
-/// The kind the naming rules of `/proc/<pid>/maps` give a line's name.
-pub(crate) fn kind_of_name(name: &str) -> u32 {
-    match name {
-        "" => kind::ANON,
-        "[heap]" => kind::HEAP,
-        "[stack]" => kind::STACK,
-        "[vdso]" => kind::VDSO,
-        "[vvar]" | "[vvar_vclock]" => kind::VVAR,
-        _ if name.starts_with("[anon:") => kind::ANON,
-        _ if name.starts_with('[') => kind::SPECIAL,
-        _ if name == mmscope::DEVICE_PATH => kind::MMSCOPE,
-        _ if ["/dev/zero", "/memfd:", "/SYSV"]
-            .iter()
-            .any(|p| name.starts_with(p)) =>
-        {
-            kind::SHMEM
-        }
-        _ => kind::FILE,
-    }
 }
 
 /// Whether a kind maps a file (and so has an offset, device and inode in maps).
@@ -206,21 +187,6 @@ fn compare_flags_with_smaps(vmas: &[Vma], smaps: &[u8]) -> TestResult {
     }
     check_eq!(matched, vmas.len(), "VMAs found in smaps");
     Ok(())
-}
-
-/// Field `n` (1-based, as proc(5) numbers them) of `/proc/<pid>/stat` text.
-pub(crate) fn stat_field(stat: &str, n: usize) -> Option<u64> {
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(n - 3)?.parse().ok()
-}
-
-/// A `Key:   N kB` value of `/proc/<pid>/status` text, in kB.
-pub(crate) fn status_kb(status: &str, key: &str) -> Option<u64> {
-    status.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-        rest.trim().trim_end_matches("kB").trim().parse().ok()
-    })
 }
 
 /// The current program break as the kernel reports it to `brk(0)`.

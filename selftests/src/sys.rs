@@ -2,6 +2,7 @@
 
 //! Thin wrappers around the system calls and procfs files the tests use as ground truth.
 
+use mmscope::abi::kind;
 use std::ffi::CString;
 use std::fs;
 use std::io;
@@ -399,4 +400,40 @@ pub fn new_memcg(prefix: &str) -> Result<std::path::PathBuf, crate::harness::Out
     let cg = root.join(format!("{prefix}-{}", std::process::id()));
     fs::create_dir(&cg).context("create a cgroup")?;
     Ok(cg)
+}
+
+/// The kind the naming rules of `/proc/<pid>/maps` give a line's name.
+pub(crate) fn kind_of_name(name: &str) -> u32 {
+    match name {
+        "" => kind::ANON,
+        "[heap]" => kind::HEAP,
+        "[stack]" => kind::STACK,
+        "[vdso]" => kind::VDSO,
+        "[vvar]" | "[vvar_vclock]" => kind::VVAR,
+        _ if name.starts_with("[anon:") => kind::ANON,
+        _ if name.starts_with('[') => kind::SPECIAL,
+        _ if name == mmscope::DEVICE_PATH => kind::MMSCOPE,
+        _ if ["/dev/zero", "/memfd:", "/SYSV"]
+            .iter()
+            .any(|p| name.starts_with(p)) =>
+        {
+            kind::SHMEM
+        }
+        _ => kind::FILE,
+    }
+}
+
+/// Field `n` (1-based, as proc(5) numbers them) of `/proc/<pid>/stat` text.
+pub(crate) fn stat_field(stat: &str, n: usize) -> Option<u64> {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
+/// A `Key:   N kB` value of `/proc/<pid>/status` text, in kB.
+pub(crate) fn status_kb(status: &str, key: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
 }
