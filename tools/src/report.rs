@@ -257,9 +257,10 @@ impl TextReport {
                 };
                 let _ = writeln!(
                     out,
-                    "{} pid {pid}: {threads} threads, start_brk {:#x}, brk {brk}, mmap_base {}, \
+                    "{} pid {pid}: {threads} thread{}, start_brk {:#x}, brk {brk}, mmap_base {}, \
                      {} VMAs (source: {source})",
                     self.style.bold("attach"),
+                    if *threads == 1 { "" } else { "s" },
                     snap.summary.start_brk,
                     known_hex(snap.mmap_base()),
                     snap.vmas.len()

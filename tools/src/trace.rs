@@ -633,7 +633,7 @@ pub fn attach(
             break;
         }
     }
-    let _guard = LetGo::install();
+    let _guard = LetGo::install(pid);
 
     // Each thread's first stop: the interrupt, a group-stop it was in, or a signal or event
     // that came first; how it is resumed once the address space is read.
@@ -681,14 +681,10 @@ pub fn attach(
     for (&tid, w) in &stopped {
         let p = Pid::from_raw(tid);
         match *w {
-            Wait::Event(libc::PTRACE_EVENT_STOP, sig)
-                if matches!(
-                    sig,
-                    libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
-                ) =>
-            {
-                listen(p)
-            }
+            Wait::Event(
+                libc::PTRACE_EVENT_STOP,
+                libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU,
+            ) => listen(p),
             Wait::Signal(sig) => resume(p, sig),
             _ => resume(p, 0),
         }
@@ -737,8 +733,25 @@ fn yama_scope() -> Option<u32> {
 /// Set by `SIGINT`, `SIGTERM` or `SIGHUP` while attached: let go of the process.
 static LET_GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The process attached to, for [`let_go_signal`].
+static ATTACHED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 extern "C" fn let_go_signal(_: i32) {
     LET_GO.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pid = ATTACHED.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // A stop of the leader ends the tracer's waitpid even if the signal came just before
+        // it blocked, and an idle process would report nothing else.
+        // SAFETY: PTRACE_INTERRUPT takes no pointer; ptrace is a system call, safe here.
+        unsafe {
+            libc::ptrace(
+                libc::PTRACE_INTERRUPT,
+                pid,
+                std::ptr::null_mut::<libc::c_void>(),
+                0 as libc::c_long,
+            )
+        };
+    }
 }
 
 /// While attached: `SIGINT`, `SIGTERM` and `SIGHUP` make the tracer let go of the process
@@ -750,8 +763,9 @@ struct LetGo {
 }
 
 impl LetGo {
-    fn install() -> Self {
+    fn install(pid: i32) -> Self {
         LET_GO.store(false, std::sync::atomic::Ordering::Relaxed);
+        ATTACHED.store(pid, std::sync::atomic::Ordering::Relaxed);
         let mut old = Vec::new();
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             // SAFETY: Installs a handler that only stores to an atomic; both structs live.
@@ -775,6 +789,7 @@ impl Drop for LetGo {
             // SAFETY: Restores a disposition sigaction reported.
             unsafe { libc::sigaction(*sig, was, std::ptr::null_mut()) };
         }
+        ATTACHED.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
