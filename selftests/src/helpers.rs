@@ -774,8 +774,8 @@ fn reuse_tid() -> i32 {
 }
 
 /// `attachee FILE`: runs until killed, every 20 ms writing "PID COUNT" to FILE, mapping and
-/// unmapping 7 pages `PROT_NONE` (a size nothing else maps), and moving the break up 64 KiB
-/// and back.
+/// unmapping 7 shared anonymous pages `PROT_NONE` (a size nothing else maps, in a VMA never
+/// merged with a neighbour), and moving the break up 64 KiB and back.
 fn attachee() -> i32 {
     use std::os::unix::fs::FileExt;
     let Some(path) = helper_args().first().cloned() else {
@@ -794,7 +794,7 @@ fn attachee() -> i32 {
                 std::ptr::null_mut(),
                 7 * 4096,
                 libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             );
