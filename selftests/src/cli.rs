@@ -2534,3 +2534,186 @@ pub fn cli_trace_forgets_exited_threads() -> TestResult {
     );
     Ok(())
 }
+
+/// An `attachee` helper, running untraced.
+fn attachee(file: &str) -> Result<Ticker, Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["--helper", "attachee", file]);
+    Ticker::start(cmd, file)
+}
+
+/// `mmscope trace -p PID --json -o TRACE`, started.
+fn attach_to(pid: i32, trace: &str) -> Result<std::process::Child, Outcome> {
+    let _ = std::fs::remove_file(trace);
+    let pid = pid.to_string();
+    let mut cmd = mmscope(&["trace", "-p", &pid, "--json", "-o", trace])?;
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.spawn().context("start mmscope trace -p")
+}
+
+/// `TracerPid` of every thread of `pid`.
+fn tracers(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| {
+                let status =
+                    std::fs::read_to_string(e.ok()?.path().join("status")).unwrap_or_default();
+                Some(
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("TracerPid:"))?
+                        .trim()
+                        .to_string(),
+                )
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `mmscope trace -p` on a running helper, then `sig` to mmscope: it exits 0; the trace
+/// starts with the address space at attach (the VMAs of /proc/PID/maps, but for the ones the
+/// helper keeps changing), has the helper's calls with their sizes, and says it detached;
+/// the helper runs on, untraced, still making its calls.
+fn attach_and_let_go(sig: i32) -> TestResult {
+    let path = "/tmp/mmscope-attach.json";
+    let t = attachee("/tmp/mmscope-attachee")?;
+    let pid = t.pid;
+    let mut m = attach_to(pid, path)?;
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // SAFETY: kill has no memory-safety requirements.
+    unsafe { libc::kill(m.id() as i32, sig) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = m.try_wait().context("wait for mmscope")? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = m.kill();
+            let _ = m.wait();
+            check!(false, "mmscope did not end within 10 s of signal {sig}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = m.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    check_eq!(status.code(), Some(0), "mmscope after signal {sig}: {err}");
+    let events = trace_lines(path)?;
+    let first = events.first().cloned().unwrap_or_default();
+    check_eq!(first["event"], "attach", "the first event: {first}");
+    check_eq!(first["pid"].as_u64(), Some(pid as u64), "{first}");
+    let start_brk = u(&first, "start_brk")?;
+    // The VMAs the helper does not touch: all but its 7-page mapping and the heap; and not
+    // [vsyscall], which /proc/PID/maps shows but is no VMA of the process.
+    let steady = |v: &[(u64, u64)]| {
+        let mut v: Vec<(u64, u64)> = v
+            .iter()
+            .copied()
+            .filter(|&(s, e)| e - s != 7 * 4096 && s != start_brk && s < 0xffff_8000_0000_0000)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let at_attach: Vec<(u64, u64)> = first["vmas"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| Some((v["start"].as_u64()?, v["end"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).context("read maps")?;
+    let now: Vec<(u64, u64)> = maps
+        .lines()
+        .filter_map(|l| {
+            let (range, _) = l.split_once(' ')?;
+            let (s, e) = range.split_once('-')?;
+            Some((
+                u64::from_str_radix(s, 16).ok()?,
+                u64::from_str_radix(e, 16).ok()?,
+            ))
+        })
+        .collect();
+    check_eq!(
+        steady(&at_attach),
+        steady(&now),
+        "the VMAs at attach are those of /proc/{pid}/maps"
+    );
+    let calls = |name: &str, size: Option<u64>| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "syscall" && e["syscall"] == name)
+            .filter(|e| size.is_none() || e["args"][1].as_u64() == size)
+            .count()
+    };
+    check!(
+        calls("mmap", Some(7 * 4096)) >= 5 && calls("munmap", Some(7 * 4096)) >= 5,
+        "the helper's 7-page mmap and munmap calls are in the trace"
+    );
+    check!(
+        calls("brk", None) >= 5,
+        "the helper's brk calls are in the trace"
+    );
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(summary["event"], "summary", "{summary}");
+    check_eq!(summary["detached"].as_u64(), Some(pid as u64), "{summary}");
+    let tracer = tracers(pid);
+    check!(
+        !tracer.is_empty() && tracer.iter().all(|t| t == "0"),
+        "after mmscope let go, TracerPid of pid {pid}'s threads: {tracer:?}"
+    );
+    let before = t.count();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check!(
+        t.count() > before,
+        "the helper runs on after mmscope let go"
+    );
+    Ok(())
+}
+
+/// `mmscope trace -p`, then Ctrl-C (SIGINT): mmscope lets go, and the process runs on.
+pub fn cli_trace_attach_sigint() -> TestResult {
+    attach_and_let_go(libc::SIGINT)
+}
+
+/// `mmscope trace -p`, then SIGTERM: mmscope lets go, and the process runs on.
+pub fn cli_trace_attach_sigterm() -> TestResult {
+    attach_and_let_go(libc::SIGTERM)
+}
+
+/// `mmscope trace -p` of no process, and of a process already traced: exit 1 and the
+/// sentence.
+pub fn cli_trace_attach_refused() -> TestResult {
+    let out = output(mmscope(&["trace", "-p", "2147483000"])?)?;
+    check_eq!(out.status.code(), Some(1), "-p of no process");
+    check!(
+        text(&out.stderr).contains("there is no process 2147483000"),
+        "-p of no process: {}",
+        text(&out.stderr)
+    );
+    let t = attachee("/tmp/mmscope-attachee2")?;
+    let mut first = attach_to(t.pid, "/tmp/mmscope-attach2.json")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tracers(t.pid).iter().all(|t| t == "0") {
+        check!(
+            std::time::Instant::now() < deadline,
+            "the first mmscope never attached"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = t.pid.to_string();
+    let out = output(mmscope(&["trace", "-p", &pid])?)?;
+    // SAFETY: kill has no memory-safety requirements.
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    let _ = first.wait();
+    check_eq!(out.status.code(), Some(1), "-p of a traced process");
+    check!(
+        text(&out.stderr).contains("is already being traced"),
+        "-p of a traced process: {}",
+        text(&out.stderr)
+    );
+    Ok(())
+}

@@ -23,11 +23,12 @@ pub fn run(name: &str) -> i32 {
         "traced" => traced(),
         "brk-refused" => brk_refused(),
         "reuse-tid" => reuse_tid(),
+        "attachee" => attachee(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes, \
                  costs, signals, no-ptrace, ticker, pgrp, clone-process, traced, brk-refused, \
-                 reuse-tid)"
+                 reuse-tid, attachee)"
             );
             2
         }
@@ -769,5 +770,42 @@ fn reuse_tid() -> i32 {
         }
     }
     println!("{{\"thread\":{thread},\"reused\":{reused}}}");
+    0
+}
+
+/// `attachee FILE`: runs until killed, every 20 ms writing "PID COUNT" to FILE, mapping and
+/// unmapping 7 shared anonymous pages `PROT_NONE` (a size nothing else maps, in a VMA never
+/// merged with a neighbour), and moving the break up 64 KiB and back.
+fn attachee() -> i32 {
+    use std::os::unix::fs::FileExt;
+    let Some(path) = helper_args().first().cloned() else {
+        return 2;
+    };
+    let Ok(file) = std::fs::File::create(&path) else {
+        return 3;
+    };
+    let pid = std::process::id();
+    for count in 1u64.. {
+        let _ = file.write_at(format!("{pid} {count:>12}\n").as_bytes(), 0);
+        // SAFETY: A new anonymous mapping, unmapped at once; the break moved up and back to
+        // where it was, over memory nothing uses.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                7 * 4096,
+                libc::PROT_NONE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p != libc::MAP_FAILED {
+                libc::munmap(p, 7 * 4096);
+            }
+            let b = libc::syscall(libc::SYS_brk, 0);
+            libc::syscall(libc::SYS_brk, b + 65536);
+            libc::syscall(libc::SYS_brk, b);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     0
 }

@@ -365,6 +365,18 @@ const TESTS: &[Test] = &[
         run: cli::programs_run_from_disk,
     },
     Test {
+        name: "cli_trace_attach_sigint",
+        run: cli::cli_trace_attach_sigint,
+    },
+    Test {
+        name: "cli_trace_attach_sigterm",
+        run: cli::cli_trace_attach_sigterm,
+    },
+    Test {
+        name: "cli_trace_attach_refused",
+        run: cli::cli_trace_attach_refused,
+    },
+    Test {
         name: "heap_small",
         run: || heap::scenario("small"),
     },

@@ -81,8 +81,23 @@ enum Command {
         /// exited), as `mmscope maps` does. Not with --json.
         #[arg(long, conflicts_with = "json")]
         picture: bool,
+        /// Attach to the running process PID instead of starting one, as `strace -p` does:
+        /// every thread is traced, from the address space at attach on. The process stops at
+        /// every system call (a running process cannot be given a seccomp filter), so it runs
+        /// slower while traced. Ctrl-C, SIGTERM or SIGHUP detach and leave it running.
+        #[arg(
+            short = 'p',
+            long = "pid",
+            value_name = "PID",
+            conflicts_with = "command"
+        )]
+        attach: Option<i32>,
         /// The program and its arguments.
-        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+        #[arg(
+            required_unless_present = "attach",
+            trailing_var_arg = true,
+            value_name = "CMD"
+        )]
         command: Vec<OsString>,
     },
     /// Watch demand paging: map a /dev/mmscope object and anonymous memory of SIZE, touch both
@@ -185,11 +200,16 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             json,
             svg,
             picture,
+            attach,
             command,
         } => {
             let src = open_source(cli.source, &cli.device)?;
             let shape = TraceOutput { json, svg, picture };
-            trace_cmd(src.as_ref(), output, shape, command, cli.color)
+            let what = match attach {
+                Some(pid) => Traced::Pid(pid),
+                None => Traced::Command(command),
+            };
+            trace_cmd(src.as_ref(), output, shape, what, cli.color)
         }
         Command::Lazy {
             size,
@@ -331,11 +351,19 @@ struct TraceOutput {
     picture: bool,
 }
 
+/// What `mmscope trace` traces.
+enum Traced {
+    /// A program it starts.
+    Command(Vec<OsString>),
+    /// A running process it attaches to (`-p`).
+    Pid(i32),
+}
+
 fn trace_cmd(
     src: &dyn Source,
     output: Option<PathBuf>,
     shape: TraceOutput,
-    command: Vec<OsString>,
+    what: Traced,
     color: ColorChoice,
 ) -> Result<ExitCode, Failure> {
     let TraceOutput { json, svg, picture } = shape;
@@ -355,10 +383,13 @@ fn trace_cmd(
             (Box::new(io::stderr()), style)
         }
     };
-    let program = command
-        .first()
-        .map(|c| c.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let program = match &what {
+        Traced::Command(command) => command
+            .first()
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        Traced::Pid(pid) => format!("pid {pid}"),
+    };
     let mut report = TextReport::new(style);
     let mut json_report = JsonReport::default();
     let mut summary = Summary {
@@ -369,7 +400,7 @@ fn trace_cmd(
     // The address space as the last thread left it, and its VMAs' names, read while the
     // thread is stopped at its exit and the process still exists.
     let mut last = None;
-    let result = trace::run(src, &command, |event| {
+    let on_event = |event: Event| {
         if let Event::Compat32 { .. } = event {
             eprintln!(
                 "mmscope: mmscope traces the x86-64 system calls; this program makes 32-bit ones \
@@ -395,8 +426,31 @@ fn trace_cmd(
         if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush()) {
             write_err.get_or_insert(e);
         }
-    });
+    };
+    let result = match &what {
+        Traced::Command(command) => trace::run(src, command, on_event),
+        Traced::Pid(pid) => trace::attach(src, *pid, on_event),
+    };
     let ending = result.map_err(|e| match e {
+        TraceError::NoProcess => Failure(format!(
+            "there is no process {} (or it has exited); `ps` lists the processes there are",
+            program.trim_start_matches("pid ")
+        )),
+        TraceError::NotAllowed(yama) => Failure(match yama {
+            Some(scope) => format!(
+                "not allowed to attach to {program}: /proc/sys/kernel/yama/ptrace_scope is \
+                 {scope}, which lets a process trace only its descendants (or only root trace); \
+                 run mmscope as root, or with CAP_SYS_PTRACE"
+            ),
+            None => format!(
+                "not allowed to attach to {program}: it is another user's process or a setuid \
+                 program; run mmscope as root, or with CAP_SYS_PTRACE"
+            ),
+        }),
+        TraceError::AlreadyTraced(by) => Failure(format!(
+            "{program} is already being traced by process {by} (a debugger or strace); a \
+             process has one tracer at a time: detach the other one first"
+        )),
         TraceError::Exec(e) => Failure(format!(
             "cannot run `{program}`: {e}; check the name, your PATH and its permissions"
         )),

@@ -70,6 +70,13 @@ pub struct Summary {
     /// Whether it dumped core as that signal killed it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub core_dumped: bool,
+    /// Attached to a running process (`-p`): how many threads it had then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_threads: Option<u64>,
+    /// The process the tracer let go of (`-p`, then `SIGINT`, `SIGTERM` or `SIGHUP`), which
+    /// runs on untraced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detached: Option<i32>,
     /// Every point, for the plot; not printed.
     #[serde(skip)]
     pub points: Vec<Point>,
@@ -80,6 +87,10 @@ impl Summary {
     pub fn observe(&mut self, event: &Event) {
         match event {
             Event::Exec { snap, .. } => self.point(0.0, snap),
+            Event::Attach { snap, threads, .. } => {
+                self.attached_threads = Some(*threads as u64);
+                self.point(0.0, snap);
+            }
             Event::Thread { .. } => self.threads += 1,
             Event::Call(step) => {
                 *self.calls.entry(step.call.name()).or_default() += 1;
@@ -112,6 +123,7 @@ impl Summary {
                 self.signal = Some(sig);
                 self.core_dumped = core;
             }
+            Ending::Detached(pid) => self.detached = Some(pid),
         }
     }
 
@@ -186,6 +198,9 @@ impl Summary {
             }
             _ => {}
         }
+        if let Some(pid) = self.detached {
+            let _ = writeln!(out, "  detached from pid {pid}; it runs on");
+        }
         out
     }
 }
@@ -223,6 +238,30 @@ impl TextReport {
                     self.style.bold("exec"),
                     snap.summary.start_brk,
                     known_hex(snap.brk()),
+                    known_hex(snap.mmap_base()),
+                    snap.vmas.len()
+                );
+                out += &self.rss_line("RSS", snap.rss());
+            }
+            Event::Attach {
+                pid,
+                source,
+                threads,
+                snap,
+            } => {
+                self.names.reset(*pid);
+                self.live = *threads;
+                let brk = match snap.why_unknown(crate::snapshot::Field::Brk) {
+                    Some(why) => format!("unknown ({why})"),
+                    None => known_hex(snap.brk()),
+                };
+                let _ = writeln!(
+                    out,
+                    "{} pid {pid}: {threads} thread{}, start_brk {:#x}, brk {brk}, mmap_base {}, \
+                     {} VMAs (source: {source})",
+                    self.style.bold("attach"),
+                    if *threads == 1 { "" } else { "s" },
+                    snap.summary.start_brk,
                     known_hex(snap.mmap_base()),
                     snap.vmas.len()
                 );
@@ -412,28 +451,40 @@ fn perms_change(before: &Vma, after: &Vma) -> String {
     }
 }
 
+/// The address space the trace starts from: at `exec`, or at attach.
+#[derive(Serialize)]
+struct Start {
+    pid: i32,
+    /// Where the numbers come from: `module` or `procfs`.
+    source: &'static str,
+    start_brk: u64,
+    brk: Option<u64>,
+    /// `None` where the source cannot read it (procfs).
+    mmap_base: Option<u64>,
+    map_count: u64,
+    heap_bytes: Option<u64>,
+    anon_bytes: u64,
+    anon_reserved_bytes: u64,
+    rss: Rss,
+    vmas: Vec<VmaView>,
+    /// The VMA flags the source reads at every call; the `flags` of the VMAs in this
+    /// trace name only these.
+    vma_flags_known: Vec<&'static str>,
+    /// At attach: how many threads the process had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
+    /// At attach, where `brk` is `null` (procfs): why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brk_unknown: Option<&'static str>,
+}
+
 /// One JSON line per event. The field names are stable.
 #[derive(Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum JsonEvent {
-    Exec {
-        pid: i32,
-        /// Where the numbers come from: `module` or `procfs`.
-        source: &'static str,
-        start_brk: u64,
-        brk: Option<u64>,
-        /// `None` where the source cannot read it (procfs).
-        mmap_base: Option<u64>,
-        map_count: u64,
-        heap_bytes: Option<u64>,
-        anon_bytes: u64,
-        anon_reserved_bytes: u64,
-        rss: Rss,
-        vmas: Vec<VmaView>,
-        /// The VMA flags the source reads at every call; the `flags` of the VMAs in this
-        /// trace name only these.
-        vma_flags_known: Vec<&'static str>,
-    },
+    Exec(Start),
+    /// Attached to a running process (`-p`): the fields of `exec`, and more.
+    Attach(Start),
     Thread {
         tid: i32,
         parent: i32,
@@ -482,7 +533,7 @@ impl JsonReport {
     /// The JSON line for one event, without its newline.
     pub fn event(&mut self, event: &Event) -> String {
         match event {
-            Event::Exec { pid, .. } => self.names.reset(*pid),
+            Event::Exec { pid, .. } | Event::Attach { pid, .. } => self.names.reset(*pid),
             Event::Call(step) => {
                 if let Some(after) = &step.after {
                     self.names.cover(step.tid, &after.vmas);
@@ -501,26 +552,35 @@ fn json_event(event: &Event, names: &NameCache) -> String {
             .map(|v| VmaView::new(v, names.get(v)))
             .collect::<Vec<_>>()
     };
+    let start = |pid: i32, source: &'static str, snap: &Snapshot, threads: Option<usize>| Start {
+        pid,
+        source,
+        start_brk: snap.summary.start_brk,
+        brk: snap.brk(),
+        mmap_base: snap.mmap_base(),
+        map_count: snap.summary.map_count,
+        heap_bytes: snap.heap_bytes(),
+        anon_bytes: snap.anon_mapped_bytes(),
+        anon_reserved_bytes: snap.anon_reserved_bytes(),
+        rss: snap.rss(),
+        vmas: views(&snap.vmas),
+        vma_flags_known: crate::abi::VMA_FLAGS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| snap.vma_flags_known & (1 << i) != 0)
+            .map(|(_, f)| *f)
+            .collect(),
+        threads,
+        brk_unknown: threads.and_then(|_| snap.why_unknown(crate::snapshot::Field::Brk)),
+    };
     let e = match event {
-        Event::Exec { pid, source, snap } => JsonEvent::Exec {
-            pid: *pid,
+        Event::Exec { pid, source, snap } => JsonEvent::Exec(start(*pid, source, snap, None)),
+        Event::Attach {
+            pid,
             source,
-            start_brk: snap.summary.start_brk,
-            brk: snap.brk(),
-            mmap_base: snap.mmap_base(),
-            map_count: snap.summary.map_count,
-            heap_bytes: snap.heap_bytes(),
-            anon_bytes: snap.anon_mapped_bytes(),
-            anon_reserved_bytes: snap.anon_reserved_bytes(),
-            rss: snap.rss(),
-            vmas: views(&snap.vmas),
-            vma_flags_known: crate::abi::VMA_FLAGS
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| snap.vma_flags_known & (1 << i) != 0)
-                .map(|(_, f)| *f)
-                .collect(),
-        },
+            threads,
+            snap,
+        } => JsonEvent::Attach(start(*pid, source, snap, Some(*threads))),
         Event::Thread { tid, parent } => JsonEvent::Thread {
             tid: *tid,
             parent: *parent,

@@ -66,6 +66,8 @@ pub enum Ending {
     Exited(i32),
     /// A signal killed it; `true` if it dumped core.
     Signaled(i32, bool),
+    /// The tracer let go of this process (`mmscope trace -p`), which runs on.
+    Detached(i32),
 }
 
 impl Ending {
@@ -74,6 +76,7 @@ impl Ending {
         match self {
             Self::Exited(code) => code,
             Self::Signaled(sig, _) => 128 + sig,
+            Self::Detached(_) => 0,
         }
     }
 }
@@ -160,6 +163,18 @@ pub enum Event {
         /// The address space.
         snap: Snapshot,
     },
+    /// The tracer attached to a running process (`mmscope trace -p`): its address space with
+    /// every thread stopped.
+    Attach {
+        /// Its process id.
+        pid: i32,
+        /// The source the snapshots come from (`module`, `procfs`).
+        source: &'static str,
+        /// How many threads it has.
+        threads: usize,
+        /// The address space.
+        snap: Snapshot,
+    },
     /// The program started a thread.
     Thread {
         /// The new thread.
@@ -198,6 +213,13 @@ pub enum TraceError {
     Ptrace(&'static str, io::Error),
     /// The source refused to show the tracee's address space.
     Snapshot(io::Error),
+    /// There is no process to attach to.
+    NoProcess,
+    /// Attaching was refused (`EPERM`): another user's process, or Yama's `ptrace_scope`,
+    /// whose value is given if it is above 0.
+    NotAllowed(Option<u32>),
+    /// Another tracer is attached (`TracerPid` in `/proc/PID/status`).
+    AlreadyTraced(i32),
 }
 
 impl std::fmt::Display for TraceError {
@@ -207,6 +229,9 @@ impl std::fmt::Display for TraceError {
             Self::NulInArgument => write!(f, "an argument contains a NUL byte"),
             Self::Ptrace(what, e) => write!(f, "{what}: {e}"),
             Self::Snapshot(e) => write!(f, "reading the tracee's address space: {e}"),
+            Self::NoProcess => write!(f, "no such process"),
+            Self::NotAllowed(_) => write!(f, "attaching was not allowed"),
+            Self::AlreadyTraced(by) => write!(f, "already traced by {by}"),
         }
     }
 }
@@ -323,17 +348,51 @@ pub fn run(
     drop(go_wr);
     let _guard = Forward::install(child.as_raw());
 
-    let program_pid = child.as_raw();
-    let mut started = false;
+    let ending = follow(
+        src,
+        child.as_raw(),
+        Follow::Launched,
+        HashSet::new(),
+        &mut on_event,
+    )?;
+    match ending {
+        None => Err(child_error(&mut exec_error)),
+        Some(ending) => Ok(ending),
+    }
+}
+
+/// How [`follow`] came to the process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Started by the tracer, seized before it execs: nothing is reported before the exec.
+    Launched,
+    /// Attached to while running: reported from the start, its break as `brk` is known.
+    Attached(Option<u64>),
+}
+
+/// Follows the traced process `program_pid` until it ends or (attached) the tracer is told to
+/// let go; `known` are its threads already seen stopped. `None`: it ended before its exec.
+fn follow(
+    src: &dyn Source,
+    program_pid: i32,
+    how: Follow,
+    known: HashSet<i32>,
+    on_event: &mut impl FnMut(Event),
+) -> Result<Option<Ending>, TraceError> {
+    let mut started = how != Follow::Launched;
     let mut index = 0;
     let mut pending: HashMap<i32, Pending> = HashMap::new();
     // The program's threads that have stopped since they started (the others are new, or of
     // another process, until their first stop says); each is forgotten as it exits.
-    let mut ours: HashSet<i32> = HashSet::from([program_pid]);
+    let mut ours: HashSet<i32> = known;
+    ours.insert(program_pid);
     let mut ending = None;
 
     // The break, as the kernel set it at exec and each brk call returned it.
-    let mut brk: Option<u64> = None;
+    let mut brk: Option<u64> = match how {
+        Follow::Attached(brk) => brk,
+        Follow::Launched => None,
+    };
     // Threads in a 32-bit brk call, between its entry and exit.
     let mut in_brk32: HashSet<i32> = HashSet::new();
     // Whether a 32-bit call has been reported.
@@ -353,6 +412,10 @@ pub fn run(
     };
 
     loop {
+        if how != Follow::Launched && LET_GO.load(std::sync::atomic::Ordering::Relaxed) {
+            let_go_all(program_pid, &ours);
+            return Ok(Some(Ending::Detached(program_pid)));
+        }
         let (tid, status) = match wait_any(-1) {
             Ok(s) => s,
             Err(Errno::EINTR) => continue,
@@ -479,7 +542,7 @@ pub fn run(
             Wait::Exited(code) => {
                 ours.remove(&tid);
                 in_brk32.remove(&tid);
-                flush_killed(&mut pending, tid, &mut index, &mut on_event);
+                flush_killed(&mut pending, tid, &mut index, on_event);
                 if tid == program_pid {
                     ending = Some(Ending::Exited(code));
                 }
@@ -487,7 +550,7 @@ pub fn run(
             Wait::Signaled(sig, core) => {
                 ours.remove(&tid);
                 in_brk32.remove(&tid);
-                flush_killed(&mut pending, tid, &mut index, &mut on_event);
+                flush_killed(&mut pending, tid, &mut index, on_event);
                 if tid == program_pid {
                     ending = Some(Ending::Signaled(sig, core));
                 }
@@ -497,14 +560,272 @@ pub fn run(
     }
 
     if !started {
-        return Err(child_error(&mut exec_error));
+        return Ok(None);
     }
-    ending.ok_or_else(|| {
+    ending.map(Some).ok_or_else(|| {
         TraceError::Ptrace(
             "waitpid",
             io::Error::other("the program's end was not reported"),
         )
     })
+}
+
+/// Attaches to the running process `pid` as `strace -p` does and reports each [`Event`] to
+/// `on_event`, the first an [`Event::Attach`]. Returns how the process ended, or
+/// [`Ending::Detached`] once `SIGINT`, `SIGTERM` or `SIGHUP` told the tracer to let go.
+///
+/// Every thread (`/proc/PID/task`) is seized with the options of [`run`] but
+/// `PTRACE_O_EXITKILL` (the process is not the tracer's, and lives on if the tracer dies),
+/// and interrupted, until no new one appears. With all of them stopped the address space is
+/// read. A thread blocked in a system call was interrupted in it; the call is restarted as the
+/// thread resumes, and its exit, whose entry was not seen, is not reported. procfs has no
+/// `brk`: it stays unknown until the first `brk` call returns it.
+pub fn attach(
+    src: &dyn Source,
+    pid: i32,
+    mut on_event: impl FnMut(Event),
+) -> Result<Ending, TraceError> {
+    if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}/task")).exists() {
+        return Err(TraceError::NoProcess);
+    }
+    if tgid(pid) != Some(pid) {
+        return Err(TraceError::NoProcess);
+    }
+    if let Some(by) = tracer_of(pid).filter(|&t| t != 0) {
+        return Err(TraceError::AlreadyTraced(by));
+    }
+    let options = Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACEEXIT;
+    let mut seized: Vec<i32> = Vec::new();
+    loop {
+        let mut new = false;
+        let tids = task_ids(pid);
+        if tids.is_empty() && seized.is_empty() {
+            return Err(TraceError::NoProcess);
+        }
+        for tid in tids {
+            if seized.contains(&tid) {
+                continue;
+            }
+            match ptrace::seize(Pid::from_raw(tid), options) {
+                Ok(()) => {
+                    let _ = ptrace::interrupt(Pid::from_raw(tid));
+                    seized.push(tid);
+                    new = true;
+                }
+                // The thread exited meanwhile.
+                Err(Errno::ESRCH) => {}
+                Err(e) if seized.is_empty() => {
+                    return Err(match (e, tracer_of(pid)) {
+                        (Errno::ESRCH, _) => TraceError::NoProcess,
+                        (_, Some(by)) if by != 0 => TraceError::AlreadyTraced(by),
+                        (Errno::EPERM, _) => TraceError::NotAllowed(yama_scope()),
+                        (e, _) => TraceError::Untraceable(e.into()),
+                    });
+                }
+                // Attached already by PTRACE_O_TRACECLONE as another thread started it.
+                Err(_) => {}
+            }
+        }
+        if !new {
+            break;
+        }
+    }
+    let _guard = LetGo::install(pid);
+
+    // Each thread's first stop: the interrupt, a group-stop it was in, or a signal or event
+    // that came first; how it is resumed once the address space is read.
+    let mut stopped: HashMap<i32, Wait> = HashMap::new();
+    for &tid in &seized {
+        loop {
+            match wait_any(tid) {
+                Ok((_, Wait::Exited(_) | Wait::Signaled(..))) | Err(Errno::ECHILD) => break,
+                Ok((_, Wait::Other)) | Err(Errno::EINTR) => {}
+                Ok((_, w)) => {
+                    stopped.insert(tid, w);
+                    break;
+                }
+                Err(e) => return Err(TraceError::Ptrace("waitpid", e.into())),
+            }
+        }
+    }
+    let at = if stopped.contains_key(&pid) {
+        pid
+    } else {
+        match stopped.keys().next() {
+            Some(&t) => t,
+            None => return Err(TraceError::NoProcess),
+        }
+    };
+    let mut snap = match src.snapshot(Some(at), Depth::Light) {
+        Ok(s) => s,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(TraceError::NoProcess),
+        Err(e) => return Err(TraceError::Snapshot(e)),
+    };
+    let brk = snap.brk();
+    if brk.is_none() {
+        for (field, why) in &mut snap.unknown {
+            if *field == crate::snapshot::Field::Brk {
+                *why = BRK_UNKNOWN_AT_ATTACH;
+            }
+        }
+    }
+    on_event(Event::Attach {
+        pid,
+        source: src.name(),
+        threads: stopped.len(),
+        snap,
+    });
+    for (&tid, w) in &stopped {
+        let p = Pid::from_raw(tid);
+        match *w {
+            Wait::Event(
+                libc::PTRACE_EVENT_STOP,
+                libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU,
+            ) => listen(p),
+            Wait::Signal(sig) => resume(p, sig),
+            _ => resume(p, 0),
+        }
+    }
+    let known = stopped.keys().copied().collect();
+    let ending = follow(src, pid, Follow::Attached(brk), known, &mut on_event)?;
+    ending.ok_or(TraceError::NoProcess)
+}
+
+/// Why `brk` is unknown in a snapshot procfs gave at attach.
+pub const BRK_UNKNOWN_AT_ATTACH: &str = "procfs shows only start_brk (/proc/PID/stat field 47), \
+     and the tracer attached to a running process knows brk only once a brk call returns it; \
+     the module gives it exactly";
+
+/// The threads of process `pid` (`/proc/PID/task`).
+fn task_ids(pid: i32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `TracerPid` in `/proc/PID/status`: 0 if none.
+fn tracer_of(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Yama's `ptrace_scope`, if Yama is there and restricts `ptrace` (above 0).
+fn yama_scope() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&v| v > 0)
+}
+
+/// Set by `SIGINT`, `SIGTERM` or `SIGHUP` while attached: let go of the process.
+static LET_GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The process attached to, for [`let_go_signal`].
+static ATTACHED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn let_go_signal(_: i32) {
+    LET_GO.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pid = ATTACHED.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // A stop of the leader ends the tracer's waitpid even if the signal came just before
+        // it blocked, and an idle process would report nothing else.
+        // SAFETY: PTRACE_INTERRUPT takes no pointer; ptrace is a system call, safe here.
+        unsafe {
+            libc::ptrace(
+                libc::PTRACE_INTERRUPT,
+                pid,
+                std::ptr::null_mut::<libc::c_void>(),
+                0 as libc::c_long,
+            )
+        };
+    }
+}
+
+/// While attached: `SIGINT`, `SIGTERM` and `SIGHUP` make the tracer let go of the process
+/// (not forwarded: it is not the tracer's) and write its report. Installed without
+/// `SA_RESTART`, so that the signal ends the tracer's `waitpid`. Dropping it restores the
+/// dispositions.
+struct LetGo {
+    old: Vec<(i32, libc::sigaction)>,
+}
+
+impl LetGo {
+    fn install(pid: i32) -> Self {
+        LET_GO.store(false, std::sync::atomic::Ordering::Relaxed);
+        ATTACHED.store(pid, std::sync::atomic::Ordering::Relaxed);
+        let mut old = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: Installs a handler that only stores to an atomic; both structs live.
+            unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = let_go_signal as *const () as libc::sighandler_t;
+                libc::sigemptyset(&mut act.sa_mask);
+                let mut was: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &act, &mut was) == 0 {
+                    old.push((sig, was));
+                }
+            }
+        }
+        Self { old }
+    }
+}
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        for (sig, was) in &self.old {
+            // SAFETY: Restores a disposition sigaction reported.
+            unsafe { libc::sigaction(*sig, was, std::ptr::null_mut()) };
+        }
+        ATTACHED.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Lets go of every thread of process `pid` the tracer holds (`ours`, and any it attached
+/// that has not stopped yet): interrupts it, and detaches at its next stop, delivering the
+/// signal of a signal-delivery-stop; a thread in a group-stop stays stopped.
+fn let_go_all(pid: i32, ours: &HashSet<i32>) {
+    let mut tids: Vec<i32> = task_ids(pid);
+    tids.extend(ours.iter().copied());
+    tids.sort_unstable();
+    tids.dedup();
+    for tid in tids {
+        let p = Pid::from_raw(tid);
+        if ptrace::interrupt(p).is_err() {
+            // Not ours (ESRCH), or gone.
+            continue;
+        }
+        loop {
+            let deliver = match wait_any(tid) {
+                Ok((_, Wait::Signal(sig))) => sig,
+                Ok((_, Wait::Syscall | Wait::Event(..))) => 0,
+                Ok((_, Wait::Other)) | Err(Errno::EINTR) => continue,
+                Ok((_, Wait::Exited(_) | Wait::Signaled(..))) | Err(_) => break,
+            };
+            // SAFETY: PTRACE_DETACH takes no pointer; the data argument is the signal.
+            unsafe {
+                libc::ptrace(
+                    libc::PTRACE_DETACH,
+                    tid,
+                    std::ptr::null_mut::<libc::c_void>(),
+                    deliver as libc::c_long,
+                );
+            }
+            break;
+        }
+    }
 }
 
 /// What the child writes to the error pipe before it exits: the step that failed (here
