@@ -2249,6 +2249,13 @@ pub fn cli_trace_keeps_group_stops() -> TestResult {
     for traced in [false, true] {
         let t = ticker(traced, false, trace)?;
         let stops = [libc::SIGSTOP, libc::SIGTSTP].map(|sig| t.stop_and_continue(sig));
+        // 60 counts more, three mmap/munmap pairs of the ticker's after the stops, however
+        // slow the guest is today.
+        let target = t.count() + 60;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while t.count() < target && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let pid = t.pid;
         let end = t.end(pid, libc::SIGTERM)?;
         seen.push((stops, end));
