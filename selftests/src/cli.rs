@@ -2588,7 +2588,18 @@ fn attach_and_let_go(sig: i32) -> TestResult {
     let t = attachee("/tmp/mmscope-attachee")?;
     let pid = t.pid;
     let mut m = attach_to(pid, path)?;
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // Until the trace holds the attach and the helper has gone 8 more rounds under the
+    // tracer (each an mmap, a munmap and two brk calls), however slow the guest is today.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let attached =
+        || std::fs::read_to_string(path).is_ok_and(|b| b.contains("\"event\":\"attach\""));
+    while !attached() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let target = t.count() + 8;
+    while t.count() < target && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // SAFETY: kill has no memory-safety requirements.
     unsafe { libc::kill(m.id() as i32, sig) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
