@@ -2178,19 +2178,33 @@ impl Ticker {
 
     /// Sends `sig` to the ticker: whether it stopped counting, and whether it counted again
     /// after `SIGCONT`.
+    ///
+    /// However slow the guest is: "stopped" is the count standing still for 300 ms at some
+    /// point within 10 s of the signal (a running ticker counts every 5 ms), "resumed" its
+    /// moving again within 10 s of `SIGCONT`.
     fn stop_and_continue(&self, sig: i32) -> (bool, bool) {
         let pause = |ms| std::thread::sleep(std::time::Duration::from_millis(ms));
+        let within = |f: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !f() {
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                pause(10);
+            }
+            true
+        };
         // SAFETY: kill has no memory-safety requirements.
         unsafe { libc::kill(self.pid, sig) };
-        pause(200);
-        let before = self.count();
-        pause(300);
-        let stopped = self.count() == before;
+        let stopped = within(&|| {
+            let before = self.count();
+            pause(300);
+            self.count() == before
+        });
         let held = self.count();
         // SAFETY: As above.
         unsafe { libc::kill(self.pid, libc::SIGCONT) };
-        pause(300);
-        (stopped, self.count() > held)
+        (stopped, within(&|| self.count() > held))
     }
 
     /// Ends the ticker with `sig` sent to `to` (its pid, the trace's, or minus a process
