@@ -8,6 +8,7 @@
 //! count. Nothing here asserts a time: benchmarks are not tests.
 
 use crate::sys;
+use mmscope::procfs::{ProcmapQuery, PROCMAP_QUERY, QUERY_COVERING_OR_NEXT_VMA};
 use mmscope::{abi, Device, Mapping};
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -19,29 +20,6 @@ const ROUNDS: usize = 7;
 const FAULT_BYTES: usize = 32 << 20;
 /// VMAs in the process for the walk rows.
 const VMAS: usize = 1000;
-
-/// `struct procmap_query` of `include/uapi/linux/fs.h`.
-#[repr(C)]
-#[derive(Default)]
-struct ProcmapQuery {
-    size: u64,
-    query_flags: u64,
-    query_addr: u64,
-    vma_start: u64,
-    vma_end: u64,
-    vma_flags: u64,
-    vma_page_size: u64,
-    vma_offset: u64,
-    inode: u64,
-    dev_major: u32,
-    dev_minor: u32,
-    vma_name_size: u32,
-    build_id_size: u32,
-    vma_name_addr: u64,
-    build_id_addr: u64,
-}
-const PROCMAP_QUERY: u32 = abi::iowr::<ProcmapQuery>(b'f' as u32, 17);
-const PROCMAP_QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
 
 /// One measurement: nanoseconds per unit, and minor faults per page (if it touches pages).
 #[derive(Clone, Copy)]
@@ -300,7 +278,7 @@ fn walk_procmap(fd: i32) -> usize {
     loop {
         let mut q = ProcmapQuery {
             size: size_of::<ProcmapQuery>() as u64,
-            query_flags: PROCMAP_QUERY_COVERING_OR_NEXT_VMA,
+            query_flags: QUERY_COVERING_OR_NEXT_VMA,
             query_addr: addr,
             ..Default::default()
         };

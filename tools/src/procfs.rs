@@ -7,6 +7,44 @@
 use std::collections::HashMap;
 use std::fs;
 
+/// `PROCFS_IOCTL_MAGIC`.
+pub const PROCFS_IOCTL_MAGIC: u32 = b'f' as u32;
+
+/// `struct procmap_query` (`include/uapi/linux/fs.h`): the `PROCMAP_QUERY` ioctl on an open
+/// `/proc/<pid>/maps` (Linux 6.11 and later).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcmapQuery {
+    pub size: u64,
+    pub query_flags: u64,
+    pub query_addr: u64,
+    pub vma_start: u64,
+    pub vma_end: u64,
+    pub vma_flags: u64,
+    pub vma_page_size: u64,
+    pub vma_offset: u64,
+    pub inode: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub vma_name_size: u32,
+    pub build_id_size: u32,
+    pub vma_name_addr: u64,
+    pub build_id_addr: u64,
+}
+
+/// `PROCMAP_QUERY`.
+pub const PROCMAP_QUERY: u32 = crate::abi::iowr::<ProcmapQuery>(PROCFS_IOCTL_MAGIC, 17);
+/// `PROCMAP_QUERY_VMA_READABLE`.
+pub const QUERY_VMA_READABLE: u64 = 0x01;
+/// `PROCMAP_QUERY_VMA_WRITABLE`.
+pub const QUERY_VMA_WRITABLE: u64 = 0x02;
+/// `PROCMAP_QUERY_VMA_EXECUTABLE`.
+pub const QUERY_VMA_EXECUTABLE: u64 = 0x04;
+/// `PROCMAP_QUERY_VMA_SHARED`: `VM_MAYSHARE`.
+pub const QUERY_VMA_SHARED: u64 = 0x08;
+/// `PROCMAP_QUERY_COVERING_OR_NEXT_VMA`.
+pub const QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
+
 /// VMA names by start address and inode: a VMA that replaced another at the same address (an
 /// anonymous mapping made with `MAP_FIXED` over a file's) does not take the old one's name.
 pub type Names = HashMap<(u64, u64), String>;

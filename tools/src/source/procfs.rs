@@ -35,7 +35,11 @@
 //!   after them. For a stopped process (a tracee at a stop) that is exact.
 
 use crate::abi::{self, kind, MmSummary, Vma};
-use crate::procfs::{parse_maps_line, smaps_flags, stat_field, status_kb};
+use crate::procfs::{
+    parse_maps_line, smaps_flags, stat_field, status_kb, ProcmapQuery, PROCMAP_QUERY,
+    QUERY_COVERING_OR_NEXT_VMA, QUERY_VMA_EXECUTABLE, QUERY_VMA_READABLE, QUERY_VMA_SHARED,
+    QUERY_VMA_WRITABLE,
+};
 use crate::snapshot::{page_size, Field, Snapshot, ALL_VMA_FLAGS};
 use crate::source::{Depth, Source};
 use std::cell::{Cell, RefCell};
@@ -45,43 +49,6 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-
-/// `PROCFS_IOCTL_MAGIC`.
-const PROCFS_IOCTL_MAGIC: u32 = b'f' as u32;
-
-/// `struct procmap_query` (`include/uapi/linux/fs.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct ProcmapQuery {
-    size: u64,
-    query_flags: u64,
-    query_addr: u64,
-    vma_start: u64,
-    vma_end: u64,
-    vma_flags: u64,
-    vma_page_size: u64,
-    vma_offset: u64,
-    inode: u64,
-    dev_major: u32,
-    dev_minor: u32,
-    vma_name_size: u32,
-    build_id_size: u32,
-    vma_name_addr: u64,
-    build_id_addr: u64,
-}
-
-/// `PROCMAP_QUERY`.
-const PROCMAP_QUERY: u32 = abi::iowr::<ProcmapQuery>(PROCFS_IOCTL_MAGIC, 17);
-/// `PROCMAP_QUERY_VMA_READABLE`.
-const QUERY_VMA_READABLE: u64 = 0x01;
-/// `PROCMAP_QUERY_VMA_WRITABLE`.
-const QUERY_VMA_WRITABLE: u64 = 0x02;
-/// `PROCMAP_QUERY_VMA_EXECUTABLE`.
-const QUERY_VMA_EXECUTABLE: u64 = 0x04;
-/// `PROCMAP_QUERY_VMA_SHARED`: `VM_MAYSHARE`.
-const QUERY_VMA_SHARED: u64 = 0x08;
-/// `PROCMAP_QUERY_COVERING_OR_NEXT_VMA`.
-const QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
 
 /// `PATH_MAX`: the longest name `PROCMAP_QUERY` returns.
 const PATH_MAX: usize = 4096;
