@@ -553,16 +553,7 @@ fn no_ptrace() -> i32 {
 /// `ticker FILE`: counts, writing `PID COUNT` over the start of FILE every 5 ms, and maps
 /// and unmaps a page every 20 counts, until a signal ends it.
 fn ticker() -> i32 {
-    use std::os::unix::fs::FileExt;
-    let Some(path) = helper_args().first().cloned() else {
-        return 2;
-    };
-    let Ok(file) = std::fs::File::create(&path) else {
-        return 3;
-    };
-    let pid = std::process::id();
-    for count in 1u64.. {
-        let _ = file.write_at(format!("{pid} {count:>12}\n").as_bytes(), 0);
+    count_forever(5, |count| {
         if count % 20 == 0 {
             // SAFETY: A new anonymous mapping, unmapped at once.
             unsafe {
@@ -579,7 +570,25 @@ fn ticker() -> i32 {
                 }
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    })
+}
+
+/// The loop of [`ticker`] and [`attachee`]: until a signal ends it, writes `PID COUNT` over the
+/// start of the file the helper's first argument names, calls `each` with the count, and
+/// sleeps `period_ms`. Returns 2 without the argument, 3 if the file cannot be made.
+fn count_forever(period_ms: u64, mut each: impl FnMut(u64)) -> i32 {
+    use std::os::unix::fs::FileExt;
+    let Some(path) = helper_args().first().cloned() else {
+        return 2;
+    };
+    let Ok(file) = std::fs::File::create(&path) else {
+        return 3;
+    };
+    let pid = std::process::id();
+    for count in 1u64.. {
+        let _ = file.write_at(format!("{pid} {count:>12}\n").as_bytes(), 0);
+        each(count);
+        std::thread::sleep(std::time::Duration::from_millis(period_ms));
     }
     0
 }
@@ -777,16 +786,7 @@ fn reuse_tid() -> i32 {
 /// unmapping 7 shared anonymous pages `PROT_NONE` (a size nothing else maps, in a VMA never
 /// merged with a neighbour), and moving the break up 64 KiB and back.
 fn attachee() -> i32 {
-    use std::os::unix::fs::FileExt;
-    let Some(path) = helper_args().first().cloned() else {
-        return 2;
-    };
-    let Ok(file) = std::fs::File::create(&path) else {
-        return 3;
-    };
-    let pid = std::process::id();
-    for count in 1u64.. {
-        let _ = file.write_at(format!("{pid} {count:>12}\n").as_bytes(), 0);
+    count_forever(20, |_| {
         // SAFETY: A new anonymous mapping, unmapped at once; the break moved up and back to
         // where it was, over memory nothing uses.
         unsafe {
@@ -805,7 +805,5 @@ fn attachee() -> i32 {
             libc::syscall(libc::SYS_brk, b + 65536);
             libc::syscall(libc::SYS_brk, b);
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    0
+    })
 }
