@@ -2151,19 +2151,16 @@ impl Ticker {
             pid: 0,
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            if let Some((pid, count)) = t.read() {
-                if count > 0 {
-                    t.pid = pid;
-                    return Ok(t);
-                }
-            }
-            check!(
-                std::time::Instant::now() < deadline,
-                "the ticker never started counting"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let mut started = None;
+        check!(
+            sys::wait_until(deadline, || {
+                started = t.read().filter(|&(_, count)| count > 0);
+                started.is_some()
+            }),
+            "the ticker never started counting"
+        );
+        t.pid = started.map_or(0, |(pid, _)| pid);
+        Ok(t)
     }
 
     fn read(&self) -> Option<(i32, u64)> {
@@ -2185,14 +2182,10 @@ impl Ticker {
     fn stop_and_continue(&self, sig: i32) -> (bool, bool) {
         let pause = |ms| std::thread::sleep(std::time::Duration::from_millis(ms));
         let within = |f: &dyn Fn() -> bool| {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while !f() {
-                if std::time::Instant::now() > deadline {
-                    return false;
-                }
-                pause(10);
-            }
-            true
+            sys::wait_until(
+                std::time::Instant::now() + std::time::Duration::from_secs(10),
+                f,
+            )
         };
         // SAFETY: kill has no memory-safety requirements.
         unsafe { libc::kill(self.pid, sig) };
@@ -2267,9 +2260,7 @@ pub fn cli_trace_keeps_group_stops() -> TestResult {
         // slow the guest is today.
         let target = t.count() + 60;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while t.count() < target && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        sys::wait_until(deadline, || t.count() >= target);
         let pid = t.pid;
         let end = t.end(pid, libc::SIGTERM)?;
         seen.push((stops, end));
@@ -2607,13 +2598,9 @@ fn attach_and_let_go(sig: i32) -> TestResult {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let attached =
         || std::fs::read_to_string(path).is_ok_and(|b| b.contains("\"event\":\"attach\""));
-    while !attached() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    sys::wait_until(deadline, attached);
     let target = t.count() + 8;
-    while t.count() < target && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    sys::wait_until(deadline, || t.count() >= target);
     // SAFETY: kill has no memory-safety requirements.
     unsafe { libc::kill(m.id() as i32, sig) };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

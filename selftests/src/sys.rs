@@ -437,3 +437,15 @@ pub(crate) fn status_kb(status: &str, key: &str) -> Option<u64> {
         rest.trim().trim_end_matches("kB").trim().parse().ok()
     })
 }
+
+/// Polls `done` every 10 ms until it holds (true) or `deadline` passes (false): for tests that
+/// wait on another process's progress, however slow the guest is.
+pub fn wait_until(deadline: std::time::Instant, mut done: impl FnMut() -> bool) -> bool {
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
+}
