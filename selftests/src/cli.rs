@@ -2736,3 +2736,194 @@ pub fn cli_trace_attach_refused() -> TestResult {
     );
     Ok(())
 }
+
+/// The lines a `--helper forks` run printed: the two `forks exec` probes (by pid) and the
+/// parent's report, the last line.
+fn forks_output(stdout: &[u8]) -> Result<(std::collections::HashMap<u64, Value>, Value), Outcome> {
+    let lines = text(stdout)
+        .lines()
+        .map(json)
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some((parent, probes)) = lines.split_last() else {
+        return Err(Outcome::Fail("the helper printed nothing".to_string()));
+    };
+    let probes = probes
+        .iter()
+        .map(|p| Ok((u(p, "pid")?, p.clone())))
+        .collect::<Result<std::collections::HashMap<_, _>, Outcome>>()?;
+    Ok((probes, parent.clone()))
+}
+
+/// `-f` follows what a program starts (`--helper forks`: a `fork()` child that maps 3 MiB,
+/// moves its break and execs; a `posix_spawn`; a `CLONE_VFORK` child that exits 5), each
+/// with its pid: the forked child's first address space is its parent's as the parent read
+/// it from `/proc/self/maps` just before forking, its own calls return what it saw, an
+/// `execve` is a new address space whose `start_brk` is the one the new program reads from
+/// its `/proc/self/stat`, and each child's end is its exit status. Without `-f` none of them
+/// is shown, and with or without, every status and every child's calls are what they are
+/// untraced (the seccomp filter they inherit would fail their memory calls with `ENOSYS` if
+/// the tracer let them go).
+pub fn cli_trace_follows_forks() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let plain = Command::new(&exe)
+        .args(["--helper", "forks"])
+        .stdin(Stdio::null())
+        .output()
+        .context("run the helper")?;
+    check_eq!(
+        plain.status.code(),
+        Some(0),
+        "untraced: {}",
+        text(&plain.stderr)
+    );
+    let (plain_probes, plain) = forks_output(&plain.stdout)?;
+    check_eq!(plain_probes.len(), 2, "untraced: two programs execed");
+    for follow in [false, true] {
+        let path = format!("/tmp/mmscope-trace-forks-{follow}.json");
+        let mut args = vec!["trace", "--json", "-o", &path];
+        if follow {
+            args.push("-f");
+        }
+        args.extend(["--", &exe, "--helper", "forks"]);
+        let out = output(mmscope(&args)?)?;
+        let how = if follow { "with -f" } else { "without -f" };
+        check_eq!(out.status.code(), Some(0), "{how}: {}", text(&out.stderr));
+        let (probes, parent) = forks_output(&out.stdout)?;
+        for key in ["child_status", "spawn_status", "vfork_status"] {
+            check_eq!(parent[key], plain[key], "{how}: {key}, as untraced");
+        }
+        check!(
+            u(&parent, "child_mmap")? != u64::MAX && u(&parent, "child_brk")? > 0,
+            "{how}: the forked child's mmap and brk worked: {parent}"
+        );
+        check_eq!(probes.len(), 2, "{how}: two programs execed");
+        for (pid, probe) in &probes {
+            check_eq!(
+                probe["seccomp"].as_str(),
+                Some("2"),
+                "{how}: program {pid} runs under the tracer's seccomp filter (Seccomp: 2)"
+            );
+        }
+        let events = trace_lines(&path)?;
+        let (child, spawned, vforked) = (
+            u(&parent, "child")?,
+            u(&parent, "spawned")?,
+            u(&parent, "vforked")?,
+        );
+        let of = |pid: u64| {
+            events
+                .iter()
+                .enumerate()
+                .filter(move |(_, e)| e["pid"].as_u64() == Some(pid))
+        };
+        let summary = events.last().cloned().unwrap_or_default();
+        if !follow {
+            for pid in [child, spawned, vforked] {
+                check_eq!(of(pid).count(), 0, "without -f: nothing of process {pid}");
+            }
+            check!(
+                summary.get("processes").is_none(),
+                "without -f: no processes counted: {summary}"
+            );
+            continue;
+        }
+        check_eq!(
+            summary["processes"].as_u64(),
+            Some(3),
+            "three processes followed: {summary}"
+        );
+        // The forked child: its first address space, its calls, its exec, its end.
+        let Some((at_fork, fork)) = of(child).next() else {
+            return Err(Outcome::Fail(format!("no event of process {child}")));
+        };
+        check_eq!(fork["event"], "fork", "the first event of {child}: {fork}");
+        check_eq!(fork["how"], "fork", "{child} was forked");
+        check_eq!(fork["shared"], false, "a forked child has a copy");
+        check_eq!(fork["parent"], parent["pid"], "{child}'s parent");
+        let ranges = |vmas: &Value| -> Vec<String> {
+            vmas.as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    format!(
+                        "{:x}-{:x}",
+                        u(v, "start").unwrap_or(0),
+                        u(v, "end").unwrap_or(0)
+                    )
+                })
+                .collect()
+        };
+        let maps: Vec<String> = parent["maps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str())
+            // The vsyscall page is in maps but is no VMA.
+            .filter(|m| !m.starts_with("ffffffffff600000"))
+            .map(str::to_string)
+            .collect();
+        check_eq!(
+            ranges(&fork["vmas"]),
+            maps,
+            "the child's first address space is its parent's just before fork"
+        );
+        let (child_mmap, child_brk) = (u(&parent, "child_mmap")?, u(&parent, "child_brk")?);
+        let calls: Vec<&Value> = of(child)
+            .map(|(_, e)| e)
+            .filter(|e| e["event"] == "syscall")
+            .collect();
+        check!(
+            calls.iter().any(|e| e["syscall"] == "mmap"
+                && e["ret"].as_u64() == Some(child_mmap)
+                && e["args"][1].as_u64() == Some(3 << 20)),
+            "the child's 3 MiB mmap returned what it saw: {calls:?}"
+        );
+        check!(
+            calls
+                .iter()
+                .any(|e| e["syscall"] == "brk" && e["brk_after"].as_u64() == Some(child_brk)),
+            "the child's brk moved its break to what it saw"
+        );
+        check!(
+            of(child).all(|(i, _)| i >= at_fork),
+            "nothing of {child} before its fork event"
+        );
+        for (pid, how, shared) in [(child, "fork", false), (spawned, "vfork", true)] {
+            let exec = of(pid).find(|(_, e)| e["event"] == "exec").map(|(_, e)| e);
+            let Some(exec) = exec else {
+                return Err(Outcome::Fail(format!("no exec of process {pid}")));
+            };
+            let probe = probes.get(&pid).cloned().unwrap_or_default();
+            check_eq!(
+                exec["start_brk"],
+                probe["start_brk"],
+                "{pid}'s exec: start_brk as the new program reads it"
+            );
+            let fork = of(pid).find(|(_, e)| e["event"] == "fork").map(|(_, e)| e);
+            check_eq!(
+                fork.map(|f| (f["how"].clone(), f["shared"].clone())),
+                Some((Value::from(how), Value::from(shared))),
+                "how {pid} was started"
+            );
+        }
+        for (pid, status) in [(child, 7), (spawned, 7), (vforked, 5)] {
+            let end = of(pid).find(|(_, e)| e["event"] == "end").map(|(_, e)| e);
+            check_eq!(
+                end.and_then(|e| e["exit_code"].as_i64()),
+                Some(status),
+                "process {pid} ends with its status"
+            );
+        }
+        let vfork = of(vforked)
+            .next()
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default();
+        check_eq!(
+            (vfork["how"].as_str(), vfork["shared"].as_bool()),
+            (Some("vfork"), Some(false)),
+            "CLONE_VFORK without CLONE_VM: {vfork}"
+        );
+    }
+    Ok(())
+}

@@ -24,11 +24,12 @@ pub fn run(name: &str) -> i32 {
         "brk-refused" => brk_refused(),
         "reuse-tid" => reuse_tid(),
         "attachee" => attachee(),
+        "forks" => forks(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes, \
                  costs, signals, no-ptrace, ticker, pgrp, clone-process, traced, brk-refused, \
-                 reuse-tid, attachee)"
+                 reuse-tid, attachee, forks)"
             );
             2
         }
@@ -806,4 +807,139 @@ fn attachee() -> i32 {
             libc::syscall(libc::SYS_brk, b);
         }
     })
+}
+
+/// `forks`: reads its own `/proc/self/maps` into a buffer it allocated before and forks at
+/// once; the child maps 3 MiB, moves its break by 64 KiB and execs `forks exec`; then it
+/// starts `forks exec` with `posix_spawn` (`CLONE_VM | CLONE_VFORK`), and a child with
+/// `CLONE_VFORK` that exits 5. Waits for each and prints `{"pid", "maps", "child", "child_mmap",
+/// "child_brk", "child_status", "spawned", "spawn_status", "vforked", "vfork_status"}`, the
+/// statuses as `waitpid` gives them. `forks exec` prints `{"pid", "start_brk", "seccomp"}`
+/// (from its `/proc/self/stat` and `status`) and exits 7.
+fn forks() -> i32 {
+    if helper_args().first().map(String::as_str) == Some("exec") {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let seccomp = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .map_or("?", str::trim)
+            .to_string();
+        println!(
+            "{{\"pid\":{},\"start_brk\":{},\"seccomp\":\"{seccomp}\"}}",
+            std::process::id(),
+            crate::sys::stat_field(&stat, 47).unwrap_or(0)
+        );
+        return 7;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return 2;
+    };
+    let Ok(exe) = std::ffi::CString::new(exe.as_os_str().as_encoded_bytes()) else {
+        return 2;
+    };
+    let argv: Vec<std::ffi::CString> = ["mmscope-selftests", "--helper", "forks", "exec"]
+        .iter()
+        .filter_map(|a| std::ffi::CString::new(*a).ok())
+        .collect();
+    let mut argp: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
+    // Output of the child, through a pipe: its mapping and break (raw numbers).
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two fds into a live array.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return 2;
+    }
+    // SAFETY: open and read into the buffer allocated above, within its length; the child
+    // only makes raw system calls (mmap, brk, write, execv, _exit), async-signal-safe after
+    // fork; waitpid writes a live int.
+    let (child, child_status) = unsafe {
+        let fd = libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY);
+        loop {
+            let n = libc::read(fd, buf.as_mut_ptr().add(len).cast(), buf.len() - len);
+            if n <= 0 {
+                break;
+            }
+            len += n as usize;
+        }
+        libc::close(fd);
+        let child = libc::fork();
+        if child == 0 {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                3 << 20,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            let old = libc::syscall(libc::SYS_brk, 0);
+            let new = libc::syscall(libc::SYS_brk, old + 65536);
+            let words = [p as u64, new as u64];
+            libc::write(fds[1], words.as_ptr().cast(), 16);
+            libc::execv(exe.as_ptr(), argp.as_ptr());
+            libc::_exit(127);
+        }
+        let mut status = 0;
+        libc::waitpid(child, &mut status, 0);
+        (child, status)
+    };
+    let mut words = [0u64; 2];
+    // SAFETY: reads 16 bytes into a live array; the child wrote them before it execed.
+    unsafe {
+        libc::close(fds[1]);
+        libc::read(fds[0], words.as_mut_ptr().cast(), 16);
+        libc::close(fds[0]);
+    }
+    let mut spawned = 0;
+    let mut spawn_status = 0;
+    // SAFETY: posix_spawn reads the live argv (null-terminated) and the environment; the
+    // vfork child only calls _exit; waitpid writes live ints.
+    let (vforked, vfork_status) = unsafe {
+        extern "C" {
+            static environ: *const *const libc::c_char;
+        }
+        libc::posix_spawn(
+            &mut spawned,
+            exe.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            argp.as_ptr().cast(),
+            environ.cast(),
+        );
+        libc::waitpid(spawned, &mut spawn_status, 0);
+        // vfork()'s way of waiting (CLONE_VFORK) without sharing the memory (no CLONE_VM),
+        // so that the child may return from the call.
+        let v = libc::syscall(
+            libc::SYS_clone,
+            libc::CLONE_VFORK | libc::SIGCHLD,
+            0,
+            0,
+            0,
+            0,
+        ) as i32;
+        if v == 0 {
+            libc::_exit(5);
+        }
+        let mut status = 0;
+        libc::waitpid(v, &mut status, 0);
+        (v, status)
+    };
+    let maps: Vec<String> = String::from_utf8_lossy(&buf[..len])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|r| format!("\"{r}\""))
+        .collect();
+    println!(
+        "{{\"pid\":{},\"maps\":[{}],\"child\":{child},\"child_mmap\":{},\"child_brk\":{},\
+         \"child_status\":{child_status},\"spawned\":{spawned},\"spawn_status\":{spawn_status},\
+         \"vforked\":{vforked},\"vfork_status\":{vfork_status}}}",
+        std::process::id(),
+        maps.join(","),
+        words[0],
+        words[1]
+    );
+    0
 }

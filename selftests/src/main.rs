@@ -301,6 +301,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_lets_other_processes_go,
     },
     Test {
+        name: "cli_trace_follows_forks",
+        run: cli::cli_trace_follows_forks,
+    },
+    Test {
         name: "cli_trace_exit_is_the_last_thread",
         run: cli::cli_trace_exit_is_the_last_thread,
     },

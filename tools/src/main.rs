@@ -81,10 +81,18 @@ enum Command {
         /// exited), as `mmscope maps` does. Not with --json.
         #[arg(long, conflicts_with = "json")]
         picture: bool,
+        /// Follow the processes the program starts (fork, vfork, clone), as `strace -f` does:
+        /// each is shown with its pid, from its copy of its parent's address space on, and an
+        /// execve in one as a new address space. The peaks in the summary stay the program's.
+        /// Without -f they are traced too (the program's seccomp filter needs a tracer) but
+        /// not shown; either way the trace ends when the last of them has ended.
+        #[arg(short = 'f', long = "follow-forks")]
+        follow_forks: bool,
         /// Attach to the running process PID instead of starting one, as `strace -p` does:
         /// every thread is traced, from the address space at attach on. The process stops at
-        /// every system call (a running process cannot be given a seccomp filter), so it runs
-        /// slower while traced. Ctrl-C, SIGTERM or SIGHUP detach and leave it running.
+        /// every system call (a running process cannot be given a seccomp filter; a program
+        /// mmscope starts stops only at its memory calls), so it runs slower while traced.
+        /// Ctrl-C, SIGTERM or SIGHUP detach and leave it running.
         #[arg(
             short = 'p',
             long = "pid",
@@ -200,11 +208,17 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             json,
             svg,
             picture,
+            follow_forks,
             attach,
             command,
         } => {
             let src = open_source(cli.source, &cli.device)?;
-            let shape = TraceOutput { json, svg, picture };
+            let shape = TraceOutput {
+                json,
+                svg,
+                picture,
+                follow_forks,
+            };
             let what = match attach {
                 Some(pid) => Traced::Pid(pid),
                 None => Traced::Command(command),
@@ -349,6 +363,8 @@ struct TraceOutput {
     svg: Option<PathBuf>,
     /// The address-space picture at the end.
     picture: bool,
+    /// `-f`: show the processes the program starts.
+    follow_forks: bool,
 }
 
 /// What `mmscope trace` traces.
@@ -366,7 +382,12 @@ fn trace_cmd(
     what: Traced,
     color: ColorChoice,
 ) -> Result<ExitCode, Failure> {
-    let TraceOutput { json, svg, picture } = shape;
+    let TraceOutput {
+        json,
+        svg,
+        picture,
+        follow_forks,
+    } = shape;
     let (mut sink, style): (Box<dyn Write>, Style) = match &output {
         Some(path) => {
             let file = File::create(path).map_err(|e| {
@@ -410,12 +431,16 @@ fn trace_cmd(
         if let (
             true,
             Event::ThreadExit {
+                pid,
                 tid,
                 snap: Some(snap),
             },
         ) = (picture, &event)
         {
-            last = Some((snap.clone(), procfs::names(Some(*tid))));
+            // The program's (the first process reported), not a child's.
+            if summary.program.is_none_or(|p| p == *pid) {
+                last = Some((snap.clone(), procfs::names(Some(*tid))));
+            }
         }
         summary.observe(&event);
         let text = if json {
@@ -428,8 +453,8 @@ fn trace_cmd(
         }
     };
     let result = match &what {
-        Traced::Command(command) => trace::run(src, command, on_event),
-        Traced::Pid(pid) => trace::attach(src, *pid, on_event),
+        Traced::Command(command) => trace::run(src, command, follow_forks, on_event),
+        Traced::Pid(pid) => trace::attach(src, *pid, follow_forks, on_event),
     };
     let ending = result.map_err(|e| match e {
         TraceError::NoProcess => Failure(format!(

@@ -8,10 +8,10 @@ use crate::procfs::NameCache;
 use crate::snapshot::{page_size, perms, vma_size, Rss, Snapshot, VmaDiff, VmaView};
 use crate::style::Style;
 use crate::syscalls::{self, MemCall};
-use crate::trace::{Ending, Event, Step};
+use crate::trace::{Ending, Event, Spawn, Step};
 use crate::units::{delta, size};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// The numbers of one moment that the summary and the plot follow.
@@ -53,6 +53,10 @@ pub struct Summary {
     pub failed: u64,
     /// Threads the program started.
     pub threads: u64,
+    /// Processes followed besides the program (`-f`); their calls are counted above, the
+    /// peaks below are the program's.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub processes: u64,
     /// The largest `brk - start_brk` seen.
     pub peak_heap_bytes: u64,
     /// The most private anonymous memory mapped with access at one step.
@@ -80,18 +84,30 @@ pub struct Summary {
     /// Every point, for the plot; not printed.
     #[serde(skip)]
     pub points: Vec<Point>,
+    /// The program's pid, once it has been seen: the peaks and points are its own.
+    #[serde(skip)]
+    pub program: Option<i32>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Summary {
     /// Takes one event into account.
     pub fn observe(&mut self, event: &Event) {
+        let program = *self.program.get_or_insert(match event {
+            Event::Exec { pid, .. } | Event::Attach { pid, .. } => *pid,
+            _ => 0,
+        });
         match event {
-            Event::Exec { snap, .. } => self.point(0.0, snap),
+            Event::Exec { snap, pid, .. } if *pid == program => self.point(0.0, snap),
             Event::Attach { snap, threads, .. } => {
                 self.attached_threads = Some(*threads as u64);
                 self.point(0.0, snap);
             }
-            Event::Thread { .. } => self.threads += 1,
+            Event::Thread { pid, .. } if *pid == program => self.threads += 1,
+            Event::Fork { .. } => self.processes += 1,
             Event::Call(step) => {
                 *self.calls.entry(step.call.name()).or_default() += 1;
                 if step
@@ -100,18 +116,22 @@ impl Summary {
                 {
                     self.failed += 1;
                 }
-                self.point(step.index as f64 - 0.5, &step.before);
-                if let Some(after) = &step.after {
-                    self.point(step.index as f64, after);
+                if step.pid == program {
+                    self.point(step.index as f64 - 0.5, &step.before);
+                    if let Some(after) = &step.after {
+                        self.point(step.index as f64, after);
+                    }
                 }
             }
             Event::ThreadExit {
-                snap: Some(snap), ..
-            } => {
+                pid,
+                snap: Some(snap),
+                ..
+            } if *pid == program => {
                 let at = self.points.last().map_or(0.0, |p| p.at.floor() + 0.5);
                 self.point(at, snap);
             }
-            Event::ThreadExit { snap: None, .. } | Event::Compat32 { .. } => {}
+            _ => {}
         }
     }
 
@@ -163,6 +183,14 @@ impl Summary {
                 String::new()
             }
         );
+        if self.processes > 0 {
+            let _ = writeln!(
+                out,
+                "  in the program and the {} process{} it started (-f); the peaks are the program's",
+                self.processes,
+                if self.processes == 1 { "" } else { "es" }
+            );
+        }
         let _ = writeln!(
             out,
             "  peak heap {} (brk - start_brk), peak anonymous mmap {}{}",
@@ -205,13 +233,37 @@ impl Summary {
     }
 }
 
+/// What the text report remembers of one process.
+#[derive(Default)]
+struct ProcText {
+    /// Its VMAs' names.
+    names: NameCache,
+    /// The RSS counters the last line showed.
+    last_rss: Option<Rss>,
+    /// Its threads that have not exited: its exit is the last one's.
+    live: usize,
+}
+
+impl ProcText {
+    /// A process that has just exec'd, forked or been attached to, with `threads` threads.
+    fn new(pid: i32, threads: usize) -> Self {
+        let mut names = NameCache::default();
+        names.reset(pid);
+        Self {
+            names,
+            last_rss: None,
+            live: threads,
+        }
+    }
+}
+
 /// Prints events as text, remembering what it needs for the changes it shows.
 pub struct TextReport {
     style: Style,
-    names: NameCache,
-    last_rss: Option<Rss>,
-    /// The program's threads that have not exited: its exit is the last one's.
-    live: usize,
+    /// Each process followed, by pid.
+    procs: HashMap<i32, ProcText>,
+    /// A second process has been seen (`-f`): calls name their process.
+    many: bool,
 }
 
 impl TextReport {
@@ -219,9 +271,8 @@ impl TextReport {
     pub fn new(style: Style) -> Self {
         Self {
             style,
-            names: NameCache::default(),
-            last_rss: None,
-            live: 0,
+            procs: HashMap::new(),
+            many: false,
         }
     }
 
@@ -230,8 +281,7 @@ impl TextReport {
         let mut out = String::new();
         match event {
             Event::Exec { pid, source, snap } => {
-                self.names.reset(*pid);
-                self.live = 1;
+                let mut p = ProcText::new(*pid, 1);
                 let _ = writeln!(
                     out,
                     "{} pid {pid}: start_brk {:#x}, brk {}, mmap_base {}, {} VMAs (source: {source})",
@@ -241,7 +291,8 @@ impl TextReport {
                     known_hex(snap.mmap_base()),
                     snap.vmas.len()
                 );
-                out += &self.rss_line("RSS", snap.rss());
+                out += &p.rss_line(&self.style, "RSS", snap.rss());
+                self.procs.insert(*pid, p);
             }
             Event::Attach {
                 pid,
@@ -249,8 +300,7 @@ impl TextReport {
                 threads,
                 snap,
             } => {
-                self.names.reset(*pid);
-                self.live = *threads;
+                let mut p = ProcText::new(*pid, *threads);
                 let brk = match snap.why_unknown(crate::snapshot::Field::Brk) {
                     Some(why) => format!("unknown ({why})"),
                     None => known_hex(snap.brk()),
@@ -265,33 +315,82 @@ impl TextReport {
                     known_hex(snap.mmap_base()),
                     snap.vmas.len()
                 );
-                out += &self.rss_line("RSS", snap.rss());
+                out += &p.rss_line(&self.style, "RSS", snap.rss());
+                self.procs.insert(*pid, p);
             }
-            Event::Thread { tid, parent } => {
-                self.live += 1;
+            Event::Fork {
+                pid,
+                parent,
+                tid,
+                how,
+                shared,
+                snap,
+            } => {
+                self.many = true;
+                let mut p = ProcText::new(*pid, 1);
+                let mut what = if *shared {
+                    "the same address space (CLONE_VM) until it execs or exits".to_string()
+                } else {
+                    "a copy of its address space".to_string()
+                };
+                if *how == Spawn::Vfork {
+                    let _ = write!(what, ", {parent} waiting meanwhile");
+                }
                 let _ = writeln!(
                     out,
-                    "{} {tid} started by {parent}",
+                    "{} pid {pid} from {parent} [{tid}]: {what}; brk {}, {} VMAs",
+                    self.style.bold(how.name()),
+                    known_hex(snap.brk()),
+                    snap.vmas.len()
+                );
+                out += &p.rss_line(&self.style, "RSS", snap.rss());
+                self.procs.insert(*pid, p);
+            }
+            Event::End { pid, ending } => {
+                let how = match ending {
+                    Ending::Exited(code) => format!("exited with status {code}"),
+                    Ending::Signaled(sig, core) => format!(
+                        "killed by {}{}",
+                        crate::trace::signal_name(*sig),
+                        if *core { " (core dumped)" } else { "" }
+                    ),
+                    Ending::Detached(_) => "detached".to_string(),
+                };
+                let _ = writeln!(out, "{} pid {pid}: {how}", self.style.bold("end"));
+                self.procs.remove(pid);
+            }
+            Event::Thread { pid, tid, parent } => {
+                if let Some(p) = self.procs.get_mut(pid) {
+                    p.live += 1;
+                }
+                let of = if self.many {
+                    format!(" of pid {pid}")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "{} {tid}{of} started by {parent}",
                     self.style.bold("thread")
                 );
             }
             Event::Call(step) => out += &self.step(step),
             Event::Compat32 { .. } => {}
-            Event::ThreadExit { snap, .. } => {
+            Event::ThreadExit { pid, snap, .. } => {
                 // The process's exit is its last thread's, which need not be the leader
                 // (it may have called pthread_exit while others ran on).
-                self.live = self.live.saturating_sub(1);
-                if self.live == 0 {
-                    if let Some(snap) = snap {
+                let style = &self.style;
+                if let Some(p) = self.procs.get_mut(pid) {
+                    p.live = p.live.saturating_sub(1);
+                    if let (0, Some(snap)) = (p.live, snap) {
                         let _ = writeln!(
                             out,
-                            "{} pid {}: brk {}, {} VMAs",
-                            self.style.bold("exit"),
-                            self.names.pid(),
+                            "{} pid {pid}: brk {}, {} VMAs",
+                            style.bold("exit"),
                             known_hex(snap.brk()),
                             snap.vmas.len()
                         );
-                        out += &self.rss_line("RSS", snap.rss());
+                        out += &p.rss_line(style, "RSS", snap.rss());
                     }
                 }
             }
@@ -301,20 +400,29 @@ impl TextReport {
 
     fn step(&mut self, step: &Step) -> String {
         let mut out = String::new();
+        let style = &self.style;
+        let p = self
+            .procs
+            .entry(step.pid)
+            .or_insert_with(|| ProcText::new(step.pid, 1));
         let before = step.before.rss();
-        if self.last_rss.is_some_and(|last| last != before) {
-            out += &self.rss_line("between the calls (pages touched or freed):", before);
+        if p.last_rss.is_some_and(|last| last != before) {
+            out += &p.rss_line(style, "between the calls (pages touched or freed):", before);
         }
-        self.last_rss = Some(before);
+        p.last_rss = Some(before);
         let result = match step.ret {
             Some(ret) => step.call.format_result(ret),
             None => "? (the thread was killed)".to_string(),
         };
+        let who = if self.many && step.tid != step.pid {
+            format!("{}/{}", step.pid, step.tid)
+        } else {
+            step.tid.to_string()
+        };
         let _ = writeln!(
             out,
-            "{} [{}] {} = {}",
-            self.style.bold(&format!("#{}", step.index)),
-            step.tid,
+            "{} [{who}] {} = {}",
+            style.bold(&format!("#{}", step.index)),
             step.call.format(&step.args),
             result
         );
@@ -334,87 +442,86 @@ impl TextReport {
             }
         }
         let diff = VmaDiff::between(&step.before.vmas, &after.vmas);
-        self.names.cover(step.tid, &diff.added);
-        out += &self.diff_lines(&diff);
-        out += &self.rss_line("RSS", after.rss());
+        p.names.cover(step.tid, &diff.added);
+        out += &diff_lines(style, &p.names, &diff);
+        out += &p.rss_line(style, "RSS", after.rss());
         out
     }
+}
 
-    /// The VMA changes: `~` for a VMA that kept its start or end and changed, `-` and `+` for
-    /// the others.
-    fn diff_lines(&self, diff: &VmaDiff) -> String {
-        let mut out = String::new();
-        let mut added: Vec<Option<&Vma>> = diff.added.iter().map(Some).collect();
-        for r in &diff.removed {
-            let partner = added.iter_mut().find(|a| {
-                a.is_some_and(|a| (a.start == r.start || a.end == r.end) && a.kind == r.kind)
-            });
-            match partner.and_then(Option::take) {
-                Some(a) => {
-                    let (rv, av) = (
-                        VmaView::new(r, self.names.get(r)),
-                        VmaView::new(a, self.names.get(a)),
-                    );
-                    // What else changed: the file offset, the file (its name).
-                    let mut more = String::new();
-                    if rv.offset != av.offset {
-                        let _ = write!(more, " offset {:#x}->{:#x}", rv.offset, av.offset);
-                    }
-                    match (rv.name.as_deref(), av.name.as_deref()) {
-                        (before, after) if before == after => {
-                            if let Some(name) = after {
-                                let _ = write!(more, " {name}");
-                            }
-                        }
-                        (before, after) => {
-                            let _ = write!(
-                                more,
-                                " {} -> {}",
-                                before.unwrap_or("(no name)"),
-                                after.unwrap_or("(no name)")
-                            );
-                        }
-                    }
-                    let line = format!(
-                        "      {} {}-{} -> {}-{} {} {:<7} {} ({}){more}",
-                        self.style.kind(a.kind, "~"),
-                        hex(r.start),
-                        hex(r.end),
-                        hex(a.start),
-                        hex(a.end),
-                        perms_change(r, a),
-                        kind::name(a.kind),
-                        size(vma_size(a)),
-                        delta(vma_size(r), vma_size(a))
-                    );
-                    let _ = writeln!(out, "{}", line.trim_end());
+/// The VMA changes: `~` for a VMA that kept its start or end and changed, `-` and `+` for the
+/// others.
+fn diff_lines(style: &Style, names: &NameCache, diff: &VmaDiff) -> String {
+    let mut out = String::new();
+    let mut added: Vec<Option<&Vma>> = diff.added.iter().map(Some).collect();
+    for r in &diff.removed {
+        let partner = added.iter_mut().find(|a| {
+            a.is_some_and(|a| (a.start == r.start || a.end == r.end) && a.kind == r.kind)
+        });
+        match partner.and_then(Option::take) {
+            Some(a) => {
+                let (rv, av) = (VmaView::new(r, names.get(r)), VmaView::new(a, names.get(a)));
+                // What else changed: the file offset, the file (its name).
+                let mut more = String::new();
+                if rv.offset != av.offset {
+                    let _ = write!(more, " offset {:#x}->{:#x}", rv.offset, av.offset);
                 }
-                None => out += &self.vma_line("-", r),
+                match (rv.name.as_deref(), av.name.as_deref()) {
+                    (before, after) if before == after => {
+                        if let Some(name) = after {
+                            let _ = write!(more, " {name}");
+                        }
+                    }
+                    (before, after) => {
+                        let _ = write!(
+                            more,
+                            " {} -> {}",
+                            before.unwrap_or("(no name)"),
+                            after.unwrap_or("(no name)")
+                        );
+                    }
+                }
+                let line = format!(
+                    "      {} {}-{} -> {}-{} {} {:<7} {} ({}){more}",
+                    style.kind(a.kind, "~"),
+                    hex(r.start),
+                    hex(r.end),
+                    hex(a.start),
+                    hex(a.end),
+                    perms_change(r, a),
+                    kind::name(a.kind),
+                    size(vma_size(a)),
+                    delta(vma_size(r), vma_size(a))
+                );
+                let _ = writeln!(out, "{}", line.trim_end());
             }
+            None => out += &vma_line(style, names, "-", r),
         }
-        for a in added.into_iter().flatten() {
-            out += &self.vma_line("+", a);
-        }
-        out
     }
-
-    fn vma_line(&self, sign: &str, v: &Vma) -> String {
-        let view = VmaView::new(v, self.names.get(v));
-        let line = format!(
-            "      {} {}-{} {} {:<7} {:>10} {}",
-            self.style.change(sign == "+", sign),
-            hex(v.start),
-            hex(v.end),
-            view.perms,
-            view.kind,
-            size(view.size),
-            view.name.unwrap_or_default()
-        );
-        format!("{}\n", line.trim_end())
+    for a in added.into_iter().flatten() {
+        out += &vma_line(style, names, "+", a);
     }
+    out
+}
 
+fn vma_line(style: &Style, names: &NameCache, sign: &str, v: &Vma) -> String {
+    let view = VmaView::new(v, names.get(v));
+    let line = format!(
+        "      {} {}-{} {} {:<7} {:>10} {}",
+        style.change(sign == "+", sign),
+        hex(v.start),
+        hex(v.end),
+        view.perms,
+        view.kind,
+        size(view.size),
+        view.name.unwrap_or_default()
+    );
+    format!("{}\n", line.trim_end())
+}
+
+impl ProcText {
     /// The RSS counters, with their change since the last line that showed them.
-    fn rss_line(&mut self, label: &str, rss: Rss) -> String {
+    fn rss_line(&mut self, style: &Style, label: &str, rss: Rss) -> String {
         let change = |f: fn(&Rss) -> u64| match self.last_rss {
             Some(last) if f(&last) != f(&rss) => format!(" ({})", delta(f(&last), f(&rss))),
             _ => String::new(),
@@ -429,7 +536,7 @@ impl TextReport {
             change(|r| r.shmem)
         );
         self.last_rss = Some(rss);
-        self.style.dim(&line)
+        style.dim(&line)
     }
 }
 
@@ -455,7 +562,8 @@ fn perms_change(before: &Vma, after: &Vma) -> String {
 #[derive(Serialize)]
 struct Start {
     pid: i32,
-    /// Where the numbers come from: `module` or `procfs`.
+    /// Where the numbers come from: `module` or `procfs` (not repeated at `fork`).
+    #[serde(skip_serializing_if = "str::is_empty")]
     source: &'static str,
     start_brk: u64,
     brk: Option<u64>,
@@ -485,7 +593,29 @@ enum JsonEvent {
     Exec(Start),
     /// Attached to a running process (`-p`): the fields of `exec`, and more.
     Attach(Start),
+    /// A process followed (`-f`) started another: the fields of `exec`, and more.
+    Fork {
+        /// The process that started it.
+        parent: i32,
+        /// The thread that did.
+        tid: i32,
+        /// `fork`, `vfork` or `clone`.
+        how: &'static str,
+        /// Whether it shares its parent's address space (`CLONE_VM`).
+        shared: bool,
+        #[serde(flatten)]
+        start: Start,
+    },
+    /// A process followed (`-f`) other than the program ended.
+    End {
+        pid: i32,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        core_dumped: bool,
+    },
     Thread {
+        pid: i32,
         tid: i32,
         parent: i32,
     },
@@ -495,6 +625,7 @@ enum JsonEvent {
     },
     Syscall {
         step: usize,
+        pid: i32,
         tid: i32,
         syscall: &'static str,
         args: Vec<u64>,
@@ -514,6 +645,7 @@ enum JsonEvent {
         added: Vec<VmaView>,
     },
     Exit {
+        pid: i32,
         tid: i32,
         brk: Option<u64>,
         heap_bytes: Option<u64>,
@@ -526,22 +658,38 @@ enum JsonEvent {
 /// Prints events as JSON lines, one object per event.
 #[derive(Default)]
 pub struct JsonReport {
-    names: NameCache,
+    /// Each process's VMA names, by pid.
+    names: HashMap<i32, NameCache>,
 }
 
 impl JsonReport {
     /// The JSON line for one event, without its newline.
     pub fn event(&mut self, event: &Event) -> String {
-        match event {
-            Event::Exec { pid, .. } | Event::Attach { pid, .. } => self.names.reset(*pid),
-            Event::Call(step) => {
-                if let Some(after) = &step.after {
-                    self.names.cover(step.tid, &after.vmas);
-                }
+        let pid = match event {
+            Event::Exec { pid, .. } | Event::Attach { pid, .. } | Event::Fork { pid, .. } => {
+                let names = self.names.entry(*pid).or_default();
+                names.reset(*pid);
+                *pid
             }
-            _ => {}
+            Event::Call(step) => {
+                let names = self.names.entry(step.pid).or_default();
+                if let Some(after) = &step.after {
+                    names.cover(step.tid, &after.vmas);
+                }
+                step.pid
+            }
+            Event::ThreadExit { pid, .. } | Event::Thread { pid, .. } => *pid,
+            Event::End { pid, .. } => {
+                let line = json_event(event, &NameCache::default());
+                self.names.remove(pid);
+                return line;
+            }
+            Event::Compat32 { .. } => 0,
+        };
+        match self.names.get(&pid) {
+            Some(names) => json_event(event, names),
+            None => json_event(event, &NameCache::default()),
         }
-        json_event(event, &self.names)
     }
 }
 
@@ -581,7 +729,35 @@ fn json_event(event: &Event, names: &NameCache) -> String {
             threads,
             snap,
         } => JsonEvent::Attach(start(*pid, source, snap, Some(*threads))),
-        Event::Thread { tid, parent } => JsonEvent::Thread {
+        Event::Fork {
+            pid,
+            parent,
+            tid,
+            how,
+            shared,
+            snap,
+        } => JsonEvent::Fork {
+            parent: *parent,
+            tid: *tid,
+            how: how.name(),
+            shared: *shared,
+            start: start(*pid, "", snap, None),
+        },
+        Event::End { pid, ending } => {
+            let (exit_code, signal, core_dumped) = match *ending {
+                Ending::Exited(code) => (Some(code), None, false),
+                Ending::Signaled(sig, core) => (None, Some(sig), core),
+                Ending::Detached(_) => (None, None, false),
+            };
+            JsonEvent::End {
+                pid: *pid,
+                exit_code,
+                signal,
+                core_dumped,
+            }
+        }
+        Event::Thread { pid, tid, parent } => JsonEvent::Thread {
+            pid: *pid,
             tid: *tid,
             parent: *parent,
         },
@@ -595,6 +771,7 @@ fn json_event(event: &Event, names: &NameCache) -> String {
             let after = step.after.as_ref();
             JsonEvent::Syscall {
                 step: step.index,
+                pid: step.pid,
                 tid: step.tid,
                 syscall: step.call.name(),
                 args: step.args.clone(),
@@ -614,7 +791,8 @@ fn json_event(event: &Event, names: &NameCache) -> String {
                 added: views(&diff.added),
             }
         }
-        Event::ThreadExit { tid, snap } => JsonEvent::Exit {
+        Event::ThreadExit { pid, tid, snap } => JsonEvent::Exit {
+            pid: *pid,
             tid: *tid,
             brk: snap.as_ref().and_then(Snapshot::brk),
             heap_bytes: snap.as_ref().and_then(Snapshot::heap_bytes),

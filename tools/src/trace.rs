@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The tracer of `mmscope trace`: runs a program under `ptrace`, stops it at the entry and exit
-//! of each memory system call, in every thread it starts, and reads its address space through
-//! a [`Source`] at both stops.
+//! The tracer of `mmscope trace`: runs a program under `ptrace` (or attaches to a running
+//! one), stops it at the entry and exit of each memory system call, in every thread it starts
+//! (and with `-f` in every process), and reads its address space through a [`Source`] at both
+//! stops.
 //!
 //! The module lets a tracer read its tracee (`MMSCOPE_F_PID`, ABI version 4), and procfs lets
-//! a process of the same user read it, so this works without privileges. Processes the
-//! program forks are not followed: they have address spaces of their own.
+//! a process of the same user read it, so this works without privileges. Each process has its
+//! own address space, break and calls; a forked child's starts as its parent's copy.
 //!
 //! `brk` is exact from either source. The tracer follows it: at `execve` the kernel sets
 //! `mm->brk = mm->start_brk` (`load_elf_binary()` in `fs/binfmt_elf.c`), and `brk(2)` returns
@@ -16,9 +17,10 @@
 //! only a checkpoint-restore tool makes. One break is kept, the traced process's: its threads
 //! share it, and the mmap lock orders their `brk` calls, but when two threads' calls overlap,
 //! their exit stops may reach the tracer in the other order, and for the instant between them
-//! the break shown is the earlier one. A `clone()` child of another thread group (no
-//! `CLONE_THREAD`, an exit signal other than `SIGCHLD`, which `PTRACE_O_TRACECLONE` attaches)
-//! is let go at its first stop, as a forked one is never followed.
+//! the break shown is the earlier one. A child sharing its parent's address space until it
+//! execs (`vfork`, `posix_spawn`'s `CLONE_VM | CLONE_VFORK`) moves the parent's break, which
+//! the tracer does not carry back to the parent: glibc's `posix_spawn` makes no `brk` call
+//! in between.
 
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};
@@ -43,8 +45,10 @@ const NR_BRK_I386: u64 = 45;
 /// One memory system call and its effect.
 #[derive(Clone, Debug)]
 pub struct Step {
-    /// 1 for the first call after `exec`, and so on.
+    /// 1 for the first call after `exec`, and so on (across every process followed).
     pub index: usize,
+    /// The process that made it.
+    pub pid: i32,
     /// The thread that made it.
     pub tid: i32,
     /// Which call.
@@ -175,12 +179,37 @@ pub enum Event {
         /// The address space.
         snap: Snapshot,
     },
-    /// The program started a thread.
+    /// A process followed started a thread.
     Thread {
+        /// The process.
+        pid: i32,
         /// The new thread.
         tid: i32,
         /// The thread that started it.
         parent: i32,
+    },
+    /// A process followed (`-f`) started another: its address space as it starts.
+    Fork {
+        /// The new process.
+        pid: i32,
+        /// The process that started it.
+        parent: i32,
+        /// The thread that started it.
+        tid: i32,
+        /// How.
+        how: Spawn,
+        /// Whether it shares its parent's address space (`CLONE_VM`: `vfork`,
+        /// `posix_spawn`) rather than having a copy.
+        shared: bool,
+        /// Its address space: a copy of its parent's, or the parent's own.
+        snap: Snapshot,
+    },
+    /// A process followed (`-f`) other than the program ended: how.
+    End {
+        /// The process.
+        pid: i32,
+        /// How it ended.
+        ending: Ending,
     },
     /// A memory system call returned (or its thread was killed during it).
     Call(Box<Step>),
@@ -192,6 +221,8 @@ pub enum Event {
     },
     /// A thread is exiting; the address space as it leaves, while it still exists.
     ThreadExit {
+        /// Its process.
+        pid: i32,
         /// The thread.
         tid: i32,
         /// The address space, if it could be read.
@@ -244,17 +275,20 @@ struct Pending {
 }
 
 impl Pending {
-    /// The event for this call, the `index`th, made by `tid`: it returned `ret` (`None`: the
-    /// thread was killed during it), leaving the address space `after`.
+    /// The event for this call, the `index`th, made by thread `tid` of process `pid`: it
+    /// returned `ret` (`None`: the thread was killed during it), leaving the address space
+    /// `after`.
     fn into_event(
         self,
         index: usize,
+        pid: i32,
         tid: i32,
         ret: Option<i64>,
         after: Option<Snapshot>,
     ) -> Event {
         Event::Call(Box::new(Step {
             index,
+            pid,
             tid,
             call: self.call,
             args: self.args,
@@ -265,11 +299,20 @@ impl Pending {
     }
 }
 
-/// Runs `argv` under the tracer and reports each [`Event`] to `on_event` as it happens.
-/// Returns how the program ended.
+/// Runs `argv` under the tracer and reports each [`Event`] to `on_event` as it happens; with
+/// `follow_forks` (`-f`), in the processes it starts too. Returns how the program ended.
+///
+/// The program runs under a seccomp filter that stops it only at the memory system calls (as
+/// `strace --seccomp-bpf` does), where the kernel has seccomp filters: with `no_new_privs`
+/// unless this process may install a filter without it (`CAP_SYS_ADMIN`), which changes
+/// nothing a traced program could do (`ptrace` already keeps setuid programs from gaining
+/// privileges). The filter is inherited by every process the program starts, so those are
+/// traced too, unreported without `follow_forks`, and the trace ends when the last has ended,
+/// as with `strace -f`.
 pub fn run(
     src: &dyn Source,
     argv: &[OsString],
+    follow_forks: bool,
     mut on_event: impl FnMut(Event),
 ) -> Result<Ending, TraceError> {
     let c_argv = argv
@@ -284,9 +327,11 @@ pub fn run(
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Ptrace("pipe2", e.into()))?;
     let (go_rd, go_wr) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Ptrace("pipe2", e.into()))?;
+    let mut filter = memory_call_filter();
 
     // SAFETY: This process is single-threaded when it traces; the child only calls signal,
-    // sigprocmask, close, read, execvp, write and _exit before it execs or exits.
+    // sigprocmask, close, read, prctl, seccomp, execvp, write and _exit before it execs or
+    // exits.
     let child = match unsafe { fork() } {
         Err(e) => return Err(TraceError::Ptrace("fork", e.into())),
         Ok(ForkResult::Child) => {
@@ -308,6 +353,7 @@ pub fn run(
                     break;
                 }
             }
+            install_filter(&mut filter);
             let err = match execvp(program, &c_argv) {
                 Err(e) => e as i32,
                 Ok(never) => match never {},
@@ -334,11 +380,15 @@ pub fn run(
 
     // Seized as strace seizes the program it starts, before it execs: group-stops are then
     // reported as PTRACE_EVENT_STOP and held with PTRACE_LISTEN, as untraced; the first stop
-    // is the exec, from which on each system call stops.
+    // is the exec, from which on each memory call stops (each system call, without the
+    // filter). Forks are always attached: the filter's children need their tracer.
     let options = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
         | Options::PTRACE_O_TRACEEXEC
         | Options::PTRACE_O_TRACEEXIT
+        | Options::PTRACE_O_TRACESECCOMP
         | Options::PTRACE_O_EXITKILL;
     if let Err(e) = ptrace::seize(child, options) {
         let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
@@ -348,226 +398,500 @@ pub fn run(
     drop(go_wr);
     let _guard = Forward::install(child.as_raw());
 
-    let ending = follow(
-        src,
-        child.as_raw(),
-        Follow::Launched,
-        HashSet::new(),
-        &mut on_event,
-    )?;
+    let program = child.as_raw();
+    let tracer = Tracer::new(src, &mut on_event, program, Start::Launched, follow_forks);
+    let ending = tracer.run(false)?;
     match ending {
         None => Err(child_error(&mut exec_error)),
         Some(ending) => Ok(ending),
     }
 }
 
-/// How [`follow`] came to the process.
+/// How the tracer came to the program.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Follow {
+enum Start {
     /// Started by the tracer, seized before it execs: nothing is reported before the exec.
     Launched,
     /// Attached to while running: reported from the start, its break as `brk` is known.
     Attached(Option<u64>),
 }
 
-/// Follows the traced process `program_pid` until it ends or (attached) the tracer is told to
-/// let go; `known` are its threads already seen stopped. `None`: it ended before its exec.
-fn follow(
-    src: &dyn Source,
-    program_pid: i32,
-    how: Follow,
-    known: HashSet<i32>,
-    on_event: &mut impl FnMut(Event),
-) -> Result<Option<Ending>, TraceError> {
-    let mut started = how != Follow::Launched;
-    let mut index = 0;
-    let mut pending: HashMap<i32, Pending> = HashMap::new();
-    // The program's threads that have stopped since they started (the others are new, or of
-    // another process, until their first stop says); each is forgotten as it exits.
-    let mut ours: HashSet<i32> = known;
-    ours.insert(program_pid);
-    let mut ending = None;
+/// How a process the tracer follows came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spawn {
+    /// `fork()`, or a `clone()` like it (`PTRACE_EVENT_FORK`): a copy of the parent's address
+    /// space.
+    Fork,
+    /// `vfork()`, or a `clone()` with `CLONE_VFORK` (`posix_spawn`): the parent's address space
+    /// itself, shared until the child execs or exits, while the parent waits.
+    Vfork,
+    /// Another `clone()` without `CLONE_THREAD` (an exit signal other than `SIGCHLD`): a copy
+    /// of the parent's address space, or with `CLONE_VM` the same one.
+    Clone,
+}
 
-    // The break, as the kernel set it at exec and each brk call returned it.
-    let mut brk: Option<u64> = match how {
-        Follow::Attached(brk) => brk,
-        Follow::Launched => None,
-    };
-    // Threads in a 32-bit brk call, between its entry and exit.
-    let mut in_brk32: HashSet<i32> = HashSet::new();
-    // Whether a 32-bit call has been reported.
-    let mut compat32_seen = false;
-    let snapshot = |tid: i32, brk: Option<u64>| -> Result<Option<Snapshot>, TraceError> {
-        match src.snapshot(Some(tid), Depth::Light) {
+impl Spawn {
+    /// Its name, as the call's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fork => "fork",
+            Self::Vfork => "vfork",
+            Self::Clone => "clone",
+        }
+    }
+}
+
+/// A process the tracer follows: the program, and its descendants.
+struct Proc {
+    /// Its break, as the kernel set it at exec and each brk call returned it (a child starts
+    /// with its parent's: `fork` copies `mm->brk`).
+    brk: Option<u64>,
+    /// Whether it is reported from now on: after the program's exec, until it ends.
+    started: bool,
+    /// Whether its events are reported: the program's always, a descendant's with `-f`.
+    /// Without `-f` a launched program's descendants are still traced, unreported: the
+    /// seccomp filter they inherit fails their memory calls with `ENOSYS` if no tracer
+    /// answers them.
+    shown: bool,
+}
+
+/// The tracing loop's state: every process and thread it holds, and the calls in progress.
+struct Tracer<'a, F: FnMut(Event)> {
+    src: &'a dyn Source,
+    on_event: F,
+    /// The program: the process started or attached to; its end ends the trace.
+    program: i32,
+    /// `-f`: descendants are reported.
+    follow_forks: bool,
+    /// Descendants are traced (with `-f`, or under the seccomp filter); otherwise let go at
+    /// their first stop.
+    keep_children: bool,
+    /// The program runs under the tracer's seccomp filter: its threads stop only at the
+    /// calls the filter names (`PTRACE_EVENT_SECCOMP`) and at those calls' exits.
+    seccomp: bool,
+    /// The number of the last call reported.
+    index: usize,
+    /// The processes followed, by pid.
+    procs: HashMap<i32, Proc>,
+    /// Every task held and stopped once, with its process; forgotten as it exits.
+    tasks: HashMap<i32, i32>,
+    /// Tasks whose first stop came before their parent's fork event: held stopped until it
+    /// comes and says whose they are.
+    early: HashSet<i32>,
+    /// The calls threads are in, between their entry and exit stops.
+    pending: HashMap<i32, Pending>,
+    /// Threads in a 32-bit brk call, between its entry and exit.
+    in_brk32: HashSet<i32>,
+    /// Whether a 32-bit call has been reported.
+    compat32_seen: bool,
+    /// Whether the program has exec'd (or was attached to): it is reported.
+    program_started: bool,
+    /// How the program ended.
+    ending: Option<Ending>,
+}
+
+impl<'a, F: FnMut(Event)> Tracer<'a, F> {
+    /// A tracer of `program`, which it came to as `start` says, its only task held so far.
+    fn new(
+        src: &'a dyn Source,
+        on_event: F,
+        program: i32,
+        start: Start,
+        follow_forks: bool,
+    ) -> Self {
+        let (brk, started) = match start {
+            Start::Launched => (None, false),
+            Start::Attached(brk) => (brk, true),
+        };
+        let proc = Proc {
+            brk,
+            started,
+            shown: true,
+        };
+        Self {
+            src,
+            on_event,
+            program,
+            follow_forks,
+            keep_children: follow_forks,
+            seccomp: false,
+            index: 0,
+            procs: HashMap::from([(program, proc)]),
+            tasks: HashMap::from([(program, program)]),
+            early: HashSet::new(),
+            pending: HashMap::new(),
+            in_brk32: HashSet::new(),
+            compat32_seen: false,
+            program_started: started,
+            ending: None,
+        }
+    }
+
+    /// The address space `tid` sees, with `brk` where the source cannot read it. `None`: the
+    /// thread or its address space is gone (killed, exiting).
+    fn snapshot(&self, tid: i32, brk: Option<u64>) -> Result<Option<Snapshot>, TraceError> {
+        match self.src.snapshot(Some(tid), Depth::Light) {
             Ok(mut s) => {
                 if let (None, Some(brk)) = (s.brk(), brk) {
                     s.set_brk(brk);
                 }
                 Ok(Some(s))
             }
-            // The thread or its address space is gone (killed, exiting).
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
             Err(e) => Err(TraceError::Snapshot(e)),
         }
-    };
+    }
 
-    loop {
-        if how != Follow::Launched && LET_GO.load(std::sync::atomic::Ordering::Relaxed) {
-            let_go_all(program_pid, &ours);
-            return Ok(Some(Ending::Detached(program_pid)));
+    /// The process of task `tid`, if it is reported.
+    fn shown(&self, tid: i32) -> Option<i32> {
+        let pid = *self.tasks.get(&tid)?;
+        self.procs
+            .get(&pid)
+            .filter(|p| p.shown && p.started)
+            .map(|_| pid)
+    }
+
+    /// Lets stopped task `tid` run, delivering signal `sig` (any number, real-time ones
+    /// included; 0 for none): to its next system call stop, or under the seccomp filter to
+    /// the next call the filter names, unless it is in a call whose exit the tracer awaits.
+    /// A task that died meanwhile (`ESRCH`) is reported by `waitpid`.
+    fn resume(&self, tid: i32, sig: i32) {
+        let request =
+            if !self.seccomp || self.pending.contains_key(&tid) || self.in_brk32.contains(&tid) {
+                libc::PTRACE_SYSCALL
+            } else {
+                libc::PTRACE_CONT
+            };
+        // SAFETY: PTRACE_SYSCALL and PTRACE_CONT take no pointer; the data argument is the
+        // signal number.
+        unsafe {
+            libc::ptrace(
+                request,
+                tid,
+                std::ptr::null_mut::<libc::c_void>(),
+                sig as libc::c_long,
+            );
         }
-        let (tid, status) = match wait_any(-1) {
-            Ok(s) => s,
-            Err(Errno::EINTR) => continue,
-            Err(Errno::ECHILD) => break,
-            Err(e) => return Err(TraceError::Ptrace("waitpid", e.into())),
+    }
+
+    /// A system call's entry (a syscall-entry stop, or a seccomp stop): `arch`, `nr`, `args`.
+    fn entry(&mut self, tid: i32, arch: u32, nr: u64, args: &[u64; 6]) -> Result<(), TraceError> {
+        let Some(pid) = self.shown(tid) else {
+            return Ok(());
         };
-        let pid = Pid::from_raw(tid);
-        match status {
-            Wait::Syscall => {
-                if let Ok(info) = ptrace::syscall_info(pid) {
-                    if info.op == libc::PTRACE_SYSCALL_INFO_ENTRY {
-                        // SAFETY: `op` says the entry member of the union is the valid one.
-                        let entry = unsafe { info.u.entry };
-                        let call = MemCall::from_x86_64(entry.nr);
-                        if info.arch == AUDIT_ARCH_I386 {
-                            if entry.nr == NR_BRK_I386 {
-                                in_brk32.insert(tid);
-                            }
-                            if started && !compat32_seen {
-                                compat32_seen = true;
-                                on_event(Event::Compat32 { tid });
-                            }
-                        }
-                        if let (true, AUDIT_ARCH_X86_64, Some(call)) = (started, info.arch, call) {
-                            if let Some(before) = snapshot(tid, brk)? {
-                                let args = entry.args[..call.arg_count()].to_vec();
-                                pending.insert(tid, Pending { call, args, before });
-                            }
-                        }
-                    } else if info.op == libc::PTRACE_SYSCALL_INFO_EXIT {
-                        // SAFETY: `op` says the exit member of the union is the valid one.
-                        let exit = unsafe { info.u.exit };
-                        let p = pending.remove(&tid);
-                        let is_brk = p.as_ref().is_some_and(|p| p.call == MemCall::Brk);
-                        if (in_brk32.remove(&tid) || is_brk) && exit.is_error == 0 {
-                            brk = Some(exit.sval as u64);
-                        }
-                        if let Some(p) = p {
-                            index += 1;
-                            let after = snapshot(tid, brk)?;
-                            on_event(p.into_event(index, tid, Some(exit.sval), after));
-                        }
-                    }
-                }
-                resume(pid, 0);
+        if arch == AUDIT_ARCH_I386 {
+            if nr == NR_BRK_I386 {
+                self.in_brk32.insert(tid);
             }
-            Wait::Event(libc::PTRACE_EVENT_STOP, sig) => {
-                if !ours.contains(&tid) {
-                    // A task's first stop. PTRACE_O_TRACECLONE also attaches a clone()
-                    // child of another thread group (no CLONE_THREAD, an exit signal other
-                    // than SIGCHLD): a process of its own, which is let go.
-                    match tgid(tid) {
-                        Some(t) if t == program_pid => {}
-                        _ => {
-                            let _ = ptrace::detach(pid, None);
-                            continue;
-                        }
-                    }
-                }
-                ours.insert(tid);
-                if matches!(
-                    sig,
-                    libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
-                ) {
-                    // A group-stop: held until SIGCONT (or a kill) as untraced, while the
-                    // tracer still hears of the thread.
-                    listen(pid);
-                } else {
-                    // A new thread's first stop, or the end of a group-stop (SIGCONT).
-                    resume(pid, 0);
-                }
-                continue;
+            if !self.compat32_seen {
+                self.compat32_seen = true;
+                (self.on_event)(Event::Compat32 { tid });
             }
-            Wait::Event(event, _) => {
-                match event {
-                    libc::PTRACE_EVENT_EXEC => {
-                        started = true;
-                        pending.clear();
-                        in_brk32.clear();
-                        brk = None;
-                        if let Some(mut snap) = snapshot(tid, None)? {
-                            // load_elf_binary() leaves mm->brk at mm->start_brk.
-                            brk = Some(snap.brk().unwrap_or(snap.summary.start_brk));
-                            if snap.brk().is_none() {
-                                snap.set_brk(snap.summary.start_brk);
-                            }
-                            on_event(Event::Exec {
-                                pid: tid,
-                                source: src.name(),
-                                snap,
-                            });
-                        }
-                    }
-                    libc::PTRACE_EVENT_CLONE => {
-                        let new = ptrace::getevent(pid).map_or(0, |n| n as i32);
-                        // Only the program's threads; another process is let go at its
-                        // first stop.
-                        if new > 0 && tgid(new) == Some(program_pid) {
-                            on_event(Event::Thread {
-                                tid: new,
-                                parent: tid,
-                            });
-                        }
-                    }
-                    libc::PTRACE_EVENT_EXIT => {
-                        let snap = if started { snapshot(tid, brk)? } else { None };
-                        if let Some(p) = pending.remove(&tid) {
-                            index += 1;
-                            on_event(p.into_event(index, tid, None, snap.clone()));
-                        }
-                        if started {
-                            on_event(Event::ThreadExit { tid, snap });
-                        }
-                    }
-                    _ => {}
+            return Ok(());
+        }
+        let Some(call) = MemCall::from_x86_64(nr).filter(|_| arch == AUDIT_ARCH_X86_64) else {
+            return Ok(());
+        };
+        let brk = self.procs.get(&pid).and_then(|p| p.brk);
+        if let Some(before) = self.snapshot(tid, brk)? {
+            let args = args[..call.arg_count()].to_vec();
+            self.pending.insert(tid, Pending { call, args, before });
+        }
+        Ok(())
+    }
+
+    /// A system call's exit: its result `sval`, `is_error`.
+    fn exit(&mut self, tid: i32, sval: i64, is_error: bool) -> Result<(), TraceError> {
+        let p = self.pending.remove(&tid);
+        let Some(pid) = self.tasks.get(&tid).copied() else {
+            return Ok(());
+        };
+        let is_brk = p.as_ref().is_some_and(|p| p.call == MemCall::Brk);
+        if (self.in_brk32.remove(&tid) || is_brk) && !is_error {
+            if let Some(proc) = self.procs.get_mut(&pid) {
+                proc.brk = Some(sval as u64);
+            }
+        }
+        if let Some(p) = p {
+            self.index += 1;
+            let brk = self.procs.get(&pid).and_then(|p| p.brk);
+            let after = self.snapshot(tid, brk)?;
+            let event = p.into_event(self.index, pid, tid, Some(sval), after);
+            (self.on_event)(event);
+        }
+        Ok(())
+    }
+
+    /// A task's first stop, or the end of a group-stop: `sig` is the stop's signal.
+    fn stopped(&mut self, tid: i32, sig: i32) {
+        if !self.tasks.contains_key(&tid) {
+            // A new task whose first stop came before its parent's clone or fork event
+            // (which is allowed to come later), or one of a process that is not followed.
+            match tgid(tid) {
+                Some(t) if self.procs.contains_key(&t) => {
+                    self.tasks.insert(tid, t);
                 }
-                resume(pid, 0);
-            }
-            Wait::Signal(sig) => {
-                // A signal for the program, whatever its number: deliver it. A stop signal
-                // then stops the group, which comes back as PTRACE_EVENT_STOP.
-                resume(pid, sig);
-            }
-            Wait::Exited(code) => {
-                ours.remove(&tid);
-                in_brk32.remove(&tid);
-                flush_killed(&mut pending, tid, &mut index, on_event);
-                if tid == program_pid {
-                    ending = Some(Ending::Exited(code));
+                _ if self.keep_children => {
+                    self.early.insert(tid);
+                    return;
+                }
+                _ => {
+                    let _ = ptrace::detach(Pid::from_raw(tid), None);
+                    return;
                 }
             }
-            Wait::Signaled(sig, core) => {
-                ours.remove(&tid);
-                in_brk32.remove(&tid);
-                flush_killed(&mut pending, tid, &mut index, on_event);
-                if tid == program_pid {
-                    ending = Some(Ending::Signaled(sig, core));
-                }
-            }
-            Wait::Other => {}
+        }
+        if matches!(
+            sig,
+            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+        ) {
+            // A group-stop: held until SIGCONT (or a kill) as untraced, while the tracer
+            // still hears of the thread.
+            listen(Pid::from_raw(tid));
+        } else {
+            // A new task's first stop, or the end of a group-stop (SIGCONT).
+            self.resume(tid, 0);
         }
     }
 
-    if !started {
-        return Ok(None);
+    /// Task `tid` started task `new` (`event`: `PTRACE_EVENT_CLONE`, `_FORK` or `_VFORK`).
+    fn spawned(&mut self, tid: i32, new: i32, event: i32) -> Result<(), TraceError> {
+        let Some(&pid) = self.tasks.get(&tid) else {
+            return Ok(());
+        };
+        if new <= 0 {
+            return Ok(());
+        }
+        let thread = event == libc::PTRACE_EVENT_CLONE && tgid(new) == Some(pid);
+        if thread {
+            self.tasks.insert(new, pid);
+            if self.shown(tid).is_some() {
+                (self.on_event)(Event::Thread {
+                    pid,
+                    tid: new,
+                    parent: tid,
+                });
+            }
+        } else if self.keep_children {
+            let Some(parent) = self.procs.get(&pid) else {
+                return Ok(());
+            };
+            let child = Proc {
+                brk: parent.brk,
+                started: parent.started,
+                shown: parent.shown && self.follow_forks,
+            };
+            let shown = child.shown && child.started;
+            let brk = child.brk;
+            self.procs.insert(new, child);
+            self.tasks.insert(new, new);
+            if shown {
+                let how = match event {
+                    libc::PTRACE_EVENT_VFORK => Spawn::Vfork,
+                    libc::PTRACE_EVENT_CLONE => Spawn::Clone,
+                    _ => Spawn::Fork,
+                };
+                let shared = shares_vm(tid);
+                if let Some(snap) = self.snapshot(new, brk)? {
+                    (self.on_event)(Event::Fork {
+                        pid: new,
+                        parent: pid,
+                        tid,
+                        how,
+                        shared,
+                        snap,
+                    });
+                }
+            }
+        } else {
+            // Not followed: let go at its first stop, or now if that came first.
+            self.tasks.remove(&new);
+        }
+        if self.early.remove(&new) {
+            self.stopped(new, 0);
+        }
+        Ok(())
     }
-    ending.map(Some).ok_or_else(|| {
-        TraceError::Ptrace(
-            "waitpid",
-            io::Error::other("the program's end was not reported"),
-        )
-    })
+
+    /// Task `tid` is in its `execve`'s exit, a new program in its process.
+    fn exec(&mut self, tid: i32) -> Result<(), TraceError> {
+        let pid = self.tasks.get(&tid).copied().unwrap_or(tid);
+        // The thread that called execve had another id unless it led the process.
+        if let Ok(former) = ptrace::getevent(Pid::from_raw(tid)) {
+            if former as i32 != tid {
+                self.tasks.remove(&(former as i32));
+            }
+        }
+        self.tasks.insert(tid, pid);
+        if pid == self.program {
+            self.program_started = true;
+        }
+        if pid == self.program && self.procs.get(&pid).is_some_and(|p| !p.started) {
+            // The program's own exec: is it under the tracer's filter (one more than this
+            // process has)?
+            self.seccomp = seccomp_filters(tid) > seccomp_filters(0);
+            self.keep_children |= self.seccomp;
+        }
+        // Its other threads are gone: exec kills them.
+        let gone: Vec<i32> = (self.tasks.iter())
+            .filter(|&(&t, &p)| p == pid && t != tid)
+            .map(|(&t, _)| t)
+            .collect();
+        for t in gone {
+            self.pending.remove(&t);
+            self.in_brk32.remove(&t);
+        }
+        self.pending.remove(&tid);
+        self.in_brk32.remove(&tid);
+        let Some(proc) = self.procs.get_mut(&pid) else {
+            return Ok(());
+        };
+        proc.started = true;
+        proc.brk = None;
+        if !proc.shown {
+            return Ok(());
+        }
+        if let Some(mut snap) = self.snapshot(tid, None)? {
+            // load_elf_binary() leaves mm->brk at mm->start_brk.
+            let brk = snap.brk().unwrap_or(snap.summary.start_brk);
+            if snap.brk().is_none() {
+                snap.set_brk(brk);
+            }
+            if let Some(proc) = self.procs.get_mut(&pid) {
+                proc.brk = Some(brk);
+            }
+            (self.on_event)(Event::Exec {
+                pid,
+                source: self.src.name(),
+                snap,
+            });
+        }
+        Ok(())
+    }
+
+    /// Task `tid` is exiting (`PTRACE_EVENT_EXIT`), its address space still there.
+    fn exiting(&mut self, tid: i32) -> Result<(), TraceError> {
+        let Some(pid) = self.shown(tid) else {
+            self.pending.remove(&tid);
+            return Ok(());
+        };
+        let brk = self.procs.get(&pid).and_then(|p| p.brk);
+        let snap = self.snapshot(tid, brk)?;
+        if let Some(p) = self.pending.remove(&tid) {
+            self.index += 1;
+            let event = p.into_event(self.index, pid, tid, None, snap.clone());
+            (self.on_event)(event);
+        }
+        (self.on_event)(Event::ThreadExit { pid, tid, snap });
+        Ok(())
+    }
+
+    /// Task `tid` is gone (`ending`): the call it was in is reported with no result; if it
+    /// led its process, the process has ended.
+    fn gone(&mut self, tid: i32, ending: Ending) {
+        let shown = self.shown(tid);
+        self.in_brk32.remove(&tid);
+        self.early.remove(&tid);
+        if let Some(p) = self.pending.remove(&tid) {
+            if let Some(pid) = shown {
+                self.index += 1;
+                let event = p.into_event(self.index, pid, tid, None, None);
+                (self.on_event)(event);
+            }
+        }
+        let pid = self.tasks.remove(&tid);
+        if pid != Some(tid) {
+            return;
+        }
+        if tid == self.program {
+            self.ending = Some(ending);
+        } else if shown.is_some() {
+            (self.on_event)(Event::End { pid: tid, ending });
+        }
+        self.procs.remove(&tid);
+    }
+
+    /// Follows the program until every task it holds has ended or (attached) the tracer is
+    /// told to let go. `None`: the program ended before its exec.
+    fn run(mut self, attached: bool) -> Result<Option<Ending>, TraceError> {
+        loop {
+            if attached && LET_GO.load(std::sync::atomic::Ordering::Relaxed) {
+                let_go_all(&self.tasks);
+                return Ok(Some(Ending::Detached(self.program)));
+            }
+            let (tid, status) = match wait_any(-1) {
+                Ok(s) => s,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => break,
+                Err(e) => return Err(TraceError::Ptrace("waitpid", e.into())),
+            };
+            let pid = Pid::from_raw(tid);
+            match status {
+                Wait::Syscall => {
+                    if let Ok(info) = ptrace::syscall_info(pid) {
+                        if info.op == libc::PTRACE_SYSCALL_INFO_ENTRY {
+                            // SAFETY: `op` says the entry member of the union is the valid
+                            // one.
+                            let entry = unsafe { info.u.entry };
+                            self.entry(tid, info.arch, entry.nr, &entry.args)?;
+                        } else if info.op == libc::PTRACE_SYSCALL_INFO_EXIT {
+                            // SAFETY: `op` says the exit member of the union is the valid one.
+                            let exit = unsafe { info.u.exit };
+                            self.exit(tid, exit.sval, exit.is_error != 0)?;
+                        }
+                    }
+                    self.resume(tid, 0);
+                }
+                Wait::Event(libc::PTRACE_EVENT_SECCOMP, _) => {
+                    // A call the filter names, before it runs. Without the filter of its own
+                    // (an inherited one), the syscall-entry stop has reported it.
+                    if self.seccomp {
+                        if let Ok(info) = ptrace::syscall_info(pid) {
+                            if info.op == libc::PTRACE_SYSCALL_INFO_SECCOMP {
+                                // SAFETY: `op` says the seccomp member of the union is the
+                                // valid one.
+                                let call = unsafe { info.u.seccomp };
+                                self.entry(tid, info.arch, call.nr, &call.args)?;
+                            }
+                        }
+                    }
+                    self.resume(tid, 0);
+                }
+                Wait::Event(libc::PTRACE_EVENT_STOP, sig) => self.stopped(tid, sig),
+                Wait::Event(event, _) => {
+                    match event {
+                        libc::PTRACE_EVENT_EXEC => self.exec(tid)?,
+                        libc::PTRACE_EVENT_CLONE
+                        | libc::PTRACE_EVENT_FORK
+                        | libc::PTRACE_EVENT_VFORK => {
+                            let new = ptrace::getevent(pid).map_or(0, |n| n as i32);
+                            self.spawned(tid, new, event)?;
+                        }
+                        libc::PTRACE_EVENT_EXIT => self.exiting(tid)?,
+                        _ => {}
+                    }
+                    self.resume(tid, 0);
+                }
+                Wait::Signal(sig) => {
+                    // A signal for the program, whatever its number: deliver it. A stop
+                    // signal then stops the group, which comes back as PTRACE_EVENT_STOP.
+                    self.resume(tid, sig);
+                }
+                Wait::Exited(code) => self.gone(tid, Ending::Exited(code)),
+                Wait::Signaled(sig, core) => self.gone(tid, Ending::Signaled(sig, core)),
+                Wait::Other => {}
+            }
+        }
+        if !self.program_started {
+            return Ok(None);
+        }
+        self.ending.map(Some).ok_or_else(|| {
+            TraceError::Ptrace(
+                "waitpid",
+                io::Error::other("the program's end was not reported"),
+            )
+        })
+    }
 }
 
 /// Attaches to the running process `pid` as `strace -p` does and reports each [`Event`] to
@@ -583,6 +907,7 @@ fn follow(
 pub fn attach(
     src: &dyn Source,
     pid: i32,
+    follow_forks: bool,
     mut on_event: impl FnMut(Event),
 ) -> Result<Ending, TraceError> {
     if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}/task")).exists() {
@@ -594,10 +919,13 @@ pub fn attach(
     if let Some(by) = tracer_of(pid).filter(|&t| t != 0) {
         return Err(TraceError::AlreadyTraced(by));
     }
-    let options = Options::PTRACE_O_TRACESYSGOOD
+    let mut options = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACECLONE
         | Options::PTRACE_O_TRACEEXEC
         | Options::PTRACE_O_TRACEEXIT;
+    if follow_forks {
+        options |= Options::PTRACE_O_TRACEFORK | Options::PTRACE_O_TRACEVFORK;
+    }
     let mut seized: Vec<i32> = Vec::new();
     loop {
         let mut new = false;
@@ -678,19 +1006,21 @@ pub fn attach(
         threads: stopped.len(),
         snap,
     });
+    let mut tracer = Tracer::new(src, &mut on_event, pid, Start::Attached(brk), follow_forks);
+    for &tid in stopped.keys() {
+        tracer.tasks.insert(tid, pid);
+    }
     for (&tid, w) in &stopped {
-        let p = Pid::from_raw(tid);
         match *w {
             Wait::Event(
                 libc::PTRACE_EVENT_STOP,
                 libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU,
-            ) => listen(p),
-            Wait::Signal(sig) => resume(p, sig),
-            _ => resume(p, 0),
+            ) => listen(Pid::from_raw(tid)),
+            Wait::Signal(sig) => tracer.resume(tid, sig),
+            _ => tracer.resume(tid, 0),
         }
     }
-    let known = stopped.keys().copied().collect();
-    let ending = follow(src, pid, Follow::Attached(brk), known, &mut on_event)?;
+    let ending = tracer.run(true)?;
     ending.ok_or(TraceError::NoProcess)
 }
 
@@ -711,13 +1041,7 @@ fn task_ids(pid: i32) -> Vec<i32> {
 
 /// `TracerPid` in `/proc/PID/status`: 0 if none.
 fn tracer_of(pid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))?
-        .trim()
-        .parse()
-        .ok()
+    status_number(pid, "TracerPid").map(|t| t as i32)
 }
 
 /// Yama's `ptrace_scope`, if Yama is there and restricts `ptrace` (above 0).
@@ -793,12 +1117,17 @@ impl Drop for LetGo {
     }
 }
 
-/// Lets go of every thread of process `pid` the tracer holds (`ours`, and any it attached
-/// that has not stopped yet): interrupts it, and detaches at its next stop, delivering the
-/// signal of a signal-delivery-stop; a thread in a group-stop stays stopped.
-fn let_go_all(pid: i32, ours: &HashSet<i32>) {
-    let mut tids: Vec<i32> = task_ids(pid);
-    tids.extend(ours.iter().copied());
+/// Lets go of every task the tracer holds (`tasks`, and any thread of their processes it
+/// attached that has not stopped yet): interrupts it, and detaches at its next stop,
+/// delivering the signal of a signal-delivery-stop; a thread in a group-stop stays stopped.
+fn let_go_all(tasks: &HashMap<i32, i32>) {
+    let mut tids: Vec<i32> = tasks.keys().copied().collect();
+    let mut pids: Vec<i32> = tasks.values().copied().collect();
+    pids.sort_unstable();
+    pids.dedup();
+    for pid in pids {
+        tids.extend(task_ids(pid));
+    }
     tids.sort_unstable();
     tids.dedup();
     for tid in tids {
@@ -872,13 +1201,7 @@ fn default_signals() {
 
 /// The thread group (process) task `tid` belongs to: `Tgid` in `/proc/TID/status`.
 fn tgid(tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))?
-        .trim()
-        .parse()
-        .ok()
+    status_number(tid, "Tgid").map(|t| t as i32)
 }
 
 /// Keeps a thread in its group-stop (`PTRACE_LISTEN`) until `SIGCONT` or a kill wakes it, as
@@ -949,32 +1272,107 @@ impl Drop for Forward {
     }
 }
 
-/// Reports the call a thread was in when it died, with no result.
-fn flush_killed(
-    pending: &mut HashMap<i32, Pending>,
-    tid: i32,
-    index: &mut usize,
-    on_event: &mut impl FnMut(Event),
-) {
-    if let Some(p) = pending.remove(&tid) {
-        *index += 1;
-        on_event(p.into_event(*index, tid, None, None));
+/// The seccomp filter the launched program runs under: `SECCOMP_RET_TRACE` (a stop for the
+/// tracer) for the x86-64 memory system calls and for every call of another architecture
+/// (32-bit `int 0x80`, whose `brk` the tracer follows and whose use it reports), and
+/// `SECCOMP_RET_ALLOW` for the rest. Built before `fork`, so that the child only installs it.
+fn memory_call_filter() -> Vec<libc::sock_filter> {
+    let nrs: Vec<u32> = (0..1024)
+        .filter(|&nr| MemCall::from_x86_64(nr).is_some())
+        .map(|nr| nr as u32)
+        .collect();
+    let n = nrs.len();
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: usize, jf: usize| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt: jt as u8,
+        jf: jf as u8,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    // [0] arch; [1] not x86-64: to TRACE; [2] nr; [3..3+n) one of ours: to TRACE;
+    // [3+n] ALLOW; [4+n] TRACE.
+    let mut prog = vec![
+        stmt(load, 4), // seccomp_data.arch
+        jeq(AUDIT_ARCH_X86_64, 0, n + 2),
+        stmt(load, 0), // seccomp_data.nr
+    ];
+    for (i, &nr) in nrs.iter().enumerate() {
+        prog.push(jeq(nr, n - i, 0));
+    }
+    prog.push(stmt(ret, libc::SECCOMP_RET_ALLOW));
+    prog.push(stmt(ret, libc::SECCOMP_RET_TRACE));
+    prog
+}
+
+/// In the child before it execs: installs `filter` (from [`memory_call_filter`]), with
+/// `no_new_privs` if the kernel requires it of this process. Where it cannot (no
+/// `CONFIG_SECCOMP_FILTER`), the program runs without it and stops at every call; the
+/// tracer tells which from `/proc/PID/status`.
+fn install_filter(filter: &mut [libc::sock_filter]) {
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    let install = || {
+        // SAFETY: seccomp(2) reads the live program `prog` points to.
+        unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        }
+    };
+    if install() != 0 && Errno::last() == Errno::EACCES {
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        install();
     }
 }
 
-/// Lets a stopped thread run to its next system call stop, delivering signal `sig` (any
-/// number, real-time ones included; 0 for none). A thread that died meanwhile (`ESRCH`) is
-/// reported by `waitpid`.
-fn resume(pid: Pid, sig: i32) {
-    // SAFETY: PTRACE_SYSCALL takes no pointer; the data argument is the signal number.
-    unsafe {
-        libc::ptrace(
-            libc::PTRACE_SYSCALL,
-            pid.as_raw(),
-            std::ptr::null_mut::<libc::c_void>(),
-            sig as libc::c_long,
-        );
-    }
+/// Whether the process thread `tid` is starting, stopped at its fork, vfork or clone event,
+/// shares its address space (`CLONE_VM`), from the call it is in: `vfork` does, `fork` does
+/// not, `clone` and `clone3` do if their flags say so.
+fn shares_vm(tid: i32) -> bool {
+    let pid = Pid::from_raw(tid);
+    let Ok(regs) = ptrace::getregs(pid) else {
+        return false;
+    };
+    let flags = match regs.orig_rax as i64 {
+        libc::SYS_vfork => return true,
+        libc::SYS_clone => regs.rdi,
+        // clone3(struct clone_args *args, size_t size): `flags` is the first field.
+        libc::SYS_clone3 => ptrace::read(pid, regs.rdi as ptrace::AddressType).unwrap_or(0) as u64,
+        _ => 0,
+    };
+    flags & libc::CLONE_VM as u64 != 0
+}
+
+/// How many seccomp filters process `pid` runs under (`Seccomp_filters` in
+/// `/proc/PID/status`; 0 for this process).
+fn seccomp_filters(pid: i32) -> u64 {
+    status_number(pid, "Seccomp_filters").unwrap_or(0)
+}
+
+/// The number `key` holds in `/proc/PID/status` (`/proc/self/status` for 0).
+fn status_number(pid: i32, key: &str) -> Option<u64> {
+    let path = match pid {
+        0 => "/proc/self/status".to_string(),
+        pid => format!("/proc/{pid}/status"),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    status.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
 }
 
 #[cfg(test)]
