@@ -26,3 +26,16 @@ mmscope trace --svg "$out/heap-trim.svg" -o /dev/null -- "$heap/trim" >/dev/null
 awk 'BEGIN { srand(1); for (i = 0; i < 200000; i++) printf "%d\n", int(rand() * 1000000000) }' >/tmp/numbers
 mmscope trace -o /tmp/sort-trace.txt -- /usr/bin/sort -n -o /tmp/sorted /tmp/numbers
 grep -v -e '^      RSS' -e 'between the calls' /tmp/sort-trace.txt >"$out/sort.txt"
+# -f: a shell pipeline, every process with its pid (the lines of the processes'
+# lives only: starts, execs, ends).
+mmscope trace -f -o /tmp/follow.txt -- sh -c 'sort -n /tmp/numbers | tail -n 1' >/dev/null
+grep -e '^exec' -e '^fork' -e '^vfork' -e '^clone' -e '^end' -e '^exit' -e '^summary' -e '^  [a-z]' \
+	/tmp/follow.txt >"$out/follow.txt"
+# -p: attach to a running process (it maps and unmaps a page every 100 ms) for a
+# second, then SIGINT as Ctrl-C would send: the first two calls, then the summary.
+/mmscope/selftests --helper ticker /tmp/ticker-count </dev/null >/dev/null &
+ticker=$!
+sleep 1
+timeout -s INT 1 mmscope trace -p "$ticker" 2>/tmp/attach.txt || true
+kill "$ticker"
+awk '/^#3 /{skip=1} /^summary/{if (skip) print "..."; skip=0} !skip' /tmp/attach.txt >"$out/attach.txt"

@@ -31,6 +31,11 @@ BLOCKS = {
     "maps": ("maps.txt", "mmscope maps"),
     "trace": ("trace.txt", "mmscope trace --svg trace.svg -- malloc-touch"),
     "trace-stdout": ("trace-stdout.txt", ""),
+    "follow": (
+        "follow.txt",
+        "mmscope trace -f -- sh -c 'sort -n numbers | tail -n 1'    # only the processes' starts, execs and ends",
+    ),
+    "attach": ("attach.txt", "mmscope trace -p $(pidof ticker)    # Ctrl-C after a second; calls 3 on left out"),
     "lazy": ("lazy.txt", "mmscope lazy 256K --rows 8"),
     "lazy-random": ("lazy-random.txt", "mmscope lazy 256K --rows 4 --pattern random"),
     "users": (

@@ -2549,9 +2549,14 @@ pub fn cli_trace_forgets_exited_threads() -> TestResult {
 
 /// An `attachee` helper, running untraced.
 fn attachee(file: &str) -> Result<Ticker, Outcome> {
+    attachee_with_threads(file, 0)
+}
+
+/// An `attachee` helper with `threads` more threads, asleep, running untraced.
+fn attachee_with_threads(file: &str, threads: usize) -> Result<Ticker, Outcome> {
     let exe = std::env::current_exe().context("current_exe")?;
     let mut cmd = Command::new(exe);
-    cmd.args(["--helper", "attachee", file]);
+    cmd.args(["--helper", "attachee", file, &threads.to_string()]);
     Ticker::start(cmd, file)
 }
 
@@ -2584,14 +2589,19 @@ fn tracers(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `mmscope trace -p` on a running helper, then `sig` to mmscope: it exits 0; the trace
-/// starts with the address space at attach (the VMAs of /proc/PID/maps, but for the ones the
-/// helper keeps changing), has the helper's calls with their sizes, and says it detached;
-/// the helper runs on, untraced, still making its calls.
-fn attach_and_let_go(sig: i32) -> TestResult {
+/// `mmscope trace -p` on a running helper with `threads` more threads (asleep), then `sig` to
+/// mmscope: it exits 0; the trace starts with the address space at attach (the VMAs of
+/// /proc/PID/maps, but for the ones the helper keeps changing) and every thread, has the
+/// helper's calls with their sizes, and says it detached; the helper runs on, no thread of it
+/// traced, still making its calls.
+fn attach_and_let_go(sig: i32, threads: usize) -> TestResult {
     let path = "/tmp/mmscope-attach.json";
-    let t = attachee("/tmp/mmscope-attachee")?;
+    let t = attachee_with_threads("/tmp/mmscope-attachee", threads)?;
     let pid = t.pid;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .context("read the helper's tasks")?;
+    check_eq!(tasks, threads + 1, "the helper's threads, untraced");
     let mut m = attach_to(pid, path)?;
     // Until the trace holds the attach and the helper has gone 8 more rounds under the
     // tracer (each an mmap, a munmap and two brk calls), however slow the guest is today.
@@ -2624,6 +2634,11 @@ fn attach_and_let_go(sig: i32) -> TestResult {
     let first = events.first().cloned().unwrap_or_default();
     check_eq!(first["event"], "attach", "the first event: {first}");
     check_eq!(first["pid"].as_u64(), Some(pid as u64), "{first}");
+    check_eq!(
+        first["threads"].as_u64(),
+        Some(tasks as u64),
+        "every thread seized at attach"
+    );
     let start_brk = u(&first, "start_brk")?;
     // The VMAs the helper does not touch: all but its 7-page mapping and the heap; and not
     // [vsyscall], which /proc/PID/maps shows but is no VMA of the process.
@@ -2695,12 +2710,66 @@ fn attach_and_let_go(sig: i32) -> TestResult {
 
 /// `mmscope trace -p`, then Ctrl-C (SIGINT): mmscope lets go, and the process runs on.
 pub fn cli_trace_attach_sigint() -> TestResult {
-    attach_and_let_go(libc::SIGINT)
+    attach_and_let_go(libc::SIGINT, 0)
+}
+
+/// `mmscope trace -p` of a process with 3 more threads (asleep in `nanosleep` at attach), then
+/// SIGHUP (the terminal closed): mmscope lets go of every thread, and the process runs on.
+pub fn cli_trace_attach_sighup_threads() -> TestResult {
+    attach_and_let_go(libc::SIGHUP, 3)
+}
+
+/// `mmscope trace -p` of a process that is killed while traced: mmscope ends by itself, as
+/// the process does, with the process's exit in the trace and its death in the summary (and
+/// as its status, 128 + 9).
+pub fn cli_trace_attach_until_the_end() -> TestResult {
+    let path = "/tmp/mmscope-attach-end.json";
+    let mut t = attachee("/tmp/mmscope-attachee-end")?;
+    let pid = t.pid;
+    let mut m = attach_to(pid, path)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let attached =
+        || std::fs::read_to_string(path).is_ok_and(|b| b.contains("\"event\":\"attach\""));
+    sys::wait_until(deadline, attached);
+    let target = t.count() + 3;
+    sys::wait_until(deadline, || t.count() >= target);
+    // SAFETY: kill has no memory-safety requirements.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = t.child.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = m.try_wait().context("wait for mmscope")? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = m.kill();
+            let _ = m.wait();
+            check!(
+                false,
+                "mmscope did not end within 20 s of its process's death"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    check_eq!(
+        status.code(),
+        Some(128 + 9),
+        "mmscope's status: the process's"
+    );
+    let events = trace_lines(path)?;
+    check!(
+        events.iter().any(|e| e["event"] == "exit"),
+        "the process's exit is in the trace"
+    );
+    let summary = events.last().cloned().unwrap_or_default();
+    check_eq!(summary["signal"].as_i64(), Some(9), "{summary}");
+    check!(summary.get("detached").is_none(), "not detached: {summary}");
+    Ok(())
 }
 
 /// `mmscope trace -p`, then SIGTERM: mmscope lets go, and the process runs on.
 pub fn cli_trace_attach_sigterm() -> TestResult {
-    attach_and_let_go(libc::SIGTERM)
+    attach_and_let_go(libc::SIGTERM, 0)
 }
 
 /// `mmscope trace -p` of no process, and of a process already traced: exit 1 and the

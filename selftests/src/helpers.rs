@@ -783,10 +783,20 @@ fn reuse_tid() -> i32 {
     0
 }
 
-/// `attachee FILE`: runs until killed, every 20 ms writing "PID COUNT" to FILE, mapping and
-/// unmapping 7 shared anonymous pages `PROT_NONE` (a size nothing else maps, in a VMA never
-/// merged with a neighbour), and moving the break up 64 KiB and back.
+/// `attachee FILE [THREADS]`: runs until killed, every 20 ms writing "PID COUNT" to FILE,
+/// mapping and unmapping 7 shared anonymous pages `PROT_NONE` (a size nothing else maps, in a
+/// VMA never merged with a neighbour), and moving the break up 64 KiB and back; with
+/// `THREADS` more threads, asleep.
 fn attachee() -> i32 {
+    let threads: usize = helper_args()
+        .get(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..threads {
+        std::thread::spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        });
+    }
     count_forever(20, |_| {
         // SAFETY: A new anonymous mapping, unmapped at once; the break moved up and back to
         // where it was, over memory nothing uses.

@@ -373,6 +373,14 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_attach_sigint,
     },
     Test {
+        name: "cli_trace_attach_sighup_threads",
+        run: cli::cli_trace_attach_sighup_threads,
+    },
+    Test {
+        name: "cli_trace_attach_until_the_end",
+        run: cli::cli_trace_attach_until_the_end,
+    },
+    Test {
         name: "cli_trace_attach_sigterm",
         run: cli::cli_trace_attach_sigterm,
     },

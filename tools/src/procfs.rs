@@ -162,6 +162,30 @@ pub fn status_kb(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// Every field of the text of `/proc/<pid>/stat` from the third on (fields are counted from
+/// the last `)`, after the command name), as numbers: field `n` (numbered from 1, as in
+/// proc(5)) is at `n - 3`. One pass, for a reader that needs many.
+pub fn stat_fields(text: &str) -> Vec<Option<u64>> {
+    text.rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_ascii_whitespace()
+                .map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every line of the text of `/proc/<pid>/status` whose value is in kB (`VmSize:   1234
+/// kB`), as `(key, kB)`: one pass, for a reader that needs many.
+pub fn status_kbs(text: &str) -> Vec<(&str, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k, v.trim().strip_suffix(" kB")?.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// The command name of `pid` (`/proc/<pid>/comm`), if it can be read.
 pub fn comm(pid: Option<i32>) -> Option<String> {
     let path = match pid {

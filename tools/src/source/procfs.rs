@@ -36,7 +36,7 @@
 
 use crate::abi::{self, kind, MmSummary, Vma};
 use crate::procfs::{
-    parse_maps_line, smaps_flags, stat_field, status_kb, ProcmapQuery, PROCMAP_QUERY,
+    parse_maps_line, smaps_flags, stat_fields, status_kbs, ProcmapQuery, PROCMAP_QUERY,
     QUERY_COVERING_OR_NEXT_VMA, QUERY_VMA_EXECUTABLE, QUERY_VMA_READABLE, QUERY_VMA_SHARED,
     QUERY_VMA_WRITABLE,
 };
@@ -415,19 +415,22 @@ fn query_all(maps: &File, out: &mut Vec<Raw>) -> io::Result<()> {
 fn summary(dir: &str, page: u64, map_count: usize) -> io::Result<MmSummary> {
     let stat = std::fs::read_to_string(format!("{dir}/stat")).map_err(gone)?;
     let status = std::fs::read_to_string(format!("{dir}/status")).map_err(gone)?;
+    let kbs = status_kbs(&status);
+    let status_kb = |key: &str| kbs.iter().find(|(k, _)| *k == key).map(|&(_, v)| v);
     // A process without an address space (a zombie, a kernel thread) has no Vm lines.
-    if status_kb(&status, "VmSize").is_none() {
+    if status_kb("VmSize").is_none() {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
+    let fields = stat_fields(&stat);
     let field = |n: usize| {
-        stat_field(&stat, n).ok_or_else(|| {
+        fields.get(n - 3).copied().flatten().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{dir}/stat has no number in field {n}"),
             )
         })
     };
-    let kb = |key: &str| status_kb(&status, key).unwrap_or(0) * 1024;
+    let kb = |key: &str| status_kb(key).unwrap_or(0) * 1024;
     let pages = |key: &str| kb(key) / page;
     Ok(MmSummary {
         start_code: field(26)?,
