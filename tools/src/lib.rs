@@ -145,12 +145,28 @@ impl Device {
     /// All VMAs of this process (or of `pid`), walked page by page into `buf`, which is
     /// cleared first and grown only between pages when it is full.
     pub fn vmas_into(&self, pid: Option<i32>, buf: &mut Vec<abi::Vma>) -> io::Result<()> {
+        self.vmas_into_expecting(pid, buf, 256)
+    }
+
+    /// [`Device::vmas_into`], with room for about `expect` VMAs (a `map_count` just read) in
+    /// the first page: no more records zeroed than needed, and one call where the count held.
+    pub fn vmas_into_expecting(
+        &self,
+        pid: Option<i32>,
+        buf: &mut Vec<abi::Vma>,
+        expect: usize,
+    ) -> io::Result<()> {
         buf.clear();
         let mut start = 0;
         loop {
             let filled = buf.len();
             if buf.capacity() == filled {
-                buf.reserve(256.max(filled));
+                // A few more than expected: the count may have grown since it was read.
+                buf.reserve(if filled == 0 {
+                    expect + 16
+                } else {
+                    256.max(filled)
+                });
             }
             buf.resize(buf.capacity(), abi::Vma::default());
             let page = self.vma_list_page(pid, start, &mut buf[filled..])?;

@@ -5,7 +5,7 @@
 
 use crate::abi::{kind, Vma};
 use crate::procfs::NameCache;
-use crate::snapshot::{page_size, perms, vma_size, Rss, Snapshot, VmaDiff, VmaView};
+use crate::snapshot::{kind_label, page_size, perms, vma_size, Rss, Snapshot, VmaDiff, VmaView};
 use crate::style::Style;
 use crate::syscalls::{self, MemCall};
 use crate::trace::{Ending, Event, Spawn, Step};
@@ -505,16 +505,15 @@ fn diff_lines(style: &Style, names: &NameCache, diff: &VmaDiff) -> String {
 }
 
 fn vma_line(style: &Style, names: &NameCache, sign: &str, v: &Vma) -> String {
-    let view = VmaView::new(v, names.get(v));
+    let name = names.get(v).or_else(|| kind_label(v)).unwrap_or_default();
     let line = format!(
-        "      {} {}-{} {} {:<7} {:>10} {}",
+        "      {} {:x}-{:x} {} {:<7} {:>10} {name}",
         style.change(sign == "+", sign),
-        hex(v.start),
-        hex(v.end),
-        view.perms,
-        view.kind,
-        size(view.size),
-        view.name.unwrap_or_default()
+        v.start,
+        v.end,
+        perms(v),
+        kind::name(v.kind),
+        size(vma_size(v)),
     );
     format!("{}\n", line.trim_end())
 }

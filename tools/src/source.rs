@@ -64,7 +64,8 @@ impl Source for Device {
 
     fn read(&self, pid: Option<i32>, _depth: Depth, snap: &mut Snapshot) -> io::Result<()> {
         snap.summary = self.mm_summary(pid)?;
-        self.vmas_into(pid, &mut snap.vmas)?;
+        let expect = usize::try_from(snap.summary.map_count).unwrap_or(0);
+        self.vmas_into_expecting(pid, &mut snap.vmas, expect.min(1 << 16))?;
         snap.unknown.clear();
         snap.vma_flags_known = ALL_VMA_FLAGS;
         Ok(())

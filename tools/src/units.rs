@@ -7,21 +7,38 @@
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut unit = 0;
-    let mut scaled = bytes as f64;
-    while scaled >= 1024.0 && unit + 1 < UNITS.len() {
-        scaled /= 1024.0;
+    while unit + 1 < UNITS.len() && bytes >> (10 * (unit + 1)) != 0 {
         unit += 1;
     }
-    if unit == 0 || scaled.fract() == 0.0 {
-        format!("{scaled:.0} {}", UNITS[unit])
-    } else if scaled < 10.0 {
-        format!("{scaled:.2} {}", UNITS[unit])
+    // In integers, rounded half to even as `{:.N}` rounds the exact quotient: a line of a
+    // trace holds several sizes, and float formatting is most of what printing it costs.
+    let one = 1u128 << (10 * unit);
+    let b = u128::from(bytes);
+    let fixed = |places: u32| {
+        let scale = 10u128.pow(places);
+        let (q, r) = (b * scale / one, b * scale % one);
+        let q = match (2 * r).cmp(&one) {
+            std::cmp::Ordering::Greater => q + 1,
+            std::cmp::Ordering::Equal => q + (q & 1),
+            std::cmp::Ordering::Less => q,
+        };
+        format!(
+            "{}.{:0width$} {}",
+            q / scale,
+            q % scale,
+            UNITS[unit],
+            width = places as usize
+        )
+    };
+    if b % one == 0 {
+        format!("{} {}", b / one, UNITS[unit])
+    } else if b < 10 * one {
+        fixed(2)
     } else {
-        format!("{scaled:.1} {}", UNITS[unit])
+        fixed(1)
     }
 }
 
-/// A signed change of size: `+4 KiB`, `-1.5 MiB`, `0`.
 pub fn delta(before: u64, after: u64) -> String {
     match after.cmp(&before) {
         std::cmp::Ordering::Greater => format!("+{}", size(after - before)),
@@ -58,6 +75,30 @@ mod tests {
         assert_eq!(size(1536 * 1024), "1.50 MiB");
         assert_eq!(size(132 * 1024 + 512), "132.5 KiB");
         assert_eq!(delta(4096, 0), "-4 KiB");
+        // Rounding as `{:.N}` rounds the float, ties to even, for every size a float holds
+        // exactly (below 2^53 bytes: 8 PiB).
+        for bytes in (0..200_000u64)
+            .step_by(7)
+            .chain((0..53).map(|i| 1u64 << i))
+            .chain((0..52).map(|i| (1u64 << i) * 3 / 2 + 5))
+            .chain([1023 * 1024 * 1024 + 512 * 1024 - 5 * 1024, (1 << 53) - 1])
+        {
+            let mut unit = 0;
+            let mut scaled = bytes as f64;
+            while scaled >= 1024.0 && unit < 5 {
+                scaled /= 1024.0;
+                unit += 1;
+            }
+            let name = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"][unit];
+            let want = if unit == 0 || scaled.fract() == 0.0 {
+                format!("{scaled:.0} {name}")
+            } else if scaled < 10.0 {
+                format!("{scaled:.2} {name}")
+            } else {
+                format!("{scaled:.1} {name}")
+            };
+            assert_eq!(size(bytes), want, "{bytes} bytes");
+        }
     }
 
     #[test]
