@@ -407,6 +407,26 @@ impl MmapReadLock<'_> {
         count.max(0) as usize
     }
 
+    /// The mmap lock's write sequence, `mm->mm_lock_seq`: advanced as each holder of the write
+    /// lock takes it and as it lets it go (`mm_lock_seqcount_begin()` and `_end()`), so the
+    /// same value in two readings under the read lock means no writer came in between. `None`
+    /// without `CONFIG_PER_VMA_LOCK`, where the kernel keeps no such count.
+    pub(crate) fn write_seq(&self) -> Option<u32> {
+        #[cfg(CONFIG_PER_VMA_LOCK)]
+        {
+            // SAFETY: The `mm` is valid, and `mm_lock_seq` is written only by the holder of
+            // the mmap write lock, which cannot be held while we hold the read lock: a plain
+            // read of a value no CPU is writing, as `__vma_raw_mm_seqnum()` reads it under
+            // the write lock.
+            let seq = unsafe { (*self.mm.as_raw()).__bindgen_anon_1.mm_lock_seq.sequence };
+            Some(seq)
+        }
+        #[cfg(not(CONFIG_PER_VMA_LOCK))]
+        {
+            None
+        }
+    }
+
     /// The VMAs in address order, from the first one that ends above `addr`: `VMA_ITERATOR()`
     /// and `for_each_vma()` in C.
     pub(crate) fn vmas_from(&self, addr: usize) -> VmaIter<'_> {

@@ -123,9 +123,14 @@ fn may_read(task: &Task) -> bool {
 /// Reads the summary of `mm`: its layout and `map_count` under its mmap read lock (and
 /// `arg_lock`), then its counters. The request header fields are left zero.
 pub(crate) fn summary(mm: &MmWithUser) -> Result<MmscopeMmSummary> {
-    let (l, map_count, vm) = {
+    let (l, map_count, seq, vm) = {
         let lock = mm.mmap_read_lock_killable()?;
-        (mm.layout(), lock.map_count(), mm.vm_counters())
+        (
+            mm.layout(),
+            lock.map_count(),
+            lock.write_seq(),
+            mm.vm_counters(),
+        )
     };
     Ok(MmscopeMmSummary {
         start_code: l.start_code as u64,
@@ -153,6 +158,8 @@ pub(crate) fn summary(mm: &MmWithUser) -> Result<MmscopeMmSummary> {
         rss_anon: mm.rss_counter_sum(RssCounter::Anon),
         rss_file: mm.rss_counter_sum(RssCounter::File),
         rss_shmem: mm.rss_counter_sum(RssCounter::Shmem),
+        // 0 stays "unknown": the count plus one, which is never 0.
+        vma_seq: seq.map_or(0, |s| u64::from(s) + 1),
         ..Default::default()
     })
 }

@@ -25,7 +25,7 @@ use zerocopy_derive::Immutable;
 pub(crate) const MMSCOPE_IOC_MAGIC: u32 = 0xB9;
 
 /// The ABI version this module implements (`MMSCOPE_ABI_VERSION`).
-pub(crate) const MMSCOPE_ABI_VERSION: u32 = 6;
+pub(crate) const MMSCOPE_ABI_VERSION: u32 = 7;
 
 /// Writes [`MMSCOPE_ABI_VERSION`] to the `u32` that the argument points to.
 pub(crate) const MMSCOPE_IOC_VERSION: u32 = _IOR::<u32>(MMSCOPE_IOC_MAGIC, 0x00);
@@ -36,8 +36,28 @@ pub(crate) const MMSCOPE_IOC_MEM_STATS: u32 = _IOWR::<MmscopeMemStats>(MMSCOPE_I
 /// Lowers the size limit of this open file's memory object to the `u64` (bytes) at the argument.
 pub(crate) const MMSCOPE_IOC_SET_LIMIT: u32 = _IOW::<u64>(MMSCOPE_IOC_MAGIC, 0x02);
 
-/// Fills a [`MmscopeMmSummary`].
-pub(crate) const MMSCOPE_IOC_MM_SUMMARY: u32 = _IOWR::<MmscopeMmSummary>(MMSCOPE_IOC_MAGIC, 0x10);
+/// Fills a [`MmscopeMmSummary`]. The number keeps the size of the struct's first version
+/// ([`MMSCOPE_MM_SUMMARY_SIZE_VER0`]), so that callers built with it keep calling it.
+pub(crate) const MMSCOPE_IOC_MM_SUMMARY: u32 =
+    _IOWR::<[u8; MMSCOPE_MM_SUMMARY_SIZE_VER0]>(MMSCOPE_IOC_MAGIC, 0x10);
+
+/// `MMSCOPE_MM_SUMMARY_SIZE_VER0`: the size of [`MmscopeMmSummary`] up to ABI version 6,
+/// through `rss_shmem`.
+pub(crate) const MMSCOPE_MM_SUMMARY_SIZE_VER0: usize = 216;
+
+/// An extensible struct of the ABI: a caller's `size` from its first version's up to
+/// [`MAX_STRUCT_SIZE`] is served.
+pub(crate) trait Extensible: Sized {
+    /// The size of its first version (`size_of` of it until it grows).
+    const FIRST_SIZE: usize = size_of::<Self>();
+}
+
+impl Extensible for MmscopeMemStats {}
+impl Extensible for MmscopeVmaList {}
+impl Extensible for MmscopeVmaQuery {}
+impl Extensible for MmscopeMmSummary {
+    const FIRST_SIZE: usize = MMSCOPE_MM_SUMMARY_SIZE_VER0;
+}
 
 /// Fills an array of [`MmscopeVma`] described by a [`MmscopeVmaList`].
 pub(crate) const MMSCOPE_IOC_VMA_LIST: u32 = _IOWR::<MmscopeVmaList>(MMSCOPE_IOC_MAGIC, 0x11);
@@ -85,6 +105,8 @@ pub(crate) struct MmscopeMmSummary {
     pub(crate) rss_anon: u64,
     pub(crate) rss_file: u64,
     pub(crate) rss_shmem: u64,
+    /// Since ABI version 7: one more than `mm->mm_lock_seq`, 0 if the kernel has none.
+    pub(crate) vma_seq: u64,
 }
 
 /// `struct mmscope_vma`: one VMA; see the header for each field.
@@ -145,10 +167,14 @@ pub(crate) struct MmRequest {
 
 /// Reads and checks the header every request about an address space starts with: `u32` size,
 /// `u32` flags, `i32` pid, `u32` reserved, and the `inputs` bytes of fields after it that the
-/// caller fills in. `T` is the request's first version; flags outside `known` (and
-/// [`MMSCOPE_F_PID`]), a nonzero reserved field, a pid without `MMSCOPE_F_PID` or a pid below 1
-/// with it give `EINVAL`.
-pub(crate) fn read_mm_request<T>(arg: usize, known: u32, inputs: usize) -> Result<MmRequest> {
+/// caller fills in. `T` is the request; flags outside `known` (and [`MMSCOPE_F_PID`]), a
+/// nonzero reserved field, a pid without `MMSCOPE_F_PID` or a pid below 1 with it give
+/// `EINVAL`.
+pub(crate) fn read_mm_request<T: Extensible>(
+    arg: usize,
+    known: u32,
+    inputs: usize,
+) -> Result<MmRequest> {
     let (size, mut fields) = read_input::<T>(arg, 4 * size_of::<u32>() + inputs)?;
     let [flags, pid, reserved] = fields.read::<[u32; 3]>()?;
     let pid = pid as i32;
@@ -196,15 +222,15 @@ impl Input {
     }
 }
 
-/// Reads the first `input` bytes of an extensible struct whose first version is `T`, which
-/// starts with its `u32` size: the size and the fields the caller fills in. Returns the size to
-/// read and write (ours), and the input with the size field read.
+/// Reads the first `input` bytes of the extensible struct `T`, which starts with its `u32`
+/// size: the size and the fields the caller fills in (all in its first version). Returns the
+/// size to read and write (the caller's or ours, whichever is smaller), and the input with
+/// the size field read.
 ///
 /// One copy from userspace where the caller's struct is readable; otherwise the checks of
 /// [`read_ext_header`] run one by one, so that each bad input gets the same errno either way.
-fn read_input<T>(arg: usize, input: usize) -> Result<(usize, Input)> {
-    let ours = size_of::<T>();
-    if input > MAX_INPUT || input > ours {
+fn read_input<T: Extensible>(arg: usize, input: usize) -> Result<(usize, Input)> {
+    if input > MAX_INPUT || input > T::FIRST_SIZE {
         return Err(EINVAL);
     }
     let mut fields = Input {
@@ -218,8 +244,7 @@ fn read_input<T>(arg: usize, input: usize) -> Result<(usize, Input)> {
         return Err(EFAULT);
     }
     let size = fields.read::<u32>()? as usize;
-    check_size(arg, size, ours)?;
-    Ok((ours, fields))
+    Ok((check_size::<T>(arg, size)?, fields))
 }
 
 /// `struct mmscope_mem_stats`: the counters of the lazily allocated memory.
@@ -259,18 +284,18 @@ pub(crate) struct MmscopeMemStats {
 /// the caller's and ours. The caller's must be at least the first version's size (`EINVAL`
 /// otherwise) and at most [`MAX_STRUCT_SIZE`] (`E2BIG`); bytes of it past ours must be zero
 /// (`E2BIG`), the kernel's rule for extensible structs.
-pub(crate) fn read_ext_header<T>(arg: usize) -> Result<usize> {
-    let ours = size_of::<T>();
+pub(crate) fn read_ext_header<T: Extensible>(arg: usize) -> Result<usize> {
     let mut reader = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>()).reader();
     let size = reader.read::<u32>()? as usize;
-    check_size(arg, size, ours)?;
-    Ok(ours)
+    check_size::<T>(arg, size)
 }
 
-/// Checks the `size` a caller gives for a struct whose first version has `ours` bytes: `EINVAL`
-/// below that, `E2BIG` above [`MAX_STRUCT_SIZE`] or if the bytes past ours are not all zero.
-fn check_size(arg: usize, size: usize, ours: usize) -> Result {
-    if size < ours {
+/// Checks the `size` a caller gives for the struct `T`: `EINVAL` below its first version's,
+/// `E2BIG` above [`MAX_STRUCT_SIZE`] or if the bytes past ours are not all zero. Returns how
+/// many bytes to read and write: the caller's size or ours, whichever is smaller.
+fn check_size<T: Extensible>(arg: usize, size: usize) -> Result<usize> {
+    let ours = size_of::<T>();
+    if size < T::FIRST_SIZE {
         return Err(EINVAL);
     }
     if size > MAX_STRUCT_SIZE {
@@ -279,7 +304,7 @@ fn check_size(arg: usize, size: usize, ours: usize) -> Result {
     if size > ours {
         check_zeroed(arg.checked_add(ours).ok_or(EFAULT)?, size - ours)?;
     }
-    Ok(())
+    Ok(size.min(ours))
 }
 
 /// The largest struct or record size a caller may pass (`E2BIG` above it), as `clone3()` and
@@ -304,7 +329,7 @@ fn check_zeroed(addr: usize, len: usize) -> Result {
 
 /// Reads the size and flags of an extensible struct whose first version is `T` and that takes
 /// no flags (`EINVAL` if any is set).
-pub(crate) fn read_ext_header_no_flags<T>(arg: usize) -> Result<usize> {
+pub(crate) fn read_ext_header_no_flags<T: Extensible>(arg: usize) -> Result<usize> {
     let (size, mut fields) = read_input::<T>(arg, 2 * size_of::<u32>())?;
     if fields.read::<u32>()? != 0 {
         return Err(EINVAL);

@@ -26,8 +26,10 @@
  *   6: mmap() past the object's size limit is EINVAL (EFBIG before, which is
  *      not an mmap() errno); struct mmscope_vma_list's next_addr is the last
  *      byte of the next VMA (its start before, ambiguous for a VMA at 0)
+ *   7: struct mmscope_mm_summary grows vma_seq; a caller with the struct of
+ *      version 6 (MMSCOPE_MM_SUMMARY_SIZE_VER0 bytes) is served as before
  */
-#define MMSCOPE_ABI_VERSION	6
+#define MMSCOPE_ABI_VERSION	7
 
 /*
  * MMSCOPE_IOC_VERSION: write the module's ABI version to *arg.
@@ -223,6 +225,22 @@ struct mmscope_mem_stats {
  * one snapshot. Addresses are as the kernel stores them: brk is not page
  * aligned. The *_vm, hiwater_* and rss_* fields count pages. /proc shows
  * start_brk (field 47 of /proc/<pid>/stat) but not brk.
+ *
+ * vma_seq (ABI version 7) tells a caller that keeps a VMA list whether it must
+ * read it again: it is one more than the sequence count that the mmap lock's
+ * writers advance (mm->mm_lock_seq, at every mmap_write_lock() and at the
+ * unlock or downgrade), read under the mmap read lock with map_count. Every
+ * change to the VMAs (and brk, which names [heap]) is made under the write
+ * lock, so two readings of one mm_struct with the same vma_seq had the same
+ * VMAs; the converse does not hold (a writer may change nothing). It is 0
+ * where the kernel keeps no such count (CONFIG_PER_VMA_LOCK off). Across an
+ * execve() the process has a new mm_struct, whose count starts again: compare
+ * readings of one program only. prctl(PR_SET_MM_BRK), a checkpoint-restore
+ * tool's call, moves brk under the read lock and is not counted.
+ *
+ * The struct's first version (ABI 3 to 6) ends at rss_shmem,
+ * MMSCOPE_MM_SUMMARY_SIZE_VER0 bytes; a caller built with it gets those bytes.
+ * The command number keeps that size.
  */
 struct mmscope_mm_summary {
 	__u32 size;
@@ -254,7 +272,10 @@ struct mmscope_mm_summary {
 	__u64 rss_anon;
 	__u64 rss_file;
 	__u64 rss_shmem;
+	__u64 vma_seq;
 };
+
+#define MMSCOPE_MM_SUMMARY_SIZE_VER0	216
 
 /* What a VMA maps: the rules /proc/<pid>/maps uses to name it. */
 enum mmscope_vma_kind {
@@ -373,7 +394,8 @@ struct mmscope_vma_query {
 	struct mmscope_vma vma;
 };
 
-#define MMSCOPE_IOC_MM_SUMMARY	_IOWR(MMSCOPE_IOC_MAGIC, 0x10, struct mmscope_mm_summary)
+#define MMSCOPE_IOC_MM_SUMMARY	_IOC(_IOC_READ | _IOC_WRITE, MMSCOPE_IOC_MAGIC, 0x10, \
+				     MMSCOPE_MM_SUMMARY_SIZE_VER0)
 #define MMSCOPE_IOC_VMA_LIST	_IOWR(MMSCOPE_IOC_MAGIC, 0x11, struct mmscope_vma_list)
 #define MMSCOPE_IOC_VMA_QUERY	_IOWR(MMSCOPE_IOC_MAGIC, 0x12, struct mmscope_vma_query)
 

@@ -37,7 +37,9 @@ const unsigned long long mmscope_c_vma_flags[] = {
 
 /* The sizes selftests/compat/compat32.c asserts for 32-bit userspace. */
 _Static_assert(sizeof(struct mmscope_mem_stats) == 88, "mem_stats size");
-_Static_assert(sizeof(struct mmscope_mm_summary) == 216, "mm_summary size");
+_Static_assert(sizeof(struct mmscope_mm_summary) == 224, "mm_summary size");
+_Static_assert(offsetof(struct mmscope_mm_summary, vma_seq) == MMSCOPE_MM_SUMMARY_SIZE_VER0,
+	       "mm_summary: the first version ends where vma_seq starts");
 _Static_assert(sizeof(struct mmscope_vma) == 56, "vma size");
 _Static_assert(sizeof(struct mmscope_vma_list) == 56, "vma_list size");
 _Static_assert(sizeof(struct mmscope_vma_query) == 80, "vma_query size");
@@ -83,7 +85,7 @@ LAYOUT(mmscope_c_mm_summary_layout,
 	FIELD(mmscope_mm_summary, exec_vm), FIELD(mmscope_mm_summary, stack_vm),
 	FIELD(mmscope_mm_summary, hiwater_rss), FIELD(mmscope_mm_summary, hiwater_vm),
 	FIELD(mmscope_mm_summary, rss_anon), FIELD(mmscope_mm_summary, rss_file),
-	FIELD(mmscope_mm_summary, rss_shmem));
+	FIELD(mmscope_mm_summary, rss_shmem), FIELD(mmscope_mm_summary, vma_seq));
 
 LAYOUT(mmscope_c_vma_layout,
 	sizeof(struct mmscope_vma),

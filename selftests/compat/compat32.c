@@ -28,7 +28,7 @@
 
 _Static_assert(sizeof(void *) == 4, "build this with -m32");
 /* The sizes of the 64-bit ABI: every struct packs without padding on both. */
-_Static_assert(sizeof(struct mmscope_mm_summary) == 216, "mm_summary layout");
+_Static_assert(sizeof(struct mmscope_mm_summary) == 224, "mm_summary layout");
 _Static_assert(sizeof(struct mmscope_vma) == 56, "vma layout");
 _Static_assert(sizeof(struct mmscope_vma_list) == 56, "vma_list layout");
 _Static_assert(sizeof(struct mmscope_vma_query) == 80, "vma_query layout");

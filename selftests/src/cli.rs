@@ -2996,3 +2996,59 @@ pub fn cli_trace_follows_forks() -> TestResult {
     }
     Ok(())
 }
+
+/// A VMA change `mmscope trace` does not stop at (`mlock` of page A) between two calls it does
+/// (`mmap` of A, then of B) is not shown as part of the second: B's diff adds B and nothing
+/// else touches A. The tracer takes a call's starting VMAs from the last call's when the
+/// module says no writer of the mmap lock came in between (`vma_seq`); if that were wrong, A's
+/// new flags would show up in B's diff.
+pub fn cli_trace_untraced_changes_stay_out_of_the_next_call() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let path = "/tmp/mmscope-trace-mlock.json";
+    let out = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        path,
+        "--",
+        &exe,
+        "--helper",
+        "mlock-between",
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    let got = json(text(&out.stdout).trim())?;
+    let (a, b) = (u(&got, "a")?, u(&got, "b")?);
+    let events = trace_lines(path)?;
+    let Some(call) = events.iter().find(|e| {
+        e["event"] == "syscall" && e["syscall"] == "mmap" && e["ret"].as_u64() == Some(b)
+    }) else {
+        return Err(Outcome::Fail(format!(
+            "no mmap returning {b:#x} in the trace"
+        )));
+    };
+    let holds_a = |v: &Value| {
+        v["start"].as_u64().is_some_and(|s| s <= a) && v["end"].as_u64().is_some_and(|e| e > a)
+    };
+    for side in ["removed", "added"] {
+        let touching: Vec<&Value> = call[side]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| holds_a(v))
+            .collect();
+        check!(
+            touching.is_empty(),
+            "B's mmap {side} nothing that holds A ({a:#x}, locked before it): {touching:?}"
+        );
+    }
+    check!(
+        call["added"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v["start"].as_u64() == Some(b)),
+        "B's mmap adds B: {call}"
+    );
+    Ok(())
+}

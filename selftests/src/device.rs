@@ -160,7 +160,7 @@ pub fn abi_matches_c_header() -> TestResult {
         layout!(abi::MmSummary: size, flags, pid, reserved, start_code, end_code, start_data,
             end_data, start_brk, brk, start_stack, arg_start, arg_end, env_start, env_end,
             mmap_base, task_size, map_count, total_vm, locked_vm, pinned_vm, data_vm, exec_vm,
-            stack_vm, hiwater_rss, hiwater_vm, rss_anon, rss_file, rss_shmem),
+            stack_vm, hiwater_rss, hiwater_vm, rss_anon, rss_file, rss_shmem, vma_seq),
         layout!(abi::Vma: start, end, pgoff, flags, inode, dev_major, dev_minor, kind, reserved),
         layout!(abi::VmaList: size, flags, pid, reserved, start_addr, records, record_size,
             capacity, count, total, next_addr),

@@ -25,11 +25,12 @@ pub fn run(name: &str) -> i32 {
         "reuse-tid" => reuse_tid(),
         "attachee" => attachee(),
         "forks" => forks(),
+        "mlock-between" => mlock_between(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes, \
                  costs, signals, no-ptrace, ticker, pgrp, clone-process, traced, brk-refused, \
-                 reuse-tid, attachee, forks)"
+                 reuse-tid, attachee, forks, mlock-between)"
             );
             2
         }
@@ -951,5 +952,37 @@ fn forks() -> i32 {
         words[0],
         words[1]
     );
+    0
+}
+
+/// `mlock-between`: maps a page A, locks it with `mlock` (a call `mmscope trace` does not stop
+/// at, which changes A's flags), then maps 2 pages B `PROT_READ`; prints `{"a", "b"}`.
+fn mlock_between() -> i32 {
+    let page = crate::sys::page_size();
+    // SAFETY: New anonymous mappings this process keeps until it exits; mlock of the first.
+    let (a, b) = unsafe {
+        let a = libc::mmap(
+            std::ptr::null_mut(),
+            page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if a == libc::MAP_FAILED || libc::mlock(a, page) != 0 {
+            eprintln!("mlock-between: {}", std::io::Error::last_os_error());
+            return 3;
+        }
+        let b = libc::mmap(
+            std::ptr::null_mut(),
+            2 * page,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        (a as u64, b as u64)
+    };
+    println!("{{\"a\":{a},\"b\":{b}}}");
     0
 }

@@ -217,6 +217,10 @@ const TESTS: &[Test] = &[
         run: mm::extensible_struct_rule,
     },
     Test {
+        name: "vma_seq_moves_with_the_vmas",
+        run: mm::vma_seq_moves_with_the_vmas,
+    },
+    Test {
         name: "cli_maps_json_matches_procfs",
         run: cli::cli_maps_json_matches_procfs,
     },
@@ -299,6 +303,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "cli_trace_lets_other_processes_go",
         run: cli::cli_trace_lets_other_processes_go,
+    },
+    Test {
+        name: "cli_trace_untraced_changes_stay_out_of_the_next_call",
+        run: cli::cli_trace_untraced_changes_stay_out_of_the_next_call,
     },
     Test {
         name: "cli_trace_follows_forks",

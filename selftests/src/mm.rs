@@ -1041,8 +1041,9 @@ fn in_big_buffer<T: Copy>(req: &T) -> Vec<u64> {
 
 /// The kernel's rule for extensible structs, on every ioctl that takes one: a larger struct is
 /// accepted when the bytes the module does not know are zero (and the size written back is the
-/// module's), refused with `E2BIG` when one of them is not, or when the size is above 4096;
-/// `record_size` of the VMA list likewise.
+/// module's), refused with `E2BIG` when one of them is not, or when the size is above 4096; a
+/// struct of its first version (the summary's before ABI 7) is served with no byte written past
+/// it, and one shorter is `EINVAL`; `record_size` of the VMA list likewise.
 pub fn extensible_struct_rule() -> TestResult {
     let dev = Device::open().context("open /dev/mmscope")?;
     let mut records = vec![Vma::default(); 64];
@@ -1072,17 +1073,20 @@ pub fn extensible_struct_rule() -> TestResult {
             "mem_stats",
             abi::MMSCOPE_IOC_MEM_STATS,
             size_of::<abi::MemStats>(),
+            size_of::<abi::MemStats>(),
             in_big_buffer(&stats),
         ),
         (
             "mm_summary",
             abi::MMSCOPE_IOC_MM_SUMMARY,
             size_of::<abi::MmSummary>(),
+            abi::MMSCOPE_MM_SUMMARY_SIZE_VER0,
             in_big_buffer(&summary),
         ),
         (
             "vma_list",
             abi::MMSCOPE_IOC_VMA_LIST,
+            size_of::<abi::VmaList>(),
             size_of::<abi::VmaList>(),
             in_big_buffer(&list),
         ),
@@ -1090,10 +1094,11 @@ pub fn extensible_struct_rule() -> TestResult {
             "vma_query",
             abi::MMSCOPE_IOC_VMA_QUERY,
             size_of::<abi::VmaQuery>(),
+            size_of::<abi::VmaQuery>(),
             in_big_buffer(&query),
         ),
     ];
-    for (name, cmd, ours, template) in &cases {
+    for (name, cmd, ours, first, template) in &cases {
         let call = |mut buf: Vec<u64>| {
             // SAFETY: `buf` holds 4104 writable bytes, more than any size used here.
             unsafe { dev.ioctl(*cmd, buf.as_mut_ptr() as usize) }.map(|_| buf)
@@ -1136,10 +1141,29 @@ pub fn extensible_struct_rule() -> TestResult {
             &format!("{name}: size 4097"),
         )?;
         expect_errno(
-            call(with(ours - 1, None)),
+            call(with(first - 1, None)),
             libc::EINVAL,
-            &format!("{name}: size one short"),
+            &format!("{name}: size one short of the first version"),
         )?;
+        if first < ours {
+            // A caller built with the first version: served, nothing written past it (the
+            // byte after it is left as the caller set it).
+            let mut b = with(*first, None);
+            // SAFETY: `first` is below 4104, inside the buffer.
+            unsafe { *(b.as_mut_ptr() as *mut u8).add(*first) = 0x5a };
+            let out = call(b).context(format!("{name}: the first version's size"))?;
+            check_eq!(
+                (out[0] & 0xffff_ffff) as usize,
+                *first,
+                "{name}: size written back for the first version"
+            );
+            check_eq!(
+                // SAFETY: as above.
+                unsafe { *(out.as_ptr() as *const u8).add(*first) },
+                0x5a,
+                "{name}: the byte after the first version is untouched"
+            );
+        }
     }
 
     // record_size: up to 4096 accepted (the module writes its record at the start of each),
@@ -1177,4 +1201,80 @@ pub(crate) fn listing_matches_procfs(dev: &Device, pid: Option<i32>) -> TestResu
     let mut b = Buffers::new(4096);
     snapshot_maps(dev, pid, &mut b)?;
     compare_with_maps(&b.vmas, &b.text)
+}
+
+/// `vma_seq` (ABI 7) stays put while no VMA can change, and moves with every change to the
+/// VMAs or to `brk`, including those `mmscope trace` does not stop at (`mlock`): it is what
+/// lets the tracer skip reading VMAs again, so a change it missed would be shown in the wrong
+/// call.
+pub fn vma_seq_moves_with_the_vmas() -> TestResult {
+    let dev = Device::open().context("open /dev/mmscope")?;
+    let page = page_size();
+    // Every mapping, and the summaries, made before the first reading: nothing below
+    // allocates between two readings.
+    let read = |what: &'static str, dev: &Device| -> Result<(&'static str, u64), Outcome> {
+        let s = dev.mm_summary(None).context(what)?;
+        Ok((what, s.vma_seq))
+    };
+    let first = read("first reading", &dev)?;
+    if first.1 == 0 {
+        skip!("vma_seq is 0: this kernel keeps no mmap write sequence (CONFIG_PER_VMA_LOCK)");
+    }
+    // Nothing that changes a VMA: system calls, page faults on memory mapped already.
+    let mem = Mapping::new(
+        4 * page,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+        0,
+    )
+    .context("map 4 pages")?;
+    let base = read("after mapping 4 pages", &dev)?;
+    check!(base.1 != first.1, "an mmap moves vma_seq");
+    // SAFETY: getpid has no requirements.
+    unsafe { libc::getpid() };
+    for i in 0..4 {
+        mem.write(i * page, 1);
+    }
+    let quiet = read("after getpid and 4 first touches", &dev)?;
+    check_eq!(quiet.1, base.1, "no VMA changed: vma_seq stays");
+    let addr = mem.addr() as usize;
+    let steps: [(&str, &dyn Fn() -> i64); 5] = [
+        // SAFETY: each call works on the 4 pages this test mapped, or moves the break up a
+        // page and back, over memory nothing uses.
+        ("mprotect", &|| unsafe {
+            i64::from(libc::mprotect(addr as *mut _, page, libc::PROT_READ))
+        }),
+        ("mlock", &|| unsafe {
+            i64::from(libc::mlock(addr as *const _, page))
+        }),
+        ("munlock", &|| unsafe {
+            i64::from(libc::munlock(addr as *const _, page))
+        }),
+        ("brk up", &|| unsafe {
+            let b = libc::syscall(libc::SYS_brk, 0);
+            libc::syscall(libc::SYS_brk, b + page as i64) - b
+        }),
+        ("brk down", &|| unsafe {
+            let b = libc::syscall(libc::SYS_brk, 0);
+            b - libc::syscall(libc::SYS_brk, b - page as i64)
+        }),
+    ];
+    let mut last = quiet;
+    for (name, step) in steps {
+        let ret = step();
+        check!(ret >= 0, "{name}: {ret}");
+        let now = read(name, &dev)?;
+        check!(
+            now.1 != last.1,
+            "{name} changes the VMAs (or brk): vma_seq {} stays {}",
+            last.0,
+            now.1
+        );
+        last = now;
+    }
+    drop(mem);
+    let end = read("after munmap", &dev)?;
+    check!(end.1 != last.1, "munmap moves vma_seq");
+    Ok(())
 }

@@ -31,7 +31,7 @@ pub const fn ior<T>(ty: u32, nr: u32) -> u32 {
 pub const MMSCOPE_IOC_MAGIC: u32 = 0xB9;
 
 /// `MMSCOPE_ABI_VERSION`: the ABI version these definitions describe.
-pub const MMSCOPE_ABI_VERSION: u32 = 6;
+pub const MMSCOPE_ABI_VERSION: u32 = 7;
 
 /// `MMSCOPE_IOC_VERSION`: the module writes its ABI version to a `u32`.
 pub const MMSCOPE_IOC_VERSION: u32 = ior::<u32>(MMSCOPE_IOC_MAGIC, 0x00);
@@ -116,7 +116,15 @@ pub struct MmSummary {
     pub rss_anon: u64,
     pub rss_file: u64,
     pub rss_shmem: u64,
+    /// One more than the mmap lock's write sequence: unchanged, the VMAs are too (ABI 7);
+    /// 0 if unknown.
+    #[serde(skip)]
+    pub vma_seq: u64,
 }
+
+/// `MMSCOPE_MM_SUMMARY_SIZE_VER0`: the size of the first version of [`MmSummary`], which the
+/// command number keeps.
+pub const MMSCOPE_MM_SUMMARY_SIZE_VER0: usize = 216;
 
 /// `enum mmscope_vma_kind`.
 pub mod kind {
@@ -209,7 +217,12 @@ pub struct VmaQuery {
 }
 
 /// `MMSCOPE_IOC_MM_SUMMARY`.
-pub const MMSCOPE_IOC_MM_SUMMARY: u32 = iowr::<MmSummary>(MMSCOPE_IOC_MAGIC, 0x10);
+pub const MMSCOPE_IOC_MM_SUMMARY: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    MMSCOPE_IOC_MAGIC,
+    0x10,
+    MMSCOPE_MM_SUMMARY_SIZE_VER0,
+);
 /// `MMSCOPE_IOC_VMA_LIST`.
 pub const MMSCOPE_IOC_VMA_LIST: u32 = iowr::<VmaList>(MMSCOPE_IOC_MAGIC, 0x11);
 /// `MMSCOPE_IOC_VMA_QUERY`.

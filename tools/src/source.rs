@@ -45,6 +45,21 @@ pub trait Source {
     /// caller may not read it.
     fn read(&self, pid: Option<i32>, depth: Depth, snap: &mut Snapshot) -> io::Result<()>;
 
+    /// Reads as [`Source::read`] does, where `prev` is an earlier reading of the same address
+    /// space (of the same program: not from before an `execve`). A source that can tell that
+    /// no VMA has changed since (the module's `vma_seq`) takes the VMAs from `prev` instead of
+    /// walking them again; the others read everything.
+    fn read_after(
+        &self,
+        pid: Option<i32>,
+        depth: Depth,
+        prev: &Snapshot,
+        snap: &mut Snapshot,
+    ) -> io::Result<()> {
+        let _ = prev;
+        self.read(pid, depth, snap)
+    }
+
     /// A new reading of the address space of this process (`None`) or of `pid` at `depth`.
     fn snapshot(&self, pid: Option<i32>, depth: Depth) -> io::Result<Snapshot> {
         let mut snap = Snapshot::default();
@@ -63,13 +78,40 @@ impl Source for Device {
     }
 
     fn read(&self, pid: Option<i32>, _depth: Depth, snap: &mut Snapshot) -> io::Result<()> {
-        snap.summary = self.mm_summary(pid)?;
-        let expect = usize::try_from(snap.summary.map_count).unwrap_or(0);
-        self.vmas_into_expecting(pid, &mut snap.vmas, expect.min(1 << 16))?;
-        snap.unknown.clear();
-        snap.vma_flags_known = ALL_VMA_FLAGS;
-        Ok(())
+        read_device(self, pid, None, snap)
     }
+
+    fn read_after(
+        &self,
+        pid: Option<i32>,
+        _depth: Depth,
+        prev: &Snapshot,
+        snap: &mut Snapshot,
+    ) -> io::Result<()> {
+        read_device(self, pid, Some(prev), snap)
+    }
+}
+
+/// A reading from the module: the summary, then the VMAs, unless `prev` holds them already
+/// (the same nonzero `vma_seq`: the mmap lock's writers have not been in since).
+fn read_device(
+    dev: &Device,
+    pid: Option<i32>,
+    prev: Option<&Snapshot>,
+    snap: &mut Snapshot,
+) -> io::Result<()> {
+    snap.summary = dev.mm_summary(pid)?;
+    let seq = snap.summary.vma_seq;
+    match prev {
+        Some(prev) if seq != 0 && prev.summary.vma_seq == seq => snap.vmas.clone_from(&prev.vmas),
+        _ => {
+            let expect = usize::try_from(snap.summary.map_count).unwrap_or(0);
+            dev.vmas_into_expecting(pid, &mut snap.vmas, expect.min(1 << 16))?;
+        }
+    }
+    snap.unknown.clear();
+    snap.vma_flags_known = ALL_VMA_FLAGS;
+    Ok(())
 }
 
 /// Which source the command uses (`--source`).

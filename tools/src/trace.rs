@@ -448,6 +448,8 @@ struct Proc {
     brk: Option<u64>,
     /// Whether it is reported from now on: after the program's exec, until it ends.
     started: bool,
+    /// Its last reading (of its current program), whose VMAs the next reading may take.
+    last: Option<Snapshot>,
     /// Whether its events are reported: the program's always, a descendant's with `-f`.
     /// Without `-f` a launched program's descendants are still traced, unreported: the
     /// seccomp filter they inherit fails their memory calls with `ENOSYS` if no tracer
@@ -507,6 +509,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             brk,
             started,
             shown: true,
+            last: None,
         };
         Self {
             src,
@@ -527,15 +530,29 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         }
     }
 
-    /// The address space `tid` sees, with `brk` where the source cannot read it. `None`: the
-    /// thread or its address space is gone (killed, exiting).
-    fn snapshot(&self, tid: i32, brk: Option<u64>) -> Result<Option<Snapshot>, TraceError> {
-        match self.src.snapshot(Some(tid), Depth::Light) {
-            Ok(mut s) => {
-                if let (None, Some(brk)) = (s.brk(), brk) {
-                    s.set_brk(brk);
+    /// The address space `tid`, a thread of process `pid`, sees, with the process's break
+    /// where the source cannot read it; its VMAs taken from the process's last reading where
+    /// the source can tell they have not changed since. `None`: the thread or its address
+    /// space is gone (killed, exiting).
+    fn snapshot(&mut self, pid: i32, tid: i32) -> Result<Option<Snapshot>, TraceError> {
+        let proc = self.procs.get(&pid);
+        let brk = proc.and_then(|p| p.brk);
+        let mut snap = Snapshot::default();
+        let read = match proc.and_then(|p| p.last.as_ref()) {
+            Some(prev) => self
+                .src
+                .read_after(Some(tid), Depth::Light, prev, &mut snap),
+            None => self.src.read(Some(tid), Depth::Light, &mut snap),
+        };
+        match read {
+            Ok(()) => {
+                if let (None, Some(brk)) = (snap.brk(), brk) {
+                    snap.set_brk(brk);
                 }
-                Ok(Some(s))
+                if let Some(proc) = self.procs.get_mut(&pid) {
+                    proc.last = Some(snap.clone());
+                }
+                Ok(Some(snap))
             }
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
             Err(e) => Err(TraceError::Snapshot(e)),
@@ -592,8 +609,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         let Some(call) = MemCall::from_x86_64(nr).filter(|_| arch == AUDIT_ARCH_X86_64) else {
             return Ok(());
         };
-        let brk = self.procs.get(&pid).and_then(|p| p.brk);
-        if let Some(before) = self.snapshot(tid, brk)? {
+        if let Some(before) = self.snapshot(pid, tid)? {
             let args = args[..call.arg_count()].to_vec();
             self.pending.insert(tid, Pending { call, args, before });
         }
@@ -614,8 +630,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         }
         if let Some(p) = p {
             self.index += 1;
-            let brk = self.procs.get(&pid).and_then(|p| p.brk);
-            let after = self.snapshot(tid, brk)?;
+            let after = self.snapshot(pid, tid)?;
             let event = p.into_event(self.index, pid, tid, Some(sval), after);
             (self.on_event)(event);
         }
@@ -680,9 +695,9 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                 brk: parent.brk,
                 started: parent.started,
                 shown: parent.shown && self.follow_forks,
+                last: None,
             };
             let shown = child.shown && child.started;
-            let brk = child.brk;
             self.procs.insert(new, child);
             self.tasks.insert(new, new);
             if shown {
@@ -692,7 +707,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                     _ => Spawn::Fork,
                 };
                 let shared = shares_vm(tid);
-                if let Some(snap) = self.snapshot(new, brk)? {
+                if let Some(snap) = self.snapshot(new, new)? {
                     (self.on_event)(Event::Fork {
                         pid: new,
                         parent: pid,
@@ -748,10 +763,12 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         };
         proc.started = true;
         proc.brk = None;
+        // A new address space: nothing of the old one's readings holds.
+        proc.last = None;
         if !proc.shown {
             return Ok(());
         }
-        if let Some(mut snap) = self.snapshot(tid, None)? {
+        if let Some(mut snap) = self.snapshot(pid, tid)? {
             // load_elf_binary() leaves mm->brk at mm->start_brk.
             let brk = snap.brk().unwrap_or(snap.summary.start_brk);
             if snap.brk().is_none() {
@@ -775,8 +792,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             self.pending.remove(&tid);
             return Ok(());
         };
-        let brk = self.procs.get(&pid).and_then(|p| p.brk);
-        let snap = self.snapshot(tid, brk)?;
+        let snap = self.snapshot(pid, tid)?;
         if let Some(p) = self.pending.remove(&tid) {
             self.index += 1;
             let event = p.into_event(self.index, pid, tid, None, snap.clone());
