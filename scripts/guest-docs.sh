@@ -28,7 +28,7 @@ mmscope trace -o /tmp/sort-trace.txt -- /usr/bin/sort -n -o /tmp/sorted /tmp/num
 grep -v -e '^      RSS' -e 'between the calls' /tmp/sort-trace.txt >"$out/sort.txt"
 # -f: a shell pipeline, every process with its pid (the lines of the processes'
 # lives only: starts, execs, ends).
-mmscope trace -f -o /tmp/follow.txt -- sh -c 'sort -n /tmp/numbers | tail -n 1' >/dev/null
+mmscope trace -f -o /tmp/follow.txt -- sh -c '/usr/bin/sort -n /tmp/numbers | tail -n 1' >/dev/null
 grep -e '^exec' -e '^fork' -e '^vfork' -e '^clone' -e '^end' -e '^exit' -e '^summary' -e '^  [a-z]' \
 	/tmp/follow.txt >"$out/follow.txt"
 # -p: attach to a running process (it maps and unmaps a page every 100 ms) for a

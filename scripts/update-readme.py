@@ -33,7 +33,7 @@ BLOCKS = {
     "trace-stdout": ("trace-stdout.txt", ""),
     "follow": (
         "follow.txt",
-        "mmscope trace -f -- sh -c 'sort -n numbers | tail -n 1'    # only the processes' starts, execs and ends",
+        "mmscope trace -f -- sh -c '/usr/bin/sort -n numbers | tail -n 1'    # the processes' starts, execs and ends only",
     ),
     "attach": ("attach.txt", "mmscope trace -p $(pidof ticker)    # Ctrl-C after a second; calls 3 on left out"),
     "lazy": ("lazy.txt", "mmscope lazy 256K --rows 8"),

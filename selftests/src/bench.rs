@@ -310,7 +310,7 @@ fn row(table: &mut String, path: &str, ours: &Stats, unit: &str, others: &[(&str
         .collect();
     let ratios: Vec<String> = others
         .iter()
-        .map(|(n, s)| format!("{:.2}× {n}", ours.median / s.median))
+        .map(|(n, s)| format!("{}× {n}", ratio(ours.median / s.median)))
         .collect();
     let _ = writeln!(
         table,
@@ -491,6 +491,17 @@ pub fn run() -> String {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         std::env::var("MMSCOPE_ACCEL").unwrap_or_else(|_| "unknown".into()),
     )
+}
+
+/// A ratio with two decimals, or two significant digits below 0.1 (`0.0016`), so that a small
+/// one does not read as 0.
+fn ratio(r: f64) -> String {
+    if r >= 0.1 || r <= 0.0 {
+        format!("{r:.2}")
+    } else {
+        let places = (-r.log10()).floor() as usize + 2;
+        format!("{r:.places$}")
+    }
 }
 
 /// A program's own system calls under each tracer: `--helper costs` (5,000 `getppid`, 200
