@@ -5,8 +5,10 @@
 
 use crate::abi::{kind, Vma};
 use crate::procfs::NameCache;
-use crate::snapshot::{kind_label, page_size, perms, vma_size, Rss, Snapshot, VmaDiff, VmaView};
-use crate::style::Style;
+use crate::snapshot::{
+    kind_label, page_size, perm_chars, perms, vma_size, Rss, Snapshot, VmaDiff, VmaView,
+};
+use crate::style::{Paint, Style};
 use crate::syscalls::{self, MemCall};
 use crate::trace::{Ending, Event, Spawn, Step};
 use crate::units::{delta, size};
@@ -398,8 +400,10 @@ impl TextReport {
         out
     }
 
+    /// The text of a call: written into one string, with no other allocation on the usual
+    /// path, as it is printed at every call of a traced program.
     fn step(&mut self, step: &Step) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(512);
         let style = &self.style;
         let p = self
             .procs
@@ -407,25 +411,29 @@ impl TextReport {
             .or_insert_with(|| ProcText::new(step.pid, 1));
         let before = step.before.rss();
         if p.last_rss.is_some_and(|last| last != before) {
-            out += &p.rss_line(style, "between the calls (pages touched or freed):", before);
+            p.rss_line_into(
+                style,
+                &mut out,
+                "between the calls (pages touched or freed):",
+                before,
+            );
         }
         p.last_rss = Some(before);
-        let result = match step.ret {
-            Some(ret) => step.call.format_result(ret),
-            None => "? (the thread was killed)".to_string(),
-        };
-        let who = if self.many && step.tid != step.pid {
-            format!("{}/{}", step.pid, step.tid)
+        style.open(&mut out, Paint::Bold);
+        let _ = write!(out, "#{}", step.index);
+        style.close(&mut out);
+        if self.many && step.tid != step.pid {
+            let _ = write!(out, " [{}/{}] ", step.pid, step.tid);
         } else {
-            step.tid.to_string()
-        };
-        let _ = writeln!(
-            out,
-            "{} [{who}] {} = {}",
-            style.bold(&format!("#{}", step.index)),
-            step.call.format(&step.args),
-            result
-        );
+            let _ = write!(out, " [{}] ", step.tid);
+        }
+        step.call.format_into(&step.args, &mut out);
+        out.push_str(" = ");
+        match step.ret {
+            Some(ret) => step.call.format_result_into(ret, &mut out),
+            None => out.push_str("? (the thread was killed)"),
+        }
+        out.push('\n');
         let Some(after) = &step.after else {
             return out;
         };
@@ -443,16 +451,15 @@ impl TextReport {
         }
         let diff = VmaDiff::between(&step.before.vmas, &after.vmas);
         p.names.cover(step.tid, &diff.added);
-        out += &diff_lines(style, &p.names, &diff);
-        out += &p.rss_line(style, "RSS", after.rss());
+        diff_lines(style, &p.names, &diff, &mut out);
+        p.rss_line_into(style, &mut out, "RSS", after.rss());
         out
     }
 }
 
-/// The VMA changes: `~` for a VMA that kept its start or end and changed, `-` and `+` for the
-/// others.
-fn diff_lines(style: &Style, names: &NameCache, diff: &VmaDiff) -> String {
-    let mut out = String::new();
+/// The VMA changes, appended to `out`: `~` for a VMA that kept its start or end and changed,
+/// `-` and `+` for the others.
+fn diff_lines(style: &Style, names: &NameCache, diff: &VmaDiff, out: &mut String) {
     let mut added: Vec<Option<&Vma>> = diff.added.iter().map(Some).collect();
     for r in &diff.removed {
         let partner = added.iter_mut().find(|a| {
@@ -495,47 +502,67 @@ fn diff_lines(style: &Style, names: &NameCache, diff: &VmaDiff) -> String {
                 );
                 let _ = writeln!(out, "{}", line.trim_end());
             }
-            None => out += &vma_line(style, names, "-", r),
+            None => vma_line(style, names, false, r, out),
         }
     }
     for a in added.into_iter().flatten() {
-        out += &vma_line(style, names, "+", a);
+        vma_line(style, names, true, a, out);
     }
-    out
 }
 
-fn vma_line(style: &Style, names: &NameCache, sign: &str, v: &Vma) -> String {
-    let name = names.get(v).or_else(|| kind_label(v)).unwrap_or_default();
-    let line = format!(
-        "      {} {:x}-{:x} {} {:<7} {:>10} {name}",
-        style.change(sign == "+", sign),
-        v.start,
-        v.end,
-        perms(v),
-        kind::name(v.kind),
-        size(vma_size(v)),
-    );
-    format!("{}\n", line.trim_end())
+/// A VMA that appeared (`added`) or went away, as one line appended to `out`.
+fn vma_line(style: &Style, names: &NameCache, added: bool, v: &Vma, out: &mut String) {
+    out.push_str("      ");
+    style.push(out, Paint::Change(added), if added { "+" } else { "-" });
+    let _ = write!(out, " {:x}-{:x} ", v.start, v.end);
+    out.extend(perm_chars(v));
+    let kind = kind::name(v.kind);
+    out.push(' ');
+    out.push_str(kind);
+    // The size right-aligned in 10 columns after the kind's 7: the columns of `{:<7} {:>10}`.
+    let at = out.len();
+    crate::units::size_into(out, vma_size(v));
+    let pad = 7usize.saturating_sub(kind.len()) + 1 + 10usize.saturating_sub(out.len() - at);
+    out.insert_str(at, &"                    "[..pad.min(20)]);
+    if let Some(name) = names.get(v).or_else(|| kind_label(v)) {
+        let name = name.trim_end();
+        if !name.is_empty() {
+            out.push(' ');
+            out.push_str(name);
+        }
+    }
+    out.push('\n');
 }
 
 impl ProcText {
     /// The RSS counters, with their change since the last line that showed them.
     fn rss_line(&mut self, style: &Style, label: &str, rss: Rss) -> String {
-        let change = |f: fn(&Rss) -> u64| match self.last_rss {
-            Some(last) if f(&last) != f(&rss) => format!(" ({})", delta(f(&last), f(&rss))),
-            _ => String::new(),
-        };
-        let line = format!(
-            "      {label} anon {}{}, file {}{}, shmem {}{}\n",
-            size(rss.anon),
-            change(|r| r.anon),
-            size(rss.file),
-            change(|r| r.file),
-            size(rss.shmem),
-            change(|r| r.shmem)
-        );
+        let mut out = String::new();
+        self.rss_line_into(style, &mut out, label, rss);
+        out
+    }
+
+    /// [`ProcText::rss_line`], appended to `out`.
+    fn rss_line_into(&mut self, style: &Style, out: &mut String, label: &str, rss: Rss) {
+        style.open(out, Paint::Dim);
+        out.push_str("      ");
+        out.push_str(label);
+        for (name, f) in [
+            (" anon ", (|r: &Rss| r.anon) as fn(&Rss) -> u64),
+            (", file ", |r: &Rss| r.file),
+            (", shmem ", |r: &Rss| r.shmem),
+        ] {
+            out.push_str(name);
+            crate::units::size_into(out, f(&rss));
+            if let Some(last) = self.last_rss.filter(|last| f(last) != f(&rss)) {
+                out.push_str(" (");
+                crate::units::delta_into(out, f(&last), f(&rss));
+                out.push(')');
+            }
+        }
+        out.push('\n');
+        style.close(out);
         self.last_rss = Some(rss);
-        style.dim(&line)
     }
 }
 

@@ -175,6 +175,11 @@ pub fn vma_size(v: &Vma) -> u64 {
 
 /// The permissions as `/proc/<pid>/maps` prints them: `rwxp` or `rwxs`.
 pub fn perms(v: &Vma) -> String {
+    perm_chars(v).iter().collect()
+}
+
+/// [`perms`], as four characters.
+pub fn perm_chars(v: &Vma) -> [char; 4] {
     let bit = |flag, c| if v.flags & flag != 0 { c } else { '-' };
     [
         bit(abi::MMSCOPE_VMA_READ, 'r'),
@@ -186,8 +191,6 @@ pub fn perms(v: &Vma) -> String {
             'p'
         },
     ]
-    .iter()
-    .collect()
 }
 
 /// The byte offset `/proc/<pid>/maps` shows: the file offset for files and shared memory, 0 for

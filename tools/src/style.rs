@@ -49,16 +49,37 @@ impl Style {
 
     /// `text` in the colour of the VMA kind `k`.
     pub fn kind(&self, k: u32, text: &str) -> String {
-        let code = match k {
-            kind::HEAP => "32",      // green
-            kind::STACK => "35",     // magenta
-            kind::ANON => "33",      // yellow
-            kind::FILE => "34",      // blue
-            kind::SHMEM => "36",     // cyan
-            kind::MMSCOPE => "1;31", // bold red
-            _ => "2",                // dim: vdso, vvar, special
-        };
-        self.paint(code, text)
+        self.paint(kind_code(k), text)
+    }
+
+    /// Appends `text` to `out`, painted as `paint` says: no allocation, for what a trace
+    /// prints at every call.
+    pub fn push(&self, out: &mut String, paint: Paint, text: &str) {
+        self.open(out, paint);
+        out.push_str(text);
+        self.close(out);
+    }
+
+    /// Starts text painted as `paint` says, in `out`; [`Style::close`] ends it.
+    pub fn open(&self, out: &mut String, paint: Paint) {
+        if self.enabled {
+            out.push_str("\x1b[");
+            out.push_str(match paint {
+                Paint::Bold => "1",
+                Paint::Dim => "2",
+                Paint::Change(true) => "32",
+                Paint::Change(false) => "31",
+                Paint::Kind(k) => kind_code(k),
+            });
+            out.push('m');
+        }
+    }
+
+    /// Ends what [`Style::open`] started.
+    pub fn close(&self, out: &mut String) {
+        if self.enabled {
+            out.push_str("\x1b[0m");
+        }
     }
 
     /// `text` dimmed, for gaps and markers.
@@ -82,5 +103,32 @@ impl Style {
         } else {
             text.to_string()
         }
+    }
+}
+
+/// How [`Style::push`] paints: as [`Style::bold`], [`Style::dim`], [`Style::change`] and
+/// [`Style::kind`] do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paint {
+    /// Bold, for headings.
+    Bold,
+    /// Dimmed.
+    Dim,
+    /// Green for growth (`true`), red for shrinkage.
+    Change(bool),
+    /// The colour of a VMA kind.
+    Kind(u32),
+}
+
+/// The colour of the VMA kind `k`.
+fn kind_code(k: u32) -> &'static str {
+    match k {
+        kind::HEAP => "32",      // green
+        kind::STACK => "35",     // magenta
+        kind::ANON => "33",      // yellow
+        kind::FILE => "34",      // blue
+        kind::SHMEM => "36",     // cyan
+        kind::MMSCOPE => "1;31", // bold red
+        _ => "2",                // dim: vdso, vvar, special
     }
 }

@@ -85,18 +85,64 @@ impl MemCall {
     /// The call as `strace` prints it: `mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS,
     /// -1, 0)`.
     pub fn format(self, args: &[u64]) -> String {
+        let mut out = String::new();
+        self.format_into(args, &mut out);
+        out
+    }
+
+    /// [`MemCall::format`], appended to `out`: with no allocation of its own, as a trace
+    /// prints it at every call.
+    pub fn format_into(self, args: &[u64], out: &mut String) {
+        use std::fmt::Write;
         let a = |i: usize| args.get(i).copied().unwrap_or(0);
-        let parts: Vec<String> = match self {
-            Self::Brk | Self::Shmdt => vec![ptr(a(0))],
-            Self::Mmap => vec![
-                ptr(a(0)),
-                a(1).to_string(),
-                flags(a(2), PROT, "PROT_NONE"),
-                map_flags(a(3)),
-                (a(4) as i32).to_string(),
-                format!("{:#x}", a(5)),
-            ],
-            Self::Munmap => vec![ptr(a(0)), a(1).to_string()],
+        let dec = |out: &mut String, v: i64| {
+            let _ = write!(out, "{v}");
+        };
+        out.push_str(self.name());
+        out.push('(');
+        match self {
+            Self::Brk | Self::Shmdt => ptr_into(out, a(0)),
+            Self::Mmap => {
+                ptr_into(out, a(0));
+                out.push_str(", ");
+                dec(out, a(1) as i64);
+                out.push_str(", ");
+                flags_into(out, a(2), PROT, "PROT_NONE");
+                out.push_str(", ");
+                map_flags_into(out, a(3));
+                out.push_str(", ");
+                dec(out, i64::from(a(4) as i32));
+                let _ = write!(out, ", {:#x}", a(5));
+            }
+            Self::Munmap => {
+                ptr_into(out, a(0));
+                out.push_str(", ");
+                dec(out, a(1) as i64);
+            }
+            Self::Mprotect | Self::PkeyMprotect => {
+                ptr_into(out, a(0));
+                out.push_str(", ");
+                dec(out, a(1) as i64);
+                out.push_str(", ");
+                flags_into(out, a(2), PROT, "PROT_NONE");
+                if self == Self::PkeyMprotect {
+                    out.push_str(", ");
+                    dec(out, i64::from(a(3) as i32));
+                }
+            }
+            _ => {
+                let parts = self.parts(args);
+                out.push_str(&parts.join(", "));
+            }
+        }
+        out.push(')');
+    }
+
+    /// The arguments of the calls [`MemCall::format_into`] does not write itself (the rarer
+    /// ones), each as `strace` prints it.
+    fn parts(self, args: &[u64]) -> Vec<String> {
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        match self {
             Self::Mremap => {
                 let mut v = vec![
                     ptr(a(0)),
@@ -109,30 +155,36 @@ impl MemCall {
                 }
                 v
             }
-            Self::Mprotect => vec![ptr(a(0)), a(1).to_string(), flags(a(2), PROT, "PROT_NONE")],
-            Self::PkeyMprotect => vec![
-                ptr(a(0)),
-                a(1).to_string(),
-                flags(a(2), PROT, "PROT_NONE"),
-                (a(3) as i32).to_string(),
-            ],
             Self::Madvise => vec![ptr(a(0)), a(1).to_string(), advice(a(2))],
             Self::Shmat => vec![(a(0) as i32).to_string(), ptr(a(1)), flags(a(2), SHM, "0")],
-        };
-        format!("{}({})", self.name(), parts.join(", "))
+            Self::Brk
+            | Self::Shmdt
+            | Self::Mmap
+            | Self::Munmap
+            | Self::Mprotect
+            | Self::PkeyMprotect => Vec::new(),
+        }
     }
 
     /// The result as `strace` prints it: an address, 0, or `-1 ENOMEM (Cannot allocate
     /// memory)`.
     pub fn format_result(self, ret: i64) -> String {
-        if (-4095..0).contains(&ret) {
+        let mut out = String::new();
+        self.format_result_into(ret, &mut out);
+        out
+    }
+
+    /// [`MemCall::format_result`], appended to `out`.
+    pub fn format_result_into(self, ret: i64, out: &mut String) {
+        use std::fmt::Write;
+        let _ = if (-4095..0).contains(&ret) {
             let errno = nix::errno::Errno::from_raw(-ret as i32);
-            format!("-1 {errno:?} ({})", errno.desc())
+            write!(out, "-1 {errno:?} ({})", errno.desc())
         } else if self.returns_address() {
-            format!("{ret:#x}")
+            write!(out, "{ret:#x}")
         } else {
-            ret.to_string()
-        }
+            write!(out, "{ret}")
+        };
     }
 }
 
@@ -155,30 +207,53 @@ pub fn errno_name(ret: i64) -> Option<String> {
 
 /// A pointer argument: `NULL` or hex.
 fn ptr(v: u64) -> String {
+    let mut out = String::new();
+    ptr_into(&mut out, v);
+    out
+}
+
+/// [`ptr`], appended to `out`.
+fn ptr_into(out: &mut String, v: u64) {
+    use std::fmt::Write;
     if v == 0 {
-        "NULL".to_string()
+        out.push_str("NULL");
     } else {
-        format!("{v:#x}")
+        let _ = write!(out, "{v:#x}");
     }
 }
 
 /// Symbolic flags, with what is left over in hex.
 fn flags(v: u64, names: &[(u64, &str)], zero: &str) -> String {
+    let mut out = String::new();
+    flags_into(&mut out, v, names, zero);
+    out
+}
+
+/// [`flags`], appended to `out`.
+fn flags_into(out: &mut String, v: u64, names: &[(u64, &str)], zero: &str) {
+    use std::fmt::Write;
     if v == 0 {
-        return zero.to_string();
+        out.push_str(zero);
+        return;
     }
     let mut rest = v;
-    let mut out = Vec::new();
+    let mut first = true;
+    let mut sep = |out: &mut String| {
+        if !std::mem::take(&mut first) {
+            out.push('|');
+        }
+    };
     for &(bit, name) in names {
         if bit != 0 && rest & bit == bit {
-            out.push(name.to_string());
+            sep(out);
+            out.push_str(name);
             rest &= !bit;
         }
     }
     if rest != 0 {
-        out.push(format!("{rest:#x}"));
+        sep(out);
+        let _ = write!(out, "{rest:#x}");
     }
-    out.join("|")
 }
 
 /// `MAP_HUGETLB`.
@@ -190,12 +265,18 @@ const MAP_HUGE_MASK: u64 = 0x3f;
 
 /// `mmap` flags as `strace` prints them: with `MAP_HUGETLB`, the page size in bits 26-31 as
 /// `MAP_HUGE_2MB`, `MAP_HUGE_1GB` (`include/uapi/asm-generic/hugetlb_encode.h`), not as
-/// `MAP_UNINITIALIZED` and leftover bits.
-fn map_flags(v: u64) -> String {
+/// `MAP_UNINITIALIZED` and leftover bits; appended to `out`.
+fn map_flags_into(out: &mut String, v: u64) {
     let huge = (v >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
     if v & MAP_HUGETLB == 0 || huge == 0 {
-        return flags(v, MAP, "0");
+        flags_into(out, v, MAP, "0");
+    } else {
+        out.push_str(&huge_map_flags(v, huge));
     }
+}
+
+/// The flags of a `MAP_HUGETLB` mapping whose size field holds `huge` (log2 of the page size).
+fn huge_map_flags(v: u64, huge: u64) -> String {
     let size = match huge {
         0..=9 => format!("{}B", 1u64 << huge),
         10..=19 => format!("{}KB", 1u64 << (huge - 10)),
@@ -292,6 +373,28 @@ mod tests {
             "mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0)"
         );
         assert_eq!(MemCall::Brk.format(&[0]), "brk(NULL)");
+        assert_eq!(MemCall::Brk.format(&[0x5000]), "brk(0x5000)");
+        assert_eq!(
+            MemCall::Munmap.format(&[0x7f00_0000_0000, 8192]),
+            "munmap(0x7f0000000000, 8192)"
+        );
+        assert_eq!(
+            MemCall::Mprotect.format(&[0x1000, 4096, 0]),
+            "mprotect(0x1000, 4096, PROT_NONE)"
+        );
+        assert_eq!(
+            MemCall::PkeyMprotect.format(&[0x1000, 4096, 5, u64::MAX]),
+            "pkey_mprotect(0x1000, 4096, PROT_READ|PROT_EXEC, -1)"
+        );
+        assert_eq!(
+            MemCall::Mremap.format(&[0x1000, 4096, 8192, 3, 0x9000]),
+            "mremap(0x1000, 4096, 8192, MREMAP_MAYMOVE|MREMAP_FIXED, 0x9000)"
+        );
+        assert_eq!(
+            MemCall::Mmap.format(&[0x1000, 4096, 0x80_0001, 0x1_0000_0012, 3, 0x2000]),
+            "mmap(0x1000, 4096, PROT_READ|0x800000, MAP_PRIVATE|MAP_FIXED|0x100000000, 3, 0x2000)"
+        );
+        assert_eq!(MemCall::Shmdt.format(&[0x1000]), "shmdt(0x1000)");
         assert_eq!(
             MemCall::Madvise.format(&[0x1000, 8192, 4]),
             "madvise(0x1000, 8192, MADV_DONTNEED)"

@@ -5,6 +5,14 @@
 /// `bytes` in the largest binary unit that keeps it at least 1, with one decimal where the
 /// value is not whole: `4 KiB`, `1.5 MiB`, `100 B`.
 pub fn size(bytes: u64) -> String {
+    let mut out = String::new();
+    size_into(&mut out, bytes);
+    out
+}
+
+/// [`size`], appended to `out`.
+pub fn size_into(out: &mut String, bytes: u64) {
+    use std::fmt::Write;
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut unit = 0;
     while unit + 1 < UNITS.len() && bytes >> (10 * (unit + 1)) != 0 {
@@ -14,7 +22,7 @@ pub fn size(bytes: u64) -> String {
     // trace holds several sizes, and float formatting is most of what printing it costs.
     let one = 1u128 << (10 * unit);
     let b = u128::from(bytes);
-    let fixed = |places: u32| {
+    let fixed = |out: &mut String, places: u32| {
         let scale = 10u128.pow(places);
         let (q, r) = (b * scale / one, b * scale % one);
         let q = match (2 * r).cmp(&one) {
@@ -22,20 +30,36 @@ pub fn size(bytes: u64) -> String {
             std::cmp::Ordering::Equal => q + (q & 1),
             std::cmp::Ordering::Less => q,
         };
-        format!(
+        let _ = write!(
+            out,
             "{}.{:0width$} {}",
             q / scale,
             q % scale,
             UNITS[unit],
             width = places as usize
-        )
+        );
     };
     if b % one == 0 {
-        format!("{} {}", b / one, UNITS[unit])
+        let _ = write!(out, "{} {}", b / one, UNITS[unit]);
     } else if b < 10 * one {
-        fixed(2)
+        fixed(out, 2);
     } else {
-        fixed(1)
+        fixed(out, 1);
+    }
+}
+
+/// [`delta`], appended to `out`.
+pub fn delta_into(out: &mut String, before: u64, after: u64) {
+    match after.cmp(&before) {
+        std::cmp::Ordering::Greater => {
+            out.push('+');
+            size_into(out, after - before);
+        }
+        std::cmp::Ordering::Less => {
+            out.push('-');
+            size_into(out, before - after);
+        }
+        std::cmp::Ordering::Equal => out.push_str("±0"),
     }
 }
 
