@@ -505,7 +505,8 @@ fn ratio(r: f64) -> String {
 }
 
 /// A program's own system calls under each tracer: `--helper costs` (5,000 `getppid`, 200
-/// `mmap`/`munmap` pairs, timed from inside) untraced, under `mmscope trace`, and under
+/// `mmap`/`munmap` pairs, timed from inside) untraced, under `mmscope trace` with and without
+/// `-f`, and under
 /// `strace -f -e trace=%memory` with and without `--seccomp-bpf` (where the guest has strace,
 /// from the host, and the kernel can filter), one run of each per round.
 fn tracer_rows(table: &mut String) {
@@ -515,18 +516,18 @@ fn tracer_rows(table: &mut String) {
     let mmscope = std::env::var("MMSCOPE_BIN").unwrap_or_else(|_| "/bin/mmscope".into());
     let strace = "/usr/bin/strace";
     let helper = [exe.as_str(), "--helper", "costs"];
+    let trace = |more: &[&str]| -> Vec<String> {
+        let mut v = vec![mmscope.clone(), "trace".into()];
+        v.extend(more.iter().map(|m| m.to_string()));
+        v.extend(["-o", "/dev/null", "--"].map(String::from));
+        v
+    };
+    // Ours first after the baseline: with -f, under its seccomp filter, as `strace -f
+    // --seccomp-bpf`; then without, where every call stops.
     let mut contenders: Vec<(String, Vec<String>)> = vec![
         ("untraced".into(), vec![]),
-        (
-            "mmscope trace".into(),
-            vec![
-                mmscope,
-                "trace".into(),
-                "-o".into(),
-                "/dev/null".into(),
-                "--".into(),
-            ],
-        ),
+        ("mmscope trace -f".into(), trace(&["-f"])),
+        ("mmscope trace (no -f)".into(), trace(&[])),
     ];
     let mut missing = Vec::new();
     if std::path::Path::new(strace).exists() {

@@ -842,44 +842,58 @@ pub fn cli_trace_exit_and_kill() -> TestResult {
         "the program started"
     );
 
-    // Killed from outside while it runs.
-    let mut cmd = mmscope(&[
-        "trace",
-        "-o",
-        "/tmp/mmscope-trace-killed.txt",
-        "--",
-        "sleep",
-        "30",
-    ])?;
-    let mut child = cmd.spawn().context("start the trace")?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let sleeper = loop {
-        let found = std::fs::read_dir("/proc")
-            .context("list /proc")?
-            .find_map(|e| {
-                let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                let ppid = stat_field(&stat, 4)?;
-                (ppid == child.id() as u64 && stat.contains("(sleep)")).then_some(pid)
-            });
-        if let Some(pid) = found {
-            break pid;
+    // Killed from outside while it runs (its comm is `sleep`: it has execed), and as soon as
+    // it exists (before or during its exec, whose event a SIGKILL may overtake): either way
+    // the end is the program's, as a shell would report it.
+    for early in [false, true] {
+        let how = if early { "at once" } else { "while it runs" };
+        let mut cmd = mmscope(&[
+            "trace",
+            "-o",
+            "/tmp/mmscope-trace-killed.txt",
+            "--",
+            "sleep",
+            "30",
+        ])?;
+        if early {
+            // A large environment, which execve copies before the new program starts: the
+            // kill lands in the exec more often than not.
+            for i in 0..12 {
+                cmd.env(format!("MMSCOPE_TEST_PAD{i}"), "x".repeat(100 << 10));
+            }
         }
+        let mut child = cmd.spawn().context("start the trace")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let sleeper = loop {
+            let found = std::fs::read_dir("/proc")
+                .context("list /proc")?
+                .find_map(|e| {
+                    let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                    let ppid = stat_field(&stat, 4)?;
+                    (ppid == child.id() as u64 && (early || stat.contains("(sleep)")))
+                        .then_some(pid)
+                });
+            if let Some(pid) = found {
+                break pid;
+            }
+            check!(
+                std::time::Instant::now() < deadline,
+                "the traced sleep never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(if early { 1 } else { 50 }));
+        };
+        // SAFETY: kill has no memory-safety requirements.
+        unsafe { libc::kill(sleeper, libc::SIGKILL) };
+        let status = child.wait().context("wait for the trace")?;
+        check_eq!(status.code(), Some(128 + 9), "killed from outside {how}");
+        let body =
+            std::fs::read_to_string("/tmp/mmscope-trace-killed.txt").context("read trace")?;
         check!(
-            std::time::Instant::now() < deadline,
-            "the traced sleep never started"
+            body.contains("killed by SIGKILL"),
+            "killed {how}: the text summary says so:\n{body}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    // SAFETY: kill has no memory-safety requirements.
-    unsafe { libc::kill(sleeper, libc::SIGKILL) };
-    let status = child.wait().context("wait for the trace")?;
-    check_eq!(status.code(), Some(128 + 9), "killed from outside");
-    let body = std::fs::read_to_string("/tmp/mmscope-trace-killed.txt").context("read trace")?;
-    check!(
-        body.contains("killed by SIGKILL"),
-        "the text summary says so:\n{body}"
-    );
+    }
     Ok(())
 }
 
@@ -2829,10 +2843,10 @@ fn forks_output(stdout: &[u8]) -> Result<(std::collections::HashMap<u64, Value>,
 /// with its pid: the forked child's first address space is its parent's as the parent read
 /// it from `/proc/self/maps` just before forking, its own calls return what it saw, an
 /// `execve` is a new address space whose `start_brk` is the one the new program reads from
-/// its `/proc/self/stat`, and each child's end is its exit status. Without `-f` none of them
-/// is shown, and with or without, every status and every child's calls are what they are
-/// untraced (the seccomp filter they inherit would fail their memory calls with `ENOSYS` if
-/// the tracer let them go).
+/// its `/proc/self/stat`, and each child's end is its exit status; the programs run under
+/// the tracer's seccomp filter. Without `-f` none of them is shown nor filtered, and with
+/// or without, every status and every child's calls are what they are untraced (a child
+/// under the filter but without a tracer would see its memory calls fail with `ENOSYS`).
 pub fn cli_trace_follows_forks() -> TestResult {
     let exe = std::env::current_exe().context("current_exe")?;
     let exe = exe.to_string_lossy().into_owned();
@@ -2868,11 +2882,19 @@ pub fn cli_trace_follows_forks() -> TestResult {
             "{how}: the forked child's mmap and brk worked: {parent}"
         );
         check_eq!(probes.len(), 2, "{how}: two programs execed");
+        // With -f, under the tracer's seccomp filter (Seccomp: 2), which every child
+        // inherits; without, as untraced (the filter would need a tracer for each child).
+        let untraced = plain_probes.values().next().map(|p| p["seccomp"].clone());
         for (pid, probe) in &probes {
+            let want = if follow {
+                Some(Value::from("2"))
+            } else {
+                untraced.clone()
+            };
             check_eq!(
-                probe["seccomp"].as_str(),
-                Some("2"),
-                "{how}: program {pid} runs under the tracer's seccomp filter (Seccomp: 2)"
+                Some(probe["seccomp"].clone()),
+                want,
+                "{how}: program {pid}'s seccomp mode"
             );
         }
         let events = trace_lines(&path)?;
@@ -3050,6 +3072,66 @@ pub fn cli_trace_untraced_changes_stay_out_of_the_next_call() -> TestResult {
             .flatten()
             .any(|v| v["start"].as_u64() == Some(b)),
         "B's mmap adds B: {call}"
+    );
+    Ok(())
+}
+
+/// `-f` past a child that makes itself unreadable (`PR_SET_DUMPABLE` 0), traced by an
+/// ordinary user, who may then no longer read it: the trace says so once (`unreadable`), the
+/// child runs on and exits 0 with its own calls working, and the program's calls after it are
+/// traced as before; nothing of the child is shown after.
+pub fn cli_trace_follows_past_an_unreadable_child() -> TestResult {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let path = "/tmp/mmscope-trace-undumpable.json";
+    let _ = std::fs::remove_file(path);
+    let bin = bin()?;
+    let (code, out, err) = spawn_as(
+        1000,
+        &[
+            &bin,
+            "trace",
+            "-f",
+            "--json",
+            "-o",
+            path,
+            "--",
+            &exe,
+            "--helper",
+            "undumpable",
+        ],
+    )
+    .and_then(UserChild::output)
+    .context("run mmscope trace -f as uid 1000")?;
+    check_eq!(code, Some(0), "mmscope trace -f as uid 1000: {err}");
+    let got = json(out.trim())?;
+    check_eq!(got["status"].as_i64(), Some(0), "the child exited 0: {got}");
+    check_eq!(
+        got["mapped"].as_i64(),
+        Some(1),
+        "the program's own mapping worked"
+    );
+    let child = u(&got, "child")?;
+    let events = trace_lines(path)?;
+    let at = events
+        .iter()
+        .position(|e| e["event"] == "unreadable" && e["pid"].as_u64() == Some(child));
+    let Some(at) = at else {
+        return Err(Outcome::Fail(format!(
+            "no `unreadable` event for the child {child}"
+        )));
+    };
+    check!(
+        events[at + 1..]
+            .iter()
+            .all(|e| e["pid"].as_u64() != Some(child) || e["event"] == "end"),
+        "nothing of {child} but its end after it became unreadable"
+    );
+    check!(
+        events[at..].iter().any(|e| e["event"] == "syscall"
+            && e["syscall"] == "mmap"
+            && e["args"][1].as_u64() == Some(6 * page_size() as u64)),
+        "the program's own 6-page mmap after it is traced"
     );
     Ok(())
 }

@@ -26,11 +26,12 @@ pub fn run(name: &str) -> i32 {
         "attachee" => attachee(),
         "forks" => forks(),
         "mlock-between" => mlock_between(),
+        "undumpable" => undumpable(),
         _ => {
             eprintln!(
                 "mmscope-selftests: no helper {name:?} (hold, variety, calls, threads, changes, \
                  costs, signals, no-ptrace, ticker, pgrp, clone-process, traced, brk-refused, \
-                 reuse-tid, attachee, forks, mlock-between)"
+                 reuse-tid, attachee, forks, mlock-between, undumpable)"
             );
             2
         }
@@ -984,5 +985,47 @@ fn mlock_between() -> i32 {
         (a as u64, b as u64)
     };
     println!("{{\"a\":{a},\"b\":{b}}}");
+    0
+}
+
+/// `undumpable`: forks a child that makes itself non-dumpable (`PR_SET_DUMPABLE` 0, as
+/// ssh-agent does), maps and unmaps 5 pages and exits 0; then maps and unmaps 6 pages itself.
+/// Prints `{"child", "status", "mapped"}`: the child's pid, its wait status, and whether its
+/// own mapping worked (1) in the child.
+fn undumpable() -> i32 {
+    let page = crate::sys::page_size();
+    let map = |pages: usize| {
+        // SAFETY: A new anonymous mapping, unmapped at once.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                pages * page,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return false;
+            }
+            libc::munmap(p, pages * page) == 0
+        }
+    };
+    // SAFETY: The child only makes system calls before _exit; waitpid writes a live int.
+    let (child, status) = unsafe {
+        let child = libc::fork();
+        if child == 0 {
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+            libc::_exit(if map(5) { 0 } else { 3 });
+        }
+        let mut status = 0;
+        libc::waitpid(child, &mut status, 0);
+        (child, status)
+    };
+    let mapped = map(6);
+    println!(
+        "{{\"child\":{child},\"status\":{status},\"mapped\":{}}}",
+        u8::from(mapped)
+    );
     0
 }

@@ -313,6 +313,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_follows_forks,
     },
     Test {
+        name: "cli_trace_follows_past_an_unreadable_child",
+        run: cli::cli_trace_follows_past_an_unreadable_child,
+    },
+    Test {
         name: "cli_trace_exit_is_the_last_thread",
         run: cli::cli_trace_exit_is_the_last_thread,
     },

@@ -83,16 +83,19 @@ enum Command {
         picture: bool,
         /// Follow the processes the program starts (fork, vfork, clone), as `strace -f` does:
         /// each is shown with its pid, from its copy of its parent's address space on, and an
-        /// execve in one as a new address space. The peaks in the summary stay the program's.
-        /// Without -f they are traced too (the program's seccomp filter needs a tracer) but
-        /// not shown; either way the trace ends when the last of them has ended.
+        /// execve in one as a new address space; the trace ends when the last of them has
+        /// ended. The peaks in the summary stay the program's. With -f the program and its
+        /// children run under a seccomp filter that stops them only at their memory calls (as
+        /// `strace -f --seccomp-bpf`), so their other calls keep nearly their speed; without
+        /// it every system call stops (the filter, which children inherit, needs a tracer for
+        /// each of them).
         #[arg(short = 'f', long = "follow-forks")]
         follow_forks: bool,
         /// Attach to the running process PID instead of starting one, as `strace -p` does:
         /// every thread is traced, from the address space at attach on. The process stops at
-        /// every system call (a running process cannot be given a seccomp filter; a program
-        /// mmscope starts stops only at its memory calls), so it runs slower while traced.
-        /// Ctrl-C, SIGTERM or SIGHUP detach and leave it running.
+        /// every system call (a running process cannot be given a seccomp filter, which a
+        /// program mmscope starts gets with -f), so it runs slower while traced. Ctrl-C,
+        /// SIGTERM or SIGHUP detach and leave it running.
         #[arg(
             short = 'p',
             long = "pid",

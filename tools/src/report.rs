@@ -348,6 +348,15 @@ impl TextReport {
                 out += &p.rss_line(&self.style, "RSS", snap.rss());
                 self.procs.insert(*pid, p);
             }
+            Event::Unreadable { pid } => {
+                let _ = writeln!(
+                    out,
+                    "{} pid {pid}: not shown from here on: it may not be read any more (it made \
+                     itself non-dumpable, or changed its credentials)",
+                    self.style.bold("unreadable")
+                );
+                self.procs.remove(pid);
+            }
             Event::End { pid, ending } => {
                 let how = match ending {
                     Ending::Exited(code) => format!("exited with status {code}"),
@@ -632,6 +641,10 @@ enum JsonEvent {
         #[serde(flatten)]
         start: Start,
     },
+    /// A process followed (`-f`) may not be read any more: not shown from here on.
+    Unreadable {
+        pid: i32,
+    },
     /// A process followed (`-f`) other than the program ended.
     End {
         pid: i32,
@@ -704,7 +717,9 @@ impl JsonReport {
                 }
                 step.pid
             }
-            Event::ThreadExit { pid, .. } | Event::Thread { pid, .. } => *pid,
+            Event::ThreadExit { pid, .. }
+            | Event::Thread { pid, .. }
+            | Event::Unreadable { pid } => *pid,
             Event::End { pid, .. } => {
                 let line = json_event(event, &NameCache::default());
                 self.names.remove(pid);
@@ -769,6 +784,7 @@ fn json_event(event: &Event, names: &NameCache) -> String {
             shared: *shared,
             start: start(*pid, "", snap, None),
         },
+        Event::Unreadable { pid } => JsonEvent::Unreadable { pid: *pid },
         Event::End { pid, ending } => {
             let (exit_code, signal, core_dumped) = match *ending {
                 Ending::Exited(code) => (Some(code), None, false),

@@ -204,6 +204,12 @@ pub enum Event {
         /// Its address space: a copy of its parent's, or the parent's own.
         snap: Snapshot,
     },
+    /// A process followed (`-f`) may not be read any more (it made itself non-dumpable, or
+    /// changed its credentials): it is not shown from here on.
+    Unreadable {
+        /// The process.
+        pid: i32,
+    },
     /// A process followed (`-f`) other than the program ended: how.
     End {
         /// The process.
@@ -302,13 +308,16 @@ impl Pending {
 /// Runs `argv` under the tracer and reports each [`Event`] to `on_event` as it happens; with
 /// `follow_forks` (`-f`), in the processes it starts too. Returns how the program ended.
 ///
-/// The program runs under a seccomp filter that stops it only at the memory system calls (as
-/// `strace --seccomp-bpf` does), where the kernel has seccomp filters: with `no_new_privs`
-/// unless this process may install a filter without it (`CAP_SYS_ADMIN`), which changes
-/// nothing a traced program could do (`ptrace` already keeps setuid programs from gaining
-/// privileges). The filter is inherited by every process the program starts, so those are
-/// traced too, unreported without `follow_forks`, and the trace ends when the last has ended,
-/// as with `strace -f`.
+/// With `follow_forks`, the program runs under a seccomp filter that stops it only at the
+/// memory system calls (as `strace -f --seccomp-bpf` does), where the kernel has seccomp
+/// filters: with `no_new_privs` unless this process may install a filter without it
+/// (`CAP_SYS_ADMIN`); `ptrace` already keeps a setuid program from gaining privileges, but
+/// `no_new_privs` also keeps an LSM from changing its domain at exec. The filter is inherited
+/// by every process the program starts, and without a tracer its memory calls would fail with
+/// `ENOSYS`: hence only with `follow_forks`, which traces them all and ends when the last has
+/// ended, as `strace -f` does. (A child made with `CLONE_UNTRACED`, which a tracer cannot
+/// follow, would be left so.) Without it the program stops at every system call, and the
+/// trace ends with the program.
 pub fn run(
     src: &dyn Source,
     argv: &[OsString],
@@ -353,7 +362,9 @@ pub fn run(
                     break;
                 }
             }
-            install_filter(&mut filter);
+            if follow_forks {
+                install_filter(&mut filter);
+            }
             let err = match execvp(program, &c_argv) {
                 Err(e) => e as i32,
                 Ok(never) => match never {},
@@ -381,15 +392,16 @@ pub fn run(
     // Seized as strace seizes the program it starts, before it execs: group-stops are then
     // reported as PTRACE_EVENT_STOP and held with PTRACE_LISTEN, as untraced; the first stop
     // is the exec, from which on each memory call stops (each system call, without the
-    // filter). Forks are always attached: the filter's children need their tracer.
-    let options = Options::PTRACE_O_TRACESYSGOOD
+    // filter).
+    let mut options = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACECLONE
-        | Options::PTRACE_O_TRACEFORK
-        | Options::PTRACE_O_TRACEVFORK
         | Options::PTRACE_O_TRACEEXEC
         | Options::PTRACE_O_TRACEEXIT
         | Options::PTRACE_O_TRACESECCOMP
         | Options::PTRACE_O_EXITKILL;
+    if follow_forks {
+        options |= Options::PTRACE_O_TRACEFORK | Options::PTRACE_O_TRACEVFORK;
+    }
     if let Err(e) = ptrace::seize(child, options) {
         let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
         let _ = wait_any(child.as_raw());
@@ -400,10 +412,19 @@ pub fn run(
 
     let program = child.as_raw();
     let tracer = Tracer::new(src, &mut on_event, program, Start::Launched, follow_forks);
-    let ending = tracer.run(false)?;
-    match ending {
-        None => Err(child_error(&mut exec_error)),
-        Some(ending) => Ok(ending),
+    match tracer.run(false)? {
+        (true, Some(ending)) => Ok(ending),
+        // No exec was seen: the child says why (execvp failed), or it says nothing because
+        // it was killed (its exec under way, or before it: a SIGKILL during exec ends the
+        // task before its exec event), which is how it ended, as a shell would report it.
+        (_, ending) => match (child_error(&mut exec_error), ending) {
+            (None, Some(ending)) => Ok(ending),
+            (Some(e), _) => Err(e),
+            (None, None) => Err(TraceError::Ptrace(
+                "waitpid",
+                io::Error::other("the program ended before it was traced"),
+            )),
+        },
     }
 }
 
@@ -450,10 +471,8 @@ struct Proc {
     started: bool,
     /// Its last reading (of its current program), whose VMAs the next reading may take.
     last: Option<Snapshot>,
-    /// Whether its events are reported: the program's always, a descendant's with `-f`.
-    /// Without `-f` a launched program's descendants are still traced, unreported: the
-    /// seccomp filter they inherit fails their memory calls with `ENOSYS` if no tracer
-    /// answers them.
+    /// Whether its events are reported: the program's, and with `-f` its descendants', but
+    /// not a process that cannot be read, or one adopted without its fork event.
     shown: bool,
 }
 
@@ -463,11 +482,8 @@ struct Tracer<'a, F: FnMut(Event)> {
     on_event: F,
     /// The program: the process started or attached to; its end ends the trace.
     program: i32,
-    /// `-f`: descendants are reported.
+    /// `-f`: descendants are traced and reported; otherwise let go at their first stop.
     follow_forks: bool,
-    /// Descendants are traced (with `-f`, or under the seccomp filter); otherwise let go at
-    /// their first stop.
-    keep_children: bool,
     /// The program runs under the tracer's seccomp filter: its threads stop only at the
     /// calls the filter names (`PTRACE_EVENT_SECCOMP`) and at those calls' exits.
     seccomp: bool,
@@ -477,9 +493,11 @@ struct Tracer<'a, F: FnMut(Event)> {
     procs: HashMap<i32, Proc>,
     /// Every task held and stopped once, with its process; forgotten as it exits.
     tasks: HashMap<i32, i32>,
-    /// Tasks whose first stop came before their parent's fork event: held stopped until it
-    /// comes and says whose they are.
-    early: HashSet<i32>,
+    /// Tasks whose first stop came before their parent's clone or fork event, with the process
+    /// that started them (`PPid`): held stopped until it comes and says whose they are, or
+    /// until that process is gone (a fatal signal can keep the event from coming), when they
+    /// are let run, traced but not shown.
+    early: HashMap<i32, i32>,
     /// The calls threads are in, between their entry and exit stops.
     pending: HashMap<i32, Pending>,
     /// Threads in a 32-bit brk call, between its entry and exit.
@@ -516,12 +534,11 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             on_event,
             program,
             follow_forks,
-            keep_children: follow_forks,
             seccomp: false,
             index: 0,
             procs: HashMap::from([(program, proc)]),
             tasks: HashMap::from([(program, program)]),
-            early: HashSet::new(),
+            early: HashMap::new(),
             pending: HashMap::new(),
             in_brk32: HashSet::new(),
             compat32_seen: false,
@@ -555,6 +572,19 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                 Ok(Some(snap))
             }
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
+            // A process the program started that may not be read any more (it made itself
+            // non-dumpable, or changed credentials, as ssh-agent does): not shown from now
+            // on, while it runs on traced. The program itself being unreadable is an error.
+            Err(e)
+                if pid != self.program
+                    && matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) =>
+            {
+                if let Some(proc) = self.procs.get_mut(&pid).filter(|p| p.shown) {
+                    proc.shown = false;
+                    (self.on_event)(Event::Unreadable { pid });
+                }
+                Ok(None)
+            }
             Err(e) => Err(TraceError::Snapshot(e)),
         }
     }
@@ -619,11 +649,12 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
     /// A system call's exit: its result `sval`, `is_error`.
     fn exit(&mut self, tid: i32, sval: i64, is_error: bool) -> Result<(), TraceError> {
         let p = self.pending.remove(&tid);
+        let brk32 = self.in_brk32.remove(&tid);
         let Some(pid) = self.tasks.get(&tid).copied() else {
             return Ok(());
         };
         let is_brk = p.as_ref().is_some_and(|p| p.call == MemCall::Brk);
-        if (self.in_brk32.remove(&tid) || is_brk) && !is_error {
+        if (brk32 || is_brk) && !is_error {
             if let Some(proc) = self.procs.get_mut(&pid) {
                 proc.brk = Some(sval as u64);
             }
@@ -646,8 +677,9 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                 Some(t) if self.procs.contains_key(&t) => {
                     self.tasks.insert(tid, t);
                 }
-                _ if self.keep_children => {
-                    self.early.insert(tid);
+                _ if self.follow_forks => {
+                    let parent = status_number(tid, "PPid").map_or(0, |p| p as i32);
+                    self.early.insert(tid, parent);
                     return;
                 }
                 _ => {
@@ -671,13 +703,28 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
 
     /// Task `tid` started task `new` (`event`: `PTRACE_EVENT_CLONE`, `_FORK` or `_VFORK`).
     fn spawned(&mut self, tid: i32, new: i32, event: i32) -> Result<(), TraceError> {
+        let was_early = self.early.remove(&new).is_some();
+        let result = self.spawned_known(tid, new, event);
+        if was_early {
+            // Whose it is is known now: resumed, or let go if it is not followed.
+            self.stopped(new, 0);
+        }
+        result
+    }
+
+    /// [`Tracer::spawned`], `new` not held any more.
+    fn spawned_known(&mut self, tid: i32, new: i32, event: i32) -> Result<(), TraceError> {
         let Some(&pid) = self.tasks.get(&tid) else {
             return Ok(());
         };
         if new <= 0 {
             return Ok(());
         }
-        let thread = event == libc::PTRACE_EVENT_CLONE && tgid(new) == Some(pid);
+        let flags = clone_flags(tid);
+        let thread = match flags {
+            Some(f) => f & libc::CLONE_THREAD as u64 != 0,
+            None => event == libc::PTRACE_EVENT_CLONE && tgid(new) == Some(pid),
+        };
         if thread {
             self.tasks.insert(new, pid);
             if self.shown(tid).is_some() {
@@ -687,14 +734,14 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                     parent: tid,
                 });
             }
-        } else if self.keep_children {
+        } else if self.follow_forks {
             let Some(parent) = self.procs.get(&pid) else {
                 return Ok(());
             };
             let child = Proc {
                 brk: parent.brk,
                 started: parent.started,
-                shown: parent.shown && self.follow_forks,
+                shown: parent.shown,
                 last: None,
             };
             let shown = child.shown && child.started;
@@ -706,7 +753,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                     libc::PTRACE_EVENT_CLONE => Spawn::Clone,
                     _ => Spawn::Fork,
                 };
-                let shared = shares_vm(tid);
+                let shared = flags.is_some_and(|f| f & libc::CLONE_VM as u64 != 0);
                 if let Some(snap) = self.snapshot(new, new)? {
                     (self.on_event)(Event::Fork {
                         pid: new,
@@ -722,15 +769,13 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             // Not followed: let go at its first stop, or now if that came first.
             self.tasks.remove(&new);
         }
-        if self.early.remove(&new) {
-            self.stopped(new, 0);
-        }
         Ok(())
     }
 
     /// Task `tid` is in its `execve`'s exit, a new program in its process.
     fn exec(&mut self, tid: i32) -> Result<(), TraceError> {
         let pid = self.tasks.get(&tid).copied().unwrap_or(tid);
+        self.adopt_early(pid);
         // The thread that called execve had another id unless it led the process.
         if let Ok(former) = ptrace::getevent(Pid::from_raw(tid)) {
             if former as i32 != tid {
@@ -743,18 +788,22 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         }
         if pid == self.program && self.procs.get(&pid).is_some_and(|p| !p.started) {
             // The program's own exec: is it under the tracer's filter (one more than this
-            // process has)?
-            self.seccomp = seccomp_filters(tid) > seccomp_filters(0);
-            self.keep_children |= self.seccomp;
+            // process has)? Only with -f does it get one.
+            self.seccomp = self.follow_forks && seccomp_filters(tid) > seccomp_filters(0);
         }
-        // Its other threads are gone: exec kills them.
+        // Its other threads are gone: exec kills them, during the calls they were in.
+        let shown = self.shown(tid).is_some();
         let gone: Vec<i32> = (self.tasks.iter())
             .filter(|&(&t, &p)| p == pid && t != tid)
             .map(|(&t, _)| t)
             .collect();
         for t in gone {
-            self.pending.remove(&t);
             self.in_brk32.remove(&t);
+            if let (Some(p), true) = (self.pending.remove(&t), shown) {
+                self.index += 1;
+                let event = p.into_event(self.index, pid, t, None, None);
+                (self.on_event)(event);
+            }
         }
         self.pending.remove(&tid);
         self.in_brk32.remove(&tid);
@@ -821,19 +870,48 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         }
         if tid == self.program {
             self.ending = Some(ending);
+            // Nothing to forward signals to any more: the pid may be reused.
+            PROGRAM.store(0, std::sync::atomic::Ordering::Relaxed);
         } else if shown.is_some() {
             (self.on_event)(Event::End { pid: tid, ending });
         }
+        self.adopt_early(tid);
         self.procs.remove(&tid);
     }
 
+    /// Lets run, traced and not shown, the held tasks that process `parent` started and whose
+    /// fork event will not come now (it ended, or it execs: every other thread is gone).
+    fn adopt_early(&mut self, parent: i32) {
+        let orphans: Vec<i32> = (self.early.iter())
+            .filter(|&(_, &p)| p == parent)
+            .map(|(&t, _)| t)
+            .collect();
+        for t in orphans {
+            self.early.remove(&t);
+            let (brk, started) = self
+                .procs
+                .get(&parent)
+                .map_or((None, true), |p| (p.brk, p.started));
+            let child = Proc {
+                brk,
+                started,
+                last: None,
+                shown: false,
+            };
+            self.procs.insert(t, child);
+            self.tasks.insert(t, t);
+            self.stopped(t, 0);
+        }
+    }
+
     /// Follows the program until every task it holds has ended or (attached) the tracer is
-    /// told to let go. `None`: the program ended before its exec.
-    fn run(mut self, attached: bool) -> Result<Option<Ending>, TraceError> {
+    /// told to let go. Returns whether the program was seen to start (its exec, or attached)
+    /// and how it ended.
+    fn run(mut self, attached: bool) -> Result<(bool, Option<Ending>), TraceError> {
         loop {
             if attached && LET_GO.load(std::sync::atomic::Ordering::Relaxed) {
-                let_go_all(&self.tasks);
-                return Ok(Some(Ending::Detached(self.program)));
+                let_go_all(&self.tasks, &self.early);
+                return Ok((true, Some(Ending::Detached(self.program))));
             }
             let (tid, status) = match wait_any(-1) {
                 Ok(s) => s,
@@ -898,15 +976,13 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                 Wait::Other => {}
             }
         }
-        if !self.program_started {
-            return Ok(None);
-        }
-        self.ending.map(Some).ok_or_else(|| {
-            TraceError::Ptrace(
+        if self.program_started && self.ending.is_none() {
+            return Err(TraceError::Ptrace(
                 "waitpid",
                 io::Error::other("the program's end was not reported"),
-            )
-        })
+            ));
+        }
+        Ok((self.program_started, self.ending))
     }
 }
 
@@ -1036,7 +1112,7 @@ pub fn attach(
             _ => tracer.resume(tid, 0),
         }
     }
-    let ending = tracer.run(true)?;
+    let (_, ending) = tracer.run(true)?;
     ending.ok_or(TraceError::NoProcess)
 }
 
@@ -1133,42 +1209,61 @@ impl Drop for LetGo {
     }
 }
 
-/// Lets go of every task the tracer holds (`tasks`, and any thread of their processes it
-/// attached that has not stopped yet): interrupts it, and detaches at its next stop,
-/// delivering the signal of a signal-delivery-stop; a thread in a group-stop stays stopped.
-fn let_go_all(tasks: &HashMap<i32, i32>) {
-    let mut tids: Vec<i32> = tasks.keys().copied().collect();
-    let mut pids: Vec<i32> = tasks.values().copied().collect();
-    pids.sort_unstable();
-    pids.dedup();
+/// Lets go of every task the tracer holds (`tasks`, the `early` ones it holds stopped, and any
+/// thread of their processes it attached that has not stopped yet): interrupts them all first,
+/// so that none runs on while another is waited for, then detaches each at its next stop,
+/// delivering the signal of a signal-delivery-stop; a thread in a group-stop stays stopped. A
+/// task that does not stop within 2 s (a leader that has exited while its threads run on
+/// stops no more) is detached by the kernel as this process exits.
+fn let_go_all(tasks: &HashMap<i32, i32>, early: &HashMap<i32, i32>) {
+    let detach = |tid: i32, sig: i32| {
+        // SAFETY: PTRACE_DETACH takes no pointer; the data argument is the signal.
+        unsafe {
+            libc::ptrace(
+                libc::PTRACE_DETACH,
+                tid,
+                std::ptr::null_mut::<libc::c_void>(),
+                sig as libc::c_long,
+            );
+        }
+    };
+    for &tid in early.keys() {
+        // Held in their first stop.
+        detach(tid, 0);
+    }
+    let mut tids: HashSet<i32> = tasks.keys().copied().collect();
+    let pids: HashSet<i32> = tasks.values().copied().collect();
     for pid in pids {
         tids.extend(task_ids(pid));
     }
-    tids.sort_unstable();
-    tids.dedup();
-    for tid in tids {
-        let p = Pid::from_raw(tid);
-        if ptrace::interrupt(p).is_err() {
-            // Not ours (ESRCH), or gone.
+    tids.retain(|t| !early.contains_key(t));
+    // Not ours (ESRCH), or gone: nothing to wait for.
+    tids.retain(|&t| ptrace::interrupt(Pid::from_raw(t)).is_ok());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !tids.is_empty() && std::time::Instant::now() < deadline {
+        let mut status = 0;
+        // SAFETY: `status` is a live int the kernel writes.
+        let got = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::WNOHANG) };
+        if got == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
             continue;
         }
-        loop {
-            let deliver = match wait_any(tid) {
-                Ok((_, Wait::Signal(sig))) => sig,
-                Ok((_, Wait::Syscall | Wait::Event(..))) => 0,
-                Ok((_, Wait::Other)) | Err(Errno::EINTR) => continue,
-                Ok((_, Wait::Exited(_) | Wait::Signaled(..))) | Err(_) => break,
-            };
-            // SAFETY: PTRACE_DETACH takes no pointer; the data argument is the signal.
-            unsafe {
-                libc::ptrace(
-                    libc::PTRACE_DETACH,
-                    tid,
-                    std::ptr::null_mut::<libc::c_void>(),
-                    deliver as libc::c_long,
-                );
+        if got < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                _ => break,
             }
-            break;
+        }
+        if !tids.remove(&got) {
+            continue;
+        }
+        match Wait::decode(status) {
+            Wait::Signal(sig) => detach(got, sig),
+            Wait::Syscall | Wait::Event(..) => detach(got, 0),
+            Wait::Other => {
+                tids.insert(got);
+            }
+            Wait::Exited(_) | Wait::Signaled(..) => {}
         }
     }
 }
@@ -1178,23 +1273,18 @@ fn let_go_all(tasks: &HashMap<i32, i32>) {
 const STAGE_EXEC: i32 = 2;
 
 /// The error the child reported through the pipe `from`, which it closed (by exiting or by
-/// exec) before the tracer asks.
-fn child_error(from: &mut File) -> TraceError {
+/// exec) before the tracer asks; `None` if it reported none.
+fn child_error(from: &mut File) -> Option<TraceError> {
     let mut bytes = [0u8; 8];
-    if from.read_exact(&mut bytes).is_err() {
-        return TraceError::Ptrace(
-            "waitpid",
-            io::Error::other("the program ended before it was traced"),
-        );
-    }
+    from.read_exact(&mut bytes).ok()?;
     let stage = i32::from_ne_bytes(bytes[..4].try_into().unwrap_or_default());
     let err = io::Error::from_raw_os_error(i32::from_ne_bytes(
         bytes[4..].try_into().unwrap_or_default(),
     ));
-    match stage {
+    Some(match stage {
         STAGE_EXEC => TraceError::Exec(err),
         _ => TraceError::Untraceable(err),
-    }
+    })
 }
 
 /// In the child before it execs: every signal's disposition back to the default and none
@@ -1354,22 +1444,41 @@ fn install_filter(filter: &mut [libc::sock_filter]) {
     }
 }
 
-/// Whether the process thread `tid` is starting, stopped at its fork, vfork or clone event,
-/// shares its address space (`CLONE_VM`), from the call it is in: `vfork` does, `fork` does
-/// not, `clone` and `clone3` do if their flags say so.
-fn shares_vm(tid: i32) -> bool {
+/// The `clone` flags of the call thread `tid` is in, stopped at its fork, vfork or clone
+/// event: `fork` is `SIGCHLD`, `vfork` `CLONE_VM | CLONE_VFORK | SIGCHLD`, `clone` and `clone3`
+/// pass theirs (in the first register, or the first field of `struct clone_args`), in the
+/// x86-64 or the 32-bit table. `None` if they cannot be read.
+fn clone_flags(tid: i32) -> Option<u64> {
+    // __NR_fork, __NR_vfork, __NR_clone and __NR_clone3 of the 32-bit table.
+    const I386: [i64; 4] = [2, 190, 120, 435];
     let pid = Pid::from_raw(tid);
-    let Ok(regs) = ptrace::getregs(pid) else {
-        return false;
+    let regs = ptrace::getregs(pid).ok()?;
+    let i386 = ptrace::syscall_info(pid).is_ok_and(|i| i.arch == AUDIT_ARCH_I386);
+    let (nr, arg) = if i386 {
+        let nr = regs.orig_rax as i64;
+        let nr = I386.iter().position(|&n| n == nr).map_or(-1, |i| {
+            [
+                libc::SYS_fork,
+                libc::SYS_vfork,
+                libc::SYS_clone,
+                libc::SYS_clone3,
+            ][i]
+        });
+        (nr, regs.rbx & 0xffff_ffff)
+    } else {
+        (regs.orig_rax as i64, regs.rdi)
     };
-    let flags = match regs.orig_rax as i64 {
-        libc::SYS_vfork => return true,
-        libc::SYS_clone => regs.rdi,
+    let sigchld = libc::SIGCHLD as u64;
+    match nr {
+        libc::SYS_fork => Some(sigchld),
+        libc::SYS_vfork => Some((libc::CLONE_VM | libc::CLONE_VFORK) as u64 | sigchld),
+        libc::SYS_clone => Some(arg),
         // clone3(struct clone_args *args, size_t size): `flags` is the first field.
-        libc::SYS_clone3 => ptrace::read(pid, regs.rdi as ptrace::AddressType).unwrap_or(0) as u64,
-        _ => 0,
-    };
-    flags & libc::CLONE_VM as u64 != 0
+        libc::SYS_clone3 => ptrace::read(pid, arg as ptrace::AddressType)
+            .ok()
+            .map(|f| f as u64),
+        _ => None,
+    }
 }
 
 /// How many seccomp filters process `pid` runs under (`Seccomp_filters` in
