@@ -59,6 +59,10 @@ impl Extensible for MmscopeMmSummary {
     const FIRST_SIZE: usize = MMSCOPE_MM_SUMMARY_SIZE_VER0;
 }
 
+// The first version ends where the fields ABI 7 added begin.
+const _: () =
+    assert!(core::mem::offset_of!(MmscopeMmSummary, vma_seq) == MMSCOPE_MM_SUMMARY_SIZE_VER0);
+
 /// Fills an array of [`MmscopeVma`] described by a [`MmscopeVmaList`].
 pub(crate) const MMSCOPE_IOC_VMA_LIST: u32 = _IOWR::<MmscopeVmaList>(MMSCOPE_IOC_MAGIC, 0x11);
 

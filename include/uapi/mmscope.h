@@ -229,14 +229,17 @@ struct mmscope_mem_stats {
  * vma_seq (ABI version 7) tells a caller that keeps a VMA list whether it must
  * read it again: it is one more than the sequence count that the mmap lock's
  * writers advance (mm->mm_lock_seq, at every mmap_write_lock() and at the
- * unlock or downgrade), read under the mmap read lock with map_count. Every
- * change to the VMAs (and brk, which names [heap]) is made under the write
- * lock, so two readings of one mm_struct with the same vma_seq had the same
- * VMAs; the converse does not hold (a writer may change nothing). It is 0
+ * unlock or downgrade), read under the mmap read lock with map_count. The
+ * VMAs' ranges, flags, offsets and files change only under the write lock, and
+ * so does brk through brk(), so two readings of one mm_struct with the same
+ * vma_seq had the same VMAs; the converse does not hold (a writer may change
+ * nothing). Not counted: what a VMA's kind derives from outside that lock,
+ * which prctl(PR_SET_MM) and PR_SET_MM_MAP (a checkpoint-restore tool's calls,
+ * under the read lock) may move (brk, start_brk, start_stack: [heap] and
+ * [stack]), and the link count of a tmpfs file (shmem, once unlinked). It is 0
  * where the kernel keeps no such count (CONFIG_PER_VMA_LOCK off). Across an
  * execve() the process has a new mm_struct, whose count starts again: compare
- * readings of one program only. prctl(PR_SET_MM_BRK), a checkpoint-restore
- * tool's call, moves brk under the read lock and is not counted.
+ * readings of one program only.
  *
  * The struct's first version (ABI 3 to 6) ends at rss_shmem,
  * MMSCOPE_MM_SUMMARY_SIZE_VER0 bytes; a caller built with it gets those bytes.
