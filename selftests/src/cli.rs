@@ -587,6 +587,18 @@ fn trace_lines(path: &str) -> Result<Vec<Value>, Outcome> {
     body.lines().map(json).collect()
 }
 
+/// `mmscope trace --json -o PATH -- SELFTESTS --helper HELPER`, which must exit 0: what the
+/// helper printed (one JSON line) and the trace's lines.
+fn trace_helper(helper: &str, path: &str) -> Result<(Value, Vec<Value>), Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let out = output(mmscope(&[
+        "trace", "--json", "-o", path, "--", &exe, "--helper", helper,
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
+    Ok((json(text(&out.stdout).trim())?, trace_lines(path)?))
+}
+
 /// Traces `--helper calls`, which makes known memory system calls and prints them: each
 /// appears in the trace, in order, with its arguments and result, and its effect on `brk`,
 /// the VMAs and the summary is the one the call must have.
@@ -3026,23 +3038,9 @@ pub fn cli_trace_follows_forks() -> TestResult {
 /// module says no writer of the mmap lock came in between (`vma_seq`); if that were wrong, A's
 /// new flags would show up in B's diff.
 pub fn cli_trace_untraced_changes_stay_out_of_the_next_call() -> TestResult {
-    let exe = std::env::current_exe().context("current_exe")?;
-    let exe = exe.to_string_lossy().into_owned();
     let path = "/tmp/mmscope-trace-mlock.json";
-    let out = output(mmscope(&[
-        "trace",
-        "--json",
-        "-o",
-        path,
-        "--",
-        &exe,
-        "--helper",
-        "mlock-between",
-    ])?)?;
-    check_eq!(out.status.code(), Some(0), "trace: {}", text(&out.stderr));
-    let got = json(text(&out.stdout).trim())?;
+    let (got, events) = trace_helper("mlock-between", path)?;
     let (a, b) = (u(&got, "a")?, u(&got, "b")?);
-    let events = trace_lines(path)?;
     let Some(call) = events.iter().find(|e| {
         e["event"] == "syscall" && e["syscall"] == "mmap" && e["ret"].as_u64() == Some(b)
     }) else {
