@@ -72,6 +72,7 @@ COMPAT32 := $(OUT)/compat32
 # Example programs (demo/*.c), static, for the guest.
 PROGS_DIR := $(OUT)/progs
 PROGS := $(patsubst demo/%.c,$(PROGS_DIR)/%,$(wildcard demo/*.c))
+PROGS += $(PROGS_DIR)/stacks-dynamic
 # The heap scenarios (demo/heap/*.c), built once per allocator.
 HEAP_DIR := $(OUT)/heap
 HEAP_STAMP := $(HEAP_DIR)/.built
@@ -122,7 +123,14 @@ progs: $(PROGS)
 
 $(PROGS_DIR)/%: demo/%.c
 	@mkdir -p $(PROGS_DIR)
-	gcc -static -O2 -Wall -Werror -o $@ $<
+	gcc -static -O2 -Wall -Werror $(PROG_CFLAGS) -o $@ $<
+
+# The stack example with debug information (file and line in the frames), and linked
+# dynamically too: its frames then cross into the disk's libc.
+$(PROGS_DIR)/stacks: PROG_CFLAGS = -g -pthread
+$(PROGS_DIR)/stacks-dynamic: demo/stacks.c
+	@mkdir -p $(PROGS_DIR)
+	gcc -O2 -g -pthread -Wall -Werror -o $@ $<
 
 heap: $(HEAP_STAMP)
 

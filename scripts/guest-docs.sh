@@ -39,3 +39,12 @@ sleep 1
 timeout -s INT 1 mmscope trace -p "$ticker" 2>/tmp/attach.txt || true
 kill "$ticker"
 awk '/^#3 /{skip=1} /^summary/{if (skip) print "..."; skip=0} !skip' /tmp/attach.txt >"$out/attach.txt"
+# --stacks: demo/stacks.c, linked dynamically; the first call each of its functions made.
+mmscope trace --stacks -o /tmp/stacks.txt -- /mmscope/progs/stacks-dynamic >/dev/null
+awk '/^#/ { if (block != "" && keep) print block; block = $0; keep = 0; skip = /\(NULL\) =/; next }
+	/^exit|^summary/ { if (block != "" && keep) print block; block = ""; next }
+	/RSS|between the calls/ { next }
+	{ block = block "\n" $0
+	  for (f in want) if (!skip && index($0, "> " f " ") && !(f in seen)) { keep = 1; seen[f] = 1 } }
+	BEGIN { want["grow_heap"]; want["map_direct"]; want["start_thread"] }' \
+	/tmp/stacks.txt >"$out/stacks.txt"

@@ -36,6 +36,10 @@ BLOCKS = {
         "mmscope trace -f -- sh -c '/usr/bin/sort -n numbers | tail -n 1'    # the processes' starts, execs and ends only",
     ),
     "attach": ("attach.txt", "mmscope trace -p $(pidof ticker)    # Ctrl-C after a second; calls 3 on left out"),
+    "stacks": (
+        "stacks.txt",
+        "mmscope trace --stacks -- stacks-dynamic    # the first call of each of its functions",
+    ),
     "lazy": ("lazy.txt", "mmscope lazy 256K --rows 8"),
     "lazy-random": ("lazy-random.txt", "mmscope lazy 256K --rows 4 --pattern random"),
     "users": (

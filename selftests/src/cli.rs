@@ -3133,3 +3133,143 @@ pub fn cli_trace_follows_past_an_unreadable_child() -> TestResult {
     );
     Ok(())
 }
+
+/// The function names of a call's `stack`, innermost first (`?` where unknown).
+fn stack_functions(call: &Value) -> Vec<String> {
+    call["stack"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| f["function"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// Whether `names` holds frames matching `want` in that order (each a function name, or a
+/// name glibc gives the same function under an alias: `mmap` is also `mmap64`, `__mmap`).
+fn calls_in_order(names: &[String], want: &[&str]) -> bool {
+    let same = |name: &str, want: &str| {
+        name == want || name.trim_start_matches('_').trim_end_matches("64") == want
+    };
+    let mut rest = names.iter();
+    want.iter().all(|w| rest.any(|n| same(n, w)))
+}
+
+/// `--stacks` on `demo/stacks.c`, linked statically and dynamically (its frames then cross
+/// into the disk's libc, which has `.eh_frame` but no debug information): the heap growth
+/// `grow_heap()` caused is a `brk` whose stack runs brk ← malloc ← grow_heap ← main (through
+/// sysmalloc and _int_malloc where the symbols are there, the static glibc), the 3 MiB map
+/// is map_direct's, the thread's stack pthread_create's, each at the source line the
+/// program printed for it; `--stack-depth 3` keeps 3 frames; without `--stacks` there is
+/// no stack.
+pub fn cli_trace_stacks() -> TestResult {
+    for name in ["stacks", "stacks-dynamic"] {
+        let program = prog(name)?;
+        let path = "/tmp/mmscope-trace-stacks.json";
+        let out = output(mmscope(&[
+            "trace", "--stacks", "--json", "-o", path, "--", &program,
+        ])?)?;
+        check_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let lines = json(text(&out.stdout).trim())?;
+        let events = trace_lines(path)?;
+        let calls: Vec<&Value> = events.iter().filter(|e| e["event"] == "syscall").collect();
+        check!(
+            calls
+                .iter()
+                .all(|c| c["stack"].as_array().is_some_and(|s| !s.is_empty())),
+            "{name}: every call has a stack"
+        );
+        let frame_of = |call: &Value, function: &str| {
+            call["stack"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|f| f["function"] == function)
+                .cloned()
+        };
+        let mut heap = vec!["brk", "malloc", "grow_heap", "main"];
+        if name == "stacks" {
+            heap = vec![
+                "brk",
+                "sbrk",
+                "sysmalloc",
+                "_int_malloc",
+                "malloc",
+                "grow_heap",
+                "main",
+            ];
+        }
+        let cases = [
+            ("brk", heap),
+            ("mmap", vec!["mmap", "map_direct", "main"]),
+            (
+                "mmap",
+                vec!["mmap", "pthread_create", "start_thread", "main"],
+            ),
+        ];
+        for (syscall, want) in cases {
+            let caller = want[want.len() - 2];
+            let found = calls
+                .iter()
+                .find(|c| c["syscall"] == syscall && calls_in_order(&stack_functions(c), &want));
+            let Some(call) = found else {
+                let seen: Vec<Vec<String>> = calls
+                    .iter()
+                    .filter(|c| c["syscall"] == syscall)
+                    .map(|c| stack_functions(c))
+                    .collect();
+                return Err(Outcome::Fail(format!(
+                    "{name}: no {syscall} with the frames {want:?}; seen {seen:?}"
+                )));
+            };
+            let frame = frame_of(call, caller).unwrap_or_default();
+            check_eq!(
+                frame["line"].as_u64(),
+                lines[caller].as_u64(),
+                "{name}: {caller}'s frame is at the line of its call: {frame}"
+            );
+            check!(
+                frame["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("stacks.c")),
+                "{name}: {caller}'s frame names its source file: {frame}"
+            );
+        }
+        let out = output(mmscope(&[
+            "trace",
+            "--stacks",
+            "--stack-depth",
+            "3",
+            "--json",
+            "-o",
+            path,
+            "--",
+            &program,
+        ])?)?;
+        check_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let events = trace_lines(path)?;
+        check!(
+            events
+                .iter()
+                .filter(|e| e["event"] == "syscall")
+                .all(|e| e["stack"]
+                    .as_array()
+                    .is_some_and(|s| (1..=3).contains(&s.len()))),
+            "{name}: --stack-depth 3 keeps 1 to 3 frames"
+        );
+    }
+    let out = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        "/tmp/mmscope-trace-nostacks.json",
+        "--",
+        &prog("stacks")?,
+    ])?)?;
+    check_eq!(out.status.code(), Some(0), "without --stacks");
+    let events = trace_lines("/tmp/mmscope-trace-nostacks.json")?;
+    check!(
+        events.iter().all(|e| e.get("stack").is_none()),
+        "no stack without --stacks"
+    );
+    Ok(())
+}

@@ -309,6 +309,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_untraced_changes_stay_out_of_the_next_call,
     },
     Test {
+        name: "cli_trace_stacks",
+        run: cli::cli_trace_stacks,
+    },
+    Test {
         name: "cli_trace_follows_forks",
         run: cli::cli_trace_follows_forks,
     },

@@ -21,6 +21,7 @@ pub mod procfs;
 pub mod report;
 pub mod snapshot;
 pub mod source;
+pub mod stack;
 pub mod style;
 pub mod syscalls;
 pub mod trace;

@@ -91,6 +91,15 @@ enum Command {
         /// each of them).
         #[arg(short = 'f', long = "follow-forks")]
         follow_forks: bool,
+        /// Show the caller's stack under each memory call, innermost frame first: unwound
+        /// with the programs' and libraries' call-frame information (.eh_frame), with function
+        /// names, and source files and lines where there is debug information.
+        #[arg(long)]
+        stacks: bool,
+        /// With --stacks: at most N frames.
+        #[arg(long, value_name = "N", default_value_t = 16, requires = "stacks",
+              value_parser = clap::value_parser!(u64).range(1..=256))]
+        stack_depth: u64,
         /// Attach to the running process PID instead of starting one, as `strace -p` does:
         /// every thread is traced, from the address space at attach on. The process stops at
         /// every system call (a running process cannot be given a seccomp filter, which a
@@ -212,6 +221,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             svg,
             picture,
             follow_forks,
+            stacks,
+            stack_depth,
             attach,
             command,
         } => {
@@ -220,7 +231,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 json,
                 svg,
                 picture,
-                follow_forks,
+                options: trace::TraceOptions {
+                    follow_forks,
+                    stack_depth: stacks.then_some(stack_depth as usize),
+                },
             };
             let what = match attach {
                 Some(pid) => Traced::Pid(pid),
@@ -366,8 +380,8 @@ struct TraceOutput {
     svg: Option<PathBuf>,
     /// The address-space picture at the end.
     picture: bool,
-    /// `-f`: show the processes the program starts.
-    follow_forks: bool,
+    /// What to follow and record.
+    options: trace::TraceOptions,
 }
 
 /// What `mmscope trace` traces.
@@ -389,7 +403,7 @@ fn trace_cmd(
         json,
         svg,
         picture,
-        follow_forks,
+        options,
     } = shape;
     let (mut sink, style): (Box<dyn Write>, Style) = match &output {
         Some(path) => {
@@ -456,8 +470,8 @@ fn trace_cmd(
         }
     };
     let result = match &what {
-        Traced::Command(command) => trace::run(src, command, follow_forks, on_event),
-        Traced::Pid(pid) => trace::attach(src, *pid, follow_forks, on_event),
+        Traced::Command(command) => trace::run(src, command, &options, on_event),
+        Traced::Pid(pid) => trace::attach(src, *pid, &options, on_event),
     };
     let ending = result.map_err(|e| match e {
         TraceError::NoProcess => Failure(format!(

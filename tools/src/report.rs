@@ -443,6 +443,9 @@ impl TextReport {
             None => out.push_str("? (the thread was killed)"),
         }
         out.push('\n');
+        for frame in step.stack.iter().flatten() {
+            frame_line(style, frame, &mut out);
+        }
         let Some(after) = &step.after else {
             return out;
         };
@@ -464,6 +467,36 @@ impl TextReport {
         p.rss_line_into(style, &mut out, "RSS", after.rss());
         out
     }
+}
+
+/// A frame of a call's stack, appended to `out` as one line under the call: `> function
+/// (file:line) module`, `[inlined]` for a function inlined into the next frame's.
+fn frame_line(style: &Style, frame: &crate::stack::Frame, out: &mut String) {
+    out.push_str("        > ");
+    style.open(out, Paint::Bold);
+    out.push_str(frame.function.as_deref().unwrap_or("??"));
+    style.close(out);
+    if let Some(file) = &frame.file {
+        let name = file.rsplit('/').next().unwrap_or(file);
+        let _ = match frame.line {
+            Some(line) => write!(out, " ({name}:{line})"),
+            None => write!(out, " ({name})"),
+        };
+    }
+    if frame.inlined {
+        out.push_str(" [inlined]");
+    }
+    let module = frame
+        .module
+        .as_deref()
+        .map(|m| m.rsplit('/').next().unwrap_or(m));
+    style.open(out, Paint::Dim);
+    let _ = match (module, frame.module_addr) {
+        (Some(m), Some(at)) => write!(out, " {m}+{at:#x}"),
+        _ => write!(out, " {:#x}", frame.addr),
+    };
+    style.close(out);
+    out.push('\n');
 }
 
 /// The VMA changes, appended to `out`: `~` for a VMA that kept its start or end and changed,
@@ -682,6 +715,9 @@ enum JsonEvent {
         rss: Option<Rss>,
         removed: Vec<VmaView>,
         added: Vec<VmaView>,
+        /// With `--stacks`: the caller's frames, innermost first.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stack: Option<Vec<crate::stack::Frame>>,
     },
     Exit {
         pid: i32,
@@ -831,6 +867,7 @@ fn json_event(event: &Event, names: &NameCache) -> String {
                 rss: after.map(Snapshot::rss),
                 removed: views(&diff.removed),
                 added: views(&diff.added),
+                stack: step.stack.clone(),
             }
         }
         Event::ThreadExit { pid, tid, snap } => JsonEvent::Exit {

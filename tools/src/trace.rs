@@ -24,6 +24,7 @@
 
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};
+use crate::stack::{CodeMapping, Frame, Stacks};
 use crate::syscalls::MemCall;
 use nix::errno::Errno;
 use nix::sys::ptrace::{self, Options};
@@ -61,6 +62,8 @@ pub struct Step {
     pub before: Snapshot,
     /// The address space at its exit; `None` if it could not be read (the process died).
     pub after: Option<Snapshot>,
+    /// The caller's stack at the call's entry, innermost frame first (`--stacks`).
+    pub stack: Option<Vec<Frame>>,
 }
 
 /// How the traced program ended.
@@ -278,6 +281,7 @@ struct Pending {
     call: MemCall,
     args: Vec<u64>,
     before: Snapshot,
+    stack: Option<Vec<Frame>>,
 }
 
 impl Pending {
@@ -301,6 +305,7 @@ impl Pending {
             ret,
             before: self.before,
             after,
+            stack: self.stack,
         }))
     }
 }
@@ -321,9 +326,10 @@ impl Pending {
 pub fn run(
     src: &dyn Source,
     argv: &[OsString],
-    follow_forks: bool,
+    opts: &TraceOptions,
     mut on_event: impl FnMut(Event),
 ) -> Result<Ending, TraceError> {
+    let follow_forks = opts.follow_forks;
     let c_argv = argv
         .iter()
         .map(|a| CString::new(a.as_bytes()))
@@ -411,7 +417,8 @@ pub fn run(
     let _guard = Forward::install(child.as_raw());
 
     let program = child.as_raw();
-    let tracer = Tracer::new(src, &mut on_event, program, Start::Launched, follow_forks);
+    let mut tracer = Tracer::new(src, &mut on_event, program, Start::Launched, follow_forks);
+    tracer.stacks = opts.stack_state();
     match tracer.run(false)? {
         (true, Some(ending)) => Ok(ending),
         // No exec was seen: the child says why (execvp failed), or it says nothing because
@@ -425,6 +432,25 @@ pub fn run(
                 io::Error::other("the program ended before it was traced"),
             )),
         },
+    }
+}
+
+/// What `mmscope trace` is asked to follow and record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceOptions {
+    /// `-f`: the processes the program starts, too.
+    pub follow_forks: bool,
+    /// `--stacks`: the caller's stack at each memory call, at most this many frames.
+    pub stack_depth: Option<usize>,
+}
+
+impl TraceOptions {
+    fn stack_state(&self) -> Option<StackState> {
+        self.stack_depth.map(|depth| StackState {
+            stacks: Stacks::default(),
+            depth,
+            mappings: HashMap::new(),
+        })
     }
 }
 
@@ -508,6 +534,60 @@ struct Tracer<'a, F: FnMut(Event)> {
     program_started: bool,
     /// How the program ended.
     ending: Option<Ending>,
+    /// `--stacks`: the unwinder, how many frames, and per process its code mappings.
+    stacks: Option<StackState>,
+}
+
+/// What `--stacks` keeps: the unwinder and symbolizer, the depth, and per process the code
+/// mappings it last saw (by address, offset and inode) with their paths.
+struct StackState {
+    stacks: Stacks,
+    depth: usize,
+    mappings: HashMap<i32, (Vec<CodeKey>, Vec<CodeMapping>)>,
+}
+
+/// An executable file mapping as a snapshot shows it: start, end, page offset, inode.
+type CodeKey = (u64, u64, u64, u64);
+
+impl StackState {
+    /// The stack of thread `tid` of process `pid`, whose address space is `snap`.
+    fn stack(&mut self, pid: i32, tid: i32, snap: &Snapshot) -> Vec<Frame> {
+        let key: Vec<CodeKey> = snap
+            .vmas
+            .iter()
+            .filter(|v| {
+                v.kind == crate::abi::kind::FILE && v.flags & crate::abi::MMSCOPE_VMA_EXEC != 0
+            })
+            .map(|v| (v.start, v.end, v.pgoff, v.inode))
+            .collect();
+        if self.mappings.get(&pid).is_none_or(|(k, _)| *k != key) {
+            let names = crate::procfs::names(Some(tid));
+            let page = crate::snapshot::page_size();
+            let mappings = key
+                .iter()
+                .filter_map(|&(start, end, pgoff, inode)| {
+                    Some(CodeMapping {
+                        range: start..end,
+                        offset: pgoff * page,
+                        path: names.get(&(start, inode))?.clone(),
+                    })
+                })
+                .collect();
+            self.mappings.insert(pid, (key, mappings));
+        }
+        let mappings = self
+            .mappings
+            .get(&pid)
+            .map(|(_, m)| m.as_slice())
+            .unwrap_or(&[]);
+        self.stacks.stack(pid, tid, mappings, self.depth)
+    }
+
+    /// Forgets process `pid`'s program (it ended, or execs another).
+    fn forget(&mut self, pid: i32) {
+        self.mappings.remove(&pid);
+        self.stacks.forget(pid);
+    }
 }
 
 impl<'a, F: FnMut(Event)> Tracer<'a, F> {
@@ -544,6 +624,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             compat32_seen: false,
             program_started: started,
             ending: None,
+            stacks: None,
         }
     }
 
@@ -641,7 +722,16 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         };
         if let Some(before) = self.snapshot(pid, tid)? {
             let args = args[..call.arg_count()].to_vec();
-            self.pending.insert(tid, Pending { call, args, before });
+            let stack = self.stacks.as_mut().map(|s| s.stack(pid, tid, &before));
+            self.pending.insert(
+                tid,
+                Pending {
+                    call,
+                    args,
+                    before,
+                    stack,
+                },
+            );
         }
         Ok(())
     }
@@ -814,6 +904,9 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         proc.brk = None;
         // A new address space: nothing of the old one's readings holds.
         proc.last = None;
+        if let Some(s) = self.stacks.as_mut() {
+            s.forget(pid);
+        }
         if !proc.shown {
             return Ok(());
         }
@@ -876,6 +969,9 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             (self.on_event)(Event::End { pid: tid, ending });
         }
         self.adopt_early(tid);
+        if let Some(s) = self.stacks.as_mut() {
+            s.forget(tid);
+        }
         self.procs.remove(&tid);
     }
 
@@ -999,9 +1095,10 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
 pub fn attach(
     src: &dyn Source,
     pid: i32,
-    follow_forks: bool,
+    opts: &TraceOptions,
     mut on_event: impl FnMut(Event),
 ) -> Result<Ending, TraceError> {
+    let follow_forks = opts.follow_forks;
     if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}/task")).exists() {
         return Err(TraceError::NoProcess);
     }
@@ -1099,6 +1196,7 @@ pub fn attach(
         snap,
     });
     let mut tracer = Tracer::new(src, &mut on_event, pid, Start::Attached(brk), follow_forks);
+    tracer.stacks = opts.stack_state();
     for &tid in stopped.keys() {
         tracer.tasks.insert(tid, pid);
     }

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The user stack of a traced thread stopped at a system call: unwound from its registers and
+//! stack memory with the call-frame information of each mapped program and library
+//! (`.eh_frame`, which Debian's glibc has where it has no frame pointers), by `framehop`, and
+//! symbolized with function names, and source files and lines (inlined frames included) where
+//! there is debug information, by `addr2line` (its symbol table otherwise).
+//!
+//! The files are the ones the process maps, read by the tracer through their paths in
+//! `/proc/PID/maps` (it shares the tracee's mount namespace); each is parsed once.
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
+use nix::sys::ptrace;
+use nix::unistd::Pid;
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// One frame of a stack, innermost first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Frame {
+    /// The code address: the instruction pointer for the first frame, a return address for
+    /// the others.
+    pub addr: u64,
+    /// The function, if it is known: from debug information, or the nearest symbol.
+    pub function: Option<String>,
+    /// The source file, where there is debug information.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The source line, where there is debug information.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// Whether the compiler inlined this function into the frame after it (they share `addr`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inlined: bool,
+    /// The file mapped at `addr` (the program or a library).
+    pub module: Option<String>,
+    /// `addr` as an address in that file (what `addr2line -e FILE` takes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_addr: Option<u64>,
+}
+
+/// A file a process maps, parsed once: its unwind sections and its symbolizer.
+struct ObjectFile {
+    /// `.text`, `.eh_frame`, `.eh_frame_hdr`: their addresses in the file and their bytes.
+    sections: ExplicitModuleSectionInfo<Arc<[u8]>>,
+    /// The `PT_LOAD` segments: (file offset, virtual address).
+    loads: Vec<(u64, u64)>,
+    /// Functions, files and lines, from the debug information.
+    symbols: Option<addr2line::Loader>,
+    /// The function symbols (`.symtab`, else `.dynsym`) with their sizes, by address: a
+    /// name only for an address inside a function, never the nearest one before it.
+    functions: Vec<(u64, u64, String)>,
+}
+
+impl ObjectFile {
+    fn open(path: &str) -> Option<Self> {
+        let bytes = std::fs::read(path).ok()?;
+        let file = object::File::parse(&*bytes).ok()?;
+        let section = |name: &str| {
+            let s = file.section_by_name(name)?;
+            let data: Arc<[u8]> = Arc::from(s.data().ok()?);
+            Some((s.address()..s.address() + s.size(), data))
+        };
+        let mut sections = ExplicitModuleSectionInfo::default();
+        if let Some((svma, data)) = section(".text") {
+            sections.text_svma = Some(svma);
+            sections.text = Some(data);
+        }
+        if let Some((svma, data)) = section(".eh_frame") {
+            sections.eh_frame_svma = Some(svma);
+            sections.eh_frame = Some(data);
+        }
+        if let Some((svma, data)) = section(".eh_frame_hdr") {
+            sections.eh_frame_hdr_svma = Some(svma);
+            sections.eh_frame_hdr = Some(data);
+        }
+        let loads = file
+            .segments()
+            .map(|s| (s.file_range().0, s.address()))
+            .collect();
+        let table = |syms: object::read::SymbolIterator<'_, '_>| {
+            syms.filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
+                .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
+                .collect::<Vec<_>>()
+        };
+        let mut functions = table(file.symbols());
+        if functions.is_empty() {
+            functions = table(file.dynamic_symbols());
+        }
+        functions.sort_unstable();
+        Some(Self {
+            sections,
+            loads,
+            symbols: addr2line::Loader::new(path).ok(),
+            functions,
+        })
+    }
+
+    /// The load bias of a mapping of this file at `start` from file offset `offset`: what
+    /// is added to an address in the file to get the address in the process.
+    fn bias(&self, start: u64, offset: u64) -> Option<u64> {
+        // The segment holding `offset`: file offset `off` of it is at `vaddr + off - seg_off`.
+        let &(seg_off, vaddr) = self
+            .loads
+            .iter()
+            .filter(|&&(seg_off, _)| seg_off <= offset)
+            .max_by_key(|&&(seg_off, _)| seg_off)?;
+        Some(start.wrapping_sub(vaddr + (offset - seg_off)))
+    }
+}
+
+/// An executable file mapping of the process: where, which file, at which offset.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CodeMapping {
+    /// Its address range.
+    pub range: Range<u64>,
+    /// The file offset mapped at its start.
+    pub offset: u64,
+    /// The file's path, as `/proc/PID/maps` names it.
+    pub path: String,
+}
+
+/// Unwinds and symbolizes the stacks of the threads of one process (one program: a new one
+/// after `execve`).
+#[derive(Default)]
+pub struct Stacks {
+    /// Parsed files, by path (shared by every process the tracer follows).
+    files: HashMap<String, Option<Rc<ObjectFile>>>,
+    /// Per process: the code mappings the unwinder was built for, and the unwinder.
+    procs: HashMap<i32, ProcStacks>,
+}
+
+struct ProcStacks {
+    mappings: Vec<CodeMapping>,
+    modules: Vec<(Range<u64>, u64, Rc<ObjectFile>, String)>,
+    unwinder: UnwinderX86_64<Arc<[u8]>>,
+    cache: CacheX86_64,
+}
+
+/// How much stack to read at once from the stack pointer up: the frames of a deep call chain.
+const STACK_BYTES: usize = 64 << 10;
+
+impl Stacks {
+    /// Forgets process `pid` (it ended or execed).
+    pub fn forget(&mut self, pid: i32) {
+        self.procs.remove(&pid);
+    }
+
+    /// The stack of thread `tid` of process `pid`, stopped, whose code mappings are
+    /// `mappings`; at most `depth` frames.
+    pub fn stack(
+        &mut self,
+        pid: i32,
+        tid: i32,
+        mappings: &[CodeMapping],
+        depth: usize,
+    ) -> Vec<Frame> {
+        let Ok(regs) = ptrace::getregs(Pid::from_raw(tid)) else {
+            return Vec::new();
+        };
+        let stale = self.procs.get(&pid).is_none_or(|p| p.mappings != mappings);
+        if stale {
+            let built = self.build(mappings);
+            self.procs.insert(pid, built);
+        }
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Vec::new();
+        };
+        let (sp, bp, ip) = (regs.rsp, regs.rbp, regs.rip);
+        let stack = read_memory(tid, sp, STACK_BYTES);
+        let mut read = |addr: u64| -> Result<u64, ()> {
+            let at = addr.checked_sub(sp).ok_or(())? as usize;
+            match stack.get(at..at + 8) {
+                Some(b) => Ok(u64::from_ne_bytes(b.try_into().map_err(|_| ())?)),
+                None => read_word(tid, addr),
+            }
+        };
+        let mut addrs = Vec::new();
+        let mut frames = p.unwinder.iter_frames(
+            ip,
+            UnwindRegsX86_64::new(ip, sp, bp),
+            &mut p.cache,
+            &mut read,
+        );
+        while let Ok(Some(frame)) = frames.next() {
+            addrs.push(frame);
+            if addrs.len() >= depth {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        for frame in addrs {
+            let (addr, lookup) = match frame {
+                FrameAddress::InstructionPointer(a) => (a, a),
+                // The call instruction, before the return address.
+                FrameAddress::ReturnAddress(a) => (a.get(), a.get() - 1),
+            };
+            out.extend(symbolize(&p.modules, addr, lookup));
+            if out.len() >= depth {
+                out.truncate(depth);
+                break;
+            }
+        }
+        out
+    }
+
+    fn build(&mut self, mappings: &[CodeMapping]) -> ProcStacks {
+        let mut unwinder = UnwinderX86_64::new();
+        let mut modules = Vec::new();
+        for m in mappings {
+            let file = self
+                .files
+                .entry(m.path.clone())
+                .or_insert_with(|| ObjectFile::open(&m.path).map(Rc::new))
+                .clone();
+            let Some(file) = file else {
+                continue;
+            };
+            let Some(bias) = file.bias(m.range.start, m.offset) else {
+                continue;
+            };
+            unwinder.add_module(Module::new(
+                m.path.clone(),
+                m.range.clone(),
+                bias,
+                file.sections.clone(),
+            ));
+            modules.push((m.range.clone(), bias, file, m.path.clone()));
+        }
+        ProcStacks {
+            mappings: mappings.to_vec(),
+            modules,
+            unwinder,
+            cache: CacheX86_64::new(),
+        }
+    }
+}
+
+/// The frames at code address `addr` (`lookup` is the address inside the call instruction for
+/// a return address): the inlined ones first, each with its function, file and line where the
+/// debug information has them, else the nearest symbol's name.
+fn symbolize(
+    modules: &[(Range<u64>, u64, Rc<ObjectFile>, String)],
+    addr: u64,
+    lookup: u64,
+) -> Vec<Frame> {
+    let Some((_, bias, file, path)) = modules.iter().find(|(r, ..)| r.contains(&lookup)) else {
+        return vec![Frame {
+            addr,
+            ..Default::default()
+        }];
+    };
+    let module = Some(path.clone());
+    let probe = lookup.wrapping_sub(*bias);
+    let mut out = Vec::new();
+    if let Some(symbols) = &file.symbols {
+        if let Ok(mut frames) = symbols.find_frames(probe) {
+            while let Ok(Some(f)) = frames.next() {
+                let function = f
+                    .function
+                    .as_ref()
+                    .and_then(|n| n.demangle().ok().map(|n| n.into_owned()));
+                out.push(Frame {
+                    addr,
+                    function,
+                    file: f.location.as_ref().and_then(|l| l.file.map(str::to_string)),
+                    line: f.location.as_ref().and_then(|l| l.line),
+                    inlined: true,
+                    module: module.clone(),
+                    module_addr: None,
+                });
+            }
+        }
+    }
+    if out.iter().all(|f| f.function.is_none()) {
+        out.clear();
+        let at = file
+            .functions
+            .partition_point(|&(start, ..)| start <= probe);
+        let function = at
+            .checked_sub(1)
+            .and_then(|i| file.functions.get(i))
+            .filter(|&&(start, size, _)| probe < start + size)
+            .map(|(_, _, name)| name.clone());
+        out.push(Frame {
+            addr,
+            function,
+            module: module.clone(),
+            ..Default::default()
+        });
+    }
+    // The last of an address's frames is the function the code is in; the others were
+    // inlined into it.
+    if let Some(last) = out.last_mut() {
+        last.inlined = false;
+    }
+    for f in &mut out {
+        f.module_addr = Some(addr.wrapping_sub(*bias));
+    }
+    out
+}
+
+/// Up to `len` bytes of the tracee's memory from `addr` (fewer where it ends).
+fn read_memory(tid: i32, addr: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let Ok(mem) = std::fs::File::open(format!("/proc/{tid}/mem")) else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match mem.read_at(&mut buf[got..], addr + got as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    buf.truncate(got);
+    buf
+}
+
+/// One word of the tracee's memory.
+fn read_word(tid: i32, addr: u64) -> Result<u64, ()> {
+    ptrace::read(Pid::from_raw(tid), addr as ptrace::AddressType)
+        .map(|w| w as u64)
+        .map_err(|_| ())
+}
