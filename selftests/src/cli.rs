@@ -3159,8 +3159,8 @@ fn calls_in_order(names: &[String], want: &[&str]) -> bool {
 /// `grow_heap()` caused is a `brk` whose stack runs brk ← malloc ← grow_heap ← main (through
 /// sysmalloc and _int_malloc where the symbols are there, the static glibc), the 3 MiB map
 /// is map_direct's, the thread's stack pthread_create's, each at the source line the
-/// program printed for it; `--stack-depth 3` keeps 3 frames; without `--stacks` there is
-/// no stack.
+/// program printed for it; the summary's top call sites give each of those functions what
+/// its calls mapped; `--stack-depth 3` keeps 3 frames; without `--stacks` there is no stack.
 pub fn cli_trace_stacks() -> TestResult {
     for name in ["stacks", "stacks-dynamic"] {
         let program = prog(name)?;
@@ -3232,6 +3232,61 @@ pub fn cli_trace_stacks() -> TestResult {
                     .as_str()
                     .is_some_and(|f| f.ends_with("stacks.c")),
                 "{name}: {caller}'s frame names its source file: {frame}"
+            );
+        }
+        // The summary's call sites: map_direct's 3 MiB (the program's request), the thread
+        // stack pthread_create mapped (that call's length), and grow_heap's heap growth
+        // (the brk moves of the calls under it).
+        let summary = events.last().cloned().unwrap_or_default();
+        let site = |function: &str| {
+            summary["top_mapped"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| {
+                    s["stack"]
+                        .as_array()
+                        .is_some_and(|f| f.iter().any(|n| n == function))
+                })
+                .cloned()
+        };
+        let under = |function: &str, syscall: &str| -> Vec<&Value> {
+            calls
+                .iter()
+                .copied()
+                .filter(|c| {
+                    c["syscall"] == syscall && stack_functions(c).iter().any(|n| n == function)
+                })
+                .collect()
+        };
+        let grown: u64 = under("grow_heap", "brk")
+            .iter()
+            .map(|c| {
+                let (before, after) = (
+                    u(c, "brk_before").unwrap_or(0),
+                    u(c, "brk_after").unwrap_or(0),
+                );
+                after.saturating_sub(before)
+            })
+            .sum();
+        let thread_stack: u64 = under("start_thread", "mmap")
+            .iter()
+            .map(|c| c["args"][1].as_u64().unwrap_or(0))
+            .sum();
+        check!(
+            grown > 0 && thread_stack > 0,
+            "{name}: grow_heap and start_thread mapped"
+        );
+        for (function, bytes) in [
+            ("map_direct", 3u64 << 20),
+            ("start_thread", thread_stack),
+            ("grow_heap", grown),
+        ] {
+            check_eq!(
+                site(function).and_then(|s| s["bytes"].as_u64()),
+                Some(bytes),
+                "{name}: the summary's call site of {function}: {}",
+                summary["top_mapped"]
             );
         }
         let out = output(mmscope(&[

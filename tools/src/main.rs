@@ -430,10 +430,7 @@ fn trace_cmd(
     };
     let mut report = TextReport::new(style);
     let mut json_report = JsonReport::default();
-    let mut summary = Summary {
-        event: "summary",
-        ..Default::default()
-    };
+    let mut summary = Summary::new();
     let mut write_err = None;
     // The address space as the last thread left it, and its VMAs' names, read while the
     // thread is stopped at its exit and the process still exists.

@@ -89,6 +89,49 @@ pub struct Summary {
     /// The program's pid, once it has been seen: the peaks and points are its own.
     #[serde(skip)]
     pub program: Option<i32>,
+    /// With `--stacks`: the call sites that mapped the most memory, most first (at most 5).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub top_mapped: Vec<CallSite>,
+    /// Bytes mapped and calls, by call site (the functions of the stack).
+    #[serde(skip)]
+    mapped_by_site: HashMap<Vec<String>, (u64, u64)>,
+}
+
+/// A call site of `--stacks`: the functions of the stack that have a name, innermost first,
+/// and what its memory calls mapped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CallSite {
+    /// The functions, innermost first.
+    pub stack: Vec<String>,
+    /// Bytes its calls mapped: the length of each `mmap`, the growth of each `brk` and
+    /// `mremap`.
+    pub bytes: u64,
+    /// How many of its calls mapped memory.
+    pub calls: u64,
+}
+
+/// How many bytes a call mapped: an `mmap`'s length, a `brk`'s or `mremap`'s growth; 0 for
+/// a call that failed or gave back.
+fn bytes_mapped(step: &Step) -> u64 {
+    let Some(ret) = step.ret else {
+        return 0;
+    };
+    if syscalls::failed(step.call, &step.args, ret) {
+        return 0;
+    }
+    let arg = |i: usize| step.args.get(i).copied().unwrap_or(0);
+    match step.call {
+        MemCall::Mmap => arg(1),
+        MemCall::Mremap => arg(2).saturating_sub(arg(1)),
+        MemCall::Brk => match (
+            step.before.brk(),
+            step.after.as_ref().and_then(Snapshot::brk),
+        ) {
+            (Some(b), Some(a)) => a.saturating_sub(b),
+            _ => 0,
+        },
+        _ => 0,
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -96,6 +139,14 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Summary {
+    /// An empty summary.
+    pub fn new() -> Self {
+        Self {
+            event: "summary",
+            ..Default::default()
+        }
+    }
+
     /// Takes one event into account.
     pub fn observe(&mut self, event: &Event) {
         let program = *self.program.get_or_insert(match event {
@@ -112,6 +163,7 @@ impl Summary {
             Event::Fork { .. } => self.processes += 1,
             Event::Call(step) => {
                 *self.calls.entry(step.call.name()).or_default() += 1;
+                self.map_site(step);
                 if step
                     .ret
                     .is_some_and(|r| syscalls::failed(step.call, &step.args, r))
@@ -135,6 +187,32 @@ impl Summary {
             }
             _ => {}
         }
+    }
+
+    /// Counts what `step` mapped for its call site, if it has a stack.
+    fn map_site(&mut self, step: &Step) {
+        let (Some(stack), bytes) = (&step.stack, bytes_mapped(step)) else {
+            return;
+        };
+        if bytes == 0 {
+            return;
+        }
+        // The functions known by name: frames without one (a library's internal functions
+        // without symbols) would tell apart sites a reader cannot.
+        let site: Vec<String> = stack.iter().filter_map(|f| f.function.clone()).collect();
+        let entry = self.mapped_by_site.entry(site).or_default();
+        entry.0 += bytes;
+        entry.1 += 1;
+        let mut top: Vec<CallSite> = (self.mapped_by_site.iter())
+            .map(|(stack, &(bytes, calls))| CallSite {
+                stack: stack.clone(),
+                bytes,
+                calls,
+            })
+            .collect();
+        top.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.stack.cmp(&b.stack)));
+        top.truncate(5);
+        self.top_mapped = top;
     }
 
     /// Records how the program ended.
@@ -230,6 +308,21 @@ impl Summary {
         }
         if let Some(pid) = self.detached {
             let _ = writeln!(out, "  detached from pid {pid}; it runs on");
+        }
+        if !self.top_mapped.is_empty() {
+            let _ = writeln!(out, "  top call sites by bytes mapped (--stacks):");
+            for site in &self.top_mapped {
+                // The known functions, outermost last, as a path to the call.
+                let names: Vec<&str> = site.stack.iter().map(String::as_str).take(8).collect();
+                let _ = writeln!(
+                    out,
+                    "    {:>10} in {} call{}: {}",
+                    size(site.bytes),
+                    site.calls,
+                    if site.calls == 1 { "" } else { "s" },
+                    names.join(" <- ")
+                );
+            }
         }
         out
     }
