@@ -55,6 +55,15 @@ done | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sor
 		[ -e "$root$lib" ] && continue
 		mkdir -p "$root$(dirname "$lib")"
 		cp -L "$lib" "$root$lib" || die "cannot copy $lib"
+		# Its detached debug symbols, where this machine has them (libc6-dbg): found by
+		# build id, as `mmscope trace --stacks` and gdb look for them, they name the
+		# library's internal functions (sysmalloc, _int_malloc) in stacks.
+		id=$(readelf -n "$lib" 2>/dev/null | awk '/Build ID:/ { print $3 }')
+		debug=/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug
+		if [ -n "$id" ] && [ -f "$debug" ]; then
+			mkdir -p "$root$(dirname "$debug")"
+			cp -L "$debug" "$root$debug" || die "cannot copy $debug"
+		fi
 	done
 
 mkdir -p "$(dirname "$out")"

@@ -12,6 +12,7 @@ APT_PACKAGES=(
 	qemu-system-x86 busybox-static erofs-utils
 	gcc-multilib
 	musl-tools libjemalloc-dev libmimalloc-dev coreutils strace
+	libc6-dbg
 )
 
 step "install Debian packages"

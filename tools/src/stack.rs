@@ -88,7 +88,29 @@ impl ObjectFile {
                 .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
                 .collect::<Vec<_>>()
         };
-        let mut functions = table(file.symbols());
+        // Detached debug symbols (Debian's -dbg packages), found by build id as gdb finds
+        // them: they name the functions a stripped library keeps no symbol for.
+        let debug = file
+            .build_id()
+            .ok()
+            .flatten()
+            .filter(|id| id.len() > 1)
+            .map(|id| {
+                let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..])
+            })
+            .filter(|p| std::path::Path::new(p).is_file());
+        let debug_bytes = debug.as_ref().and_then(|p| std::fs::read(p).ok());
+        let debug_file = debug_bytes
+            .as_deref()
+            .and_then(|b| object::File::parse(b).ok());
+        let mut functions = debug_file
+            .as_ref()
+            .map(|d| table(d.symbols()))
+            .unwrap_or_default();
+        if functions.is_empty() {
+            functions = table(file.symbols());
+        }
         if functions.is_empty() {
             functions = table(file.dynamic_symbols());
         }
@@ -96,7 +118,7 @@ impl ObjectFile {
         Some(Self {
             sections,
             loads,
-            symbols: addr2line::Loader::new(path).ok(),
+            symbols: addr2line::Loader::new(debug.as_deref().unwrap_or(path)).ok(),
             functions,
         })
     }
