@@ -12,10 +12,13 @@ banner() {
 	printf '\n======== %s ========\n\n' "$*"
 }
 
-# One scenario with glibc: its own account on stdout, the trace on stderr.
+# One scenario with glibc: its own account on stdout, the trace on stderr, each
+# call with the stack that made it (glibc's functions named by the disk's
+# libc6-dbg symbols: malloc, _int_malloc, sysmalloc, sbrk, brk).
 show() {
 	banner "$1 (glibc $(cat $heap/glibc/VERSION)): $2"
-	mmscope trace --picture --svg "$out/$1.svg" -- "$heap/glibc/$1" 2>&1 || return 1
+	mmscope trace --stacks --stack-depth 8 --picture --svg "$out/$1.svg" -- "$heap/glibc/$1" 2>&1 ||
+		return 1
 }
 
 status=0

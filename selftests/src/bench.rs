@@ -528,6 +528,10 @@ fn tracer_rows(table: &mut String) {
         ("untraced".into(), vec![]),
         ("mmscope trace -f".into(), trace(&["-f"])),
         ("mmscope trace (no -f)".into(), trace(&[])),
+        (
+            "mmscope trace -f --stacks".into(),
+            trace(&["-f", "--stacks"]),
+        ),
     ];
     let mut missing = Vec::new();
     if std::path::Path::new(strace).exists() {

@@ -155,17 +155,22 @@ pub struct Stacks {
     files: HashMap<String, Option<Rc<ObjectFile>>>,
     /// Per process: the code mappings the unwinder was built for, and the unwinder.
     procs: HashMap<i32, ProcStacks>,
+    /// The frames of each code address already looked up, by file and address in it: a
+    /// program's memory calls come from few places.
+    symbolized: HashMap<(Rc<str>, u64), Vec<Frame>>,
 }
 
 struct ProcStacks {
     mappings: Vec<CodeMapping>,
-    modules: Vec<(Range<u64>, u64, Rc<ObjectFile>, String)>,
+    modules: Vec<Module4>,
     unwinder: UnwinderX86_64<Arc<[u8]>>,
     cache: CacheX86_64,
 }
 
-/// How much stack to read at once from the stack pointer up: the frames of a deep call chain.
-const STACK_BYTES: usize = 64 << 10;
+/// How much stack to read at first from the stack pointer up: most call chains' frames.
+const STACK_BYTES: usize = 16 << 10;
+/// How far up the stack it reads in growing pieces before it reads word by word.
+const STACK_MAX: usize = 1 << 20;
 
 impl Stacks {
     /// Forgets process `pid` (it ended or execed).
@@ -194,9 +199,15 @@ impl Stacks {
             return Vec::new();
         };
         let (sp, bp, ip) = (regs.rsp, regs.rbp, regs.rip);
-        let stack = read_memory(tid, sp, STACK_BYTES);
+        // The stack from the stack pointer up, read a few pages at first and more as the
+        // unwinder reaches past them (a deep stack), then word by word.
+        let mut stack = read_memory(tid, sp, STACK_BYTES);
         let mut read = |addr: u64| -> Result<u64, ()> {
             let at = addr.checked_sub(sp).ok_or(())? as usize;
+            if at + 8 > stack.len() && stack.len() < STACK_MAX && stack.len() % 4096 == 0 {
+                let more = read_memory(tid, sp + stack.len() as u64, stack.len().max(4096));
+                stack.extend(more);
+            }
             match stack.get(at..at + 8) {
                 Some(b) => Ok(u64::from_ne_bytes(b.try_into().map_err(|_| ())?)),
                 None => read_word(tid, addr),
@@ -222,7 +233,12 @@ impl Stacks {
                 // The call instruction, before the return address.
                 FrameAddress::ReturnAddress(a) => (a.get(), a.get() - 1),
             };
-            out.extend(symbolize(&p.modules, addr, lookup));
+            out.extend(symbolize_cached(
+                &mut self.symbolized,
+                &p.modules,
+                addr,
+                lookup,
+            ));
             if out.len() >= depth {
                 out.truncate(depth);
                 break;
@@ -252,7 +268,7 @@ impl Stacks {
                 bias,
                 file.sections.clone(),
             ));
-            modules.push((m.range.clone(), bias, file, m.path.clone()));
+            modules.push((m.range.clone(), bias, file, Rc::from(m.path.as_str())));
         }
         ProcStacks {
             mappings: mappings.to_vec(),
@@ -263,21 +279,47 @@ impl Stacks {
     }
 }
 
-/// The frames at code address `addr` (`lookup` is the address inside the call instruction for
-/// a return address): the inlined ones first, each with its function, file and line where the
-/// debug information has them, else the nearest symbol's name.
-fn symbolize(
-    modules: &[(Range<u64>, u64, Rc<ObjectFile>, String)],
+/// [`symbolize`], remembered by file and address in it.
+fn symbolize_cached(
+    cache: &mut HashMap<(Rc<str>, u64), Vec<Frame>>,
+    modules: &[Module4],
     addr: u64,
     lookup: u64,
 ) -> Vec<Frame> {
+    let Some((_, bias, _, path)) = modules.iter().find(|(r, ..)| r.contains(&lookup)) else {
+        return symbolize(modules, addr, lookup);
+    };
+    // By the address in the file: another process may map the same file elsewhere.
+    let key = (Rc::clone(path), lookup.wrapping_sub(*bias));
+    let mut frames = match cache.get(&key) {
+        Some(frames) => frames.clone(),
+        None => {
+            let frames = symbolize(modules, addr, lookup);
+            cache.insert(key, frames.clone());
+            frames
+        }
+    };
+    for f in &mut frames {
+        f.addr = addr;
+        f.module_addr = Some(addr.wrapping_sub(*bias));
+    }
+    frames
+}
+
+/// A module of a process: its address range, load bias, parsed file and path.
+type Module4 = (Range<u64>, u64, Rc<ObjectFile>, Rc<str>);
+
+/// The frames at code address `addr` (`lookup` is the address inside the call instruction for
+/// a return address): the inlined ones first, each with its function, file and line where the
+/// debug information has them, else the nearest symbol's name.
+fn symbolize(modules: &[Module4], addr: u64, lookup: u64) -> Vec<Frame> {
     let Some((_, bias, file, path)) = modules.iter().find(|(r, ..)| r.contains(&lookup)) else {
         return vec![Frame {
             addr,
             ..Default::default()
         }];
     };
-    let module = Some(path.clone());
+    let module = Some(path.to_string());
     let probe = lookup.wrapping_sub(*bias);
     let mut out = Vec::new();
     if let Some(symbols) = &file.symbols {
