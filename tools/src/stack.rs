@@ -158,6 +158,8 @@ pub struct Stacks {
     /// The frames of each code address already looked up, by file and address in it: a
     /// program's memory calls come from few places.
     symbolized: HashMap<(Rc<str>, u64), Vec<Frame>>,
+    /// The stack bytes of the last unwinding, kept for the next.
+    buf: Vec<u8>,
 }
 
 struct ProcStacks {
@@ -168,7 +170,7 @@ struct ProcStacks {
 }
 
 /// How much stack to read at first from the stack pointer up: most call chains' frames.
-const STACK_BYTES: usize = 16 << 10;
+const STACK_BYTES: usize = 8 << 10;
 /// How far up the stack it reads in growing pieces before it reads word by word.
 const STACK_MAX: usize = 1 << 20;
 
@@ -200,15 +202,28 @@ impl Stacks {
         };
         let (sp, bp, ip) = (regs.rsp, regs.rbp, regs.rip);
         // The stack from the stack pointer up, read a few pages at first and more as the
-        // unwinder reaches past them (a deep stack), then word by word.
-        let mut stack = read_memory(tid, sp, STACK_BYTES);
+        // unwinder reaches past them (a deep stack), then word by word; into a buffer kept
+        // from call to call, zeroed only as it grows.
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.len() < STACK_BYTES {
+            buf.resize(STACK_BYTES, 0);
+        }
+        let mem = std::fs::File::open(format!("/proc/{tid}/mem")).ok();
+        let mut valid = fill(mem.as_ref(), sp, &mut buf[..STACK_BYTES]);
+        // Whether the stack may go on past what was read (the read was not cut short).
+        let mut more = valid == STACK_BYTES;
         let mut read = |addr: u64| -> Result<u64, ()> {
             let at = addr.checked_sub(sp).ok_or(())? as usize;
-            if at + 8 > stack.len() && stack.len() < STACK_MAX && stack.len() % 4096 == 0 {
-                let more = read_memory(tid, sp + stack.len() as u64, stack.len().max(4096));
-                stack.extend(more);
+            while more && at + 8 > valid && valid < STACK_MAX {
+                let end = (valid * 2).min(STACK_MAX);
+                if buf.len() < end {
+                    buf.resize(end, 0);
+                }
+                let got = fill(mem.as_ref(), sp + valid as u64, &mut buf[valid..end]);
+                more = got == end - valid;
+                valid += got;
             }
-            match stack.get(at..at + 8) {
+            match buf.get(at..at + 8).filter(|_| at + 8 <= valid) {
                 Some(b) => Ok(u64::from_ne_bytes(b.try_into().map_err(|_| ())?)),
                 None => read_word(tid, addr),
             }
@@ -226,6 +241,8 @@ impl Stacks {
                 break;
             }
         }
+        drop(frames);
+        self.buf = buf;
         let mut out = Vec::new();
         for frame in addrs {
             let (addr, lookup) = match frame {
@@ -369,22 +386,21 @@ fn symbolize(modules: &[Module4], addr: u64, lookup: u64) -> Vec<Frame> {
     out
 }
 
-/// Up to `len` bytes of the tracee's memory from `addr` (fewer where it ends).
-fn read_memory(tid: i32, addr: u64, len: usize) -> Vec<u8> {
+/// Reads the tracee's memory from `addr` into `buf` through its `/proc/TID/mem`: how many
+/// bytes it could (fewer where the mapping ends).
+fn fill(mem: Option<&std::fs::File>, addr: u64, buf: &mut [u8]) -> usize {
     use std::os::unix::fs::FileExt;
-    let Ok(mem) = std::fs::File::open(format!("/proc/{tid}/mem")) else {
-        return Vec::new();
+    let Some(mem) = mem else {
+        return 0;
     };
-    let mut buf = vec![0u8; len];
     let mut got = 0;
-    while got < len {
+    while got < buf.len() {
         match mem.read_at(&mut buf[got..], addr + got as u64) {
             Ok(0) | Err(_) => break,
             Ok(n) => got += n,
         }
     }
-    buf.truncate(got);
-    buf
+    got
 }
 
 /// One word of the tracee's memory.
