@@ -241,7 +241,6 @@ impl Stacks {
                 break;
             }
         }
-        drop(frames);
         self.buf = buf;
         let mut out = Vec::new();
         for frame in addrs {
