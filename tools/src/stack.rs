@@ -9,6 +9,7 @@
 //! The files are the ones the process maps, read by the tracer through their paths in
 //! `/proc/PID/maps` (it shares the tracee's mount namespace); each is parsed once.
 
+use crate::abi::{kind, Vma, MMSCOPE_VMA_EXEC};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
 use nix::sys::ptrace;
@@ -138,7 +139,7 @@ impl ObjectFile {
 
 /// An executable file mapping of the process: where, which file, at which offset.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CodeMapping {
+struct CodeMapping {
     /// Its address range.
     pub range: Range<u64>,
     /// The file offset mapped at its start.
@@ -147,10 +148,11 @@ pub struct CodeMapping {
     pub path: String,
 }
 
-/// Unwinds and symbolizes the stacks of the threads of one process (one program: a new one
-/// after `execve`).
-#[derive(Default)]
+/// Unwinds and symbolizes the stacks of the threads of the processes a tracer holds, each
+/// with the files of its program (a new one after `execve`).
 pub struct Stacks {
+    /// How many frames at most.
+    depth: usize,
     /// Parsed files, by path (shared by every process the tracer follows).
     files: HashMap<String, Option<Rc<ObjectFile>>>,
     /// Per process: the code mappings the unwinder was built for, and the unwinder.
@@ -162,8 +164,12 @@ pub struct Stacks {
     buf: Vec<u8>,
 }
 
+/// An executable file mapping as a snapshot shows it: start, end, page offset, inode.
+type CodeKey = (u64, u64, u64, u64);
+
+/// What a process's unwinding needs: the code mappings it was built for and the unwinder.
 struct ProcStacks {
-    mappings: Vec<CodeMapping>,
+    key: Vec<CodeKey>,
     modules: Vec<Module4>,
     unwinder: UnwinderX86_64<Arc<[u8]>>,
     cache: CacheX86_64,
@@ -175,26 +181,49 @@ const STACK_BYTES: usize = 8 << 10;
 const STACK_MAX: usize = 1 << 20;
 
 impl Stacks {
+    /// Stacks of at most `depth` frames.
+    pub fn new(depth: usize) -> Self {
+        Self {
+            depth,
+            files: HashMap::new(),
+            procs: HashMap::new(),
+            symbolized: HashMap::new(),
+            buf: Vec::new(),
+        }
+    }
+
     /// Forgets process `pid` (it ended or execed).
     pub fn forget(&mut self, pid: i32) {
         self.procs.remove(&pid);
     }
 
-    /// The stack of thread `tid` of process `pid`, stopped, whose code mappings are
-    /// `mappings`; at most `depth` frames.
-    pub fn stack(
-        &mut self,
-        pid: i32,
-        tid: i32,
-        mappings: &[CodeMapping],
-        depth: usize,
-    ) -> Vec<Frame> {
+    /// The stack of thread `tid` of process `pid`, stopped, whose VMAs are `vmas`. The
+    /// unwinder is built again, and the files' paths read from `/proc/TID/maps`, only when
+    /// the executable file mappings changed.
+    pub fn stack(&mut self, pid: i32, tid: i32, vmas: &[Vma]) -> Vec<Frame> {
+        let depth = self.depth;
         let Ok(regs) = ptrace::getregs(Pid::from_raw(tid)) else {
             return Vec::new();
         };
-        let stale = self.procs.get(&pid).is_none_or(|p| p.mappings != mappings);
-        if stale {
-            let built = self.build(mappings);
+        let key: Vec<CodeKey> = vmas
+            .iter()
+            .filter(|v| v.kind == kind::FILE && v.flags & MMSCOPE_VMA_EXEC != 0)
+            .map(|v| (v.start, v.end, v.pgoff, v.inode))
+            .collect();
+        if self.procs.get(&pid).is_none_or(|p| p.key != key) {
+            let names = crate::procfs::names(Some(tid));
+            let page = crate::snapshot::page_size();
+            let mappings: Vec<CodeMapping> = key
+                .iter()
+                .filter_map(|&(start, end, pgoff, inode)| {
+                    Some(CodeMapping {
+                        range: start..end,
+                        offset: pgoff * page,
+                        path: names.get(&(start, inode))?.clone(),
+                    })
+                })
+                .collect();
+            let built = self.build(key, &mappings);
             self.procs.insert(pid, built);
         }
         let Some(p) = self.procs.get_mut(&pid) else {
@@ -263,7 +292,7 @@ impl Stacks {
         out
     }
 
-    fn build(&mut self, mappings: &[CodeMapping]) -> ProcStacks {
+    fn build(&mut self, key: Vec<CodeKey>, mappings: &[CodeMapping]) -> ProcStacks {
         let mut unwinder = UnwinderX86_64::new();
         let mut modules = Vec::new();
         for m in mappings {
@@ -287,7 +316,7 @@ impl Stacks {
             modules.push((m.range.clone(), bias, file, Rc::from(m.path.as_str())));
         }
         ProcStacks {
-            mappings: mappings.to_vec(),
+            key,
             modules,
             unwinder,
             cache: CacheX86_64::new(),

@@ -24,7 +24,7 @@
 
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};
-use crate::stack::{CodeMapping, Frame, Stacks};
+use crate::stack::{Frame, Stacks};
 use crate::syscalls::MemCall;
 use nix::errno::Errno;
 use nix::sys::ptrace::{self, Options};
@@ -417,8 +417,7 @@ pub fn run(
     let _guard = Forward::install(child.as_raw());
 
     let program = child.as_raw();
-    let mut tracer = Tracer::new(src, &mut on_event, program, Start::Launched, follow_forks);
-    tracer.stacks = opts.stack_state();
+    let tracer = Tracer::new(src, &mut on_event, program, Start::Launched, opts);
     match tracer.run(false)? {
         (true, Some(ending)) => Ok(ending),
         // No exec was seen: the child says why (execvp failed), or it says nothing because
@@ -442,16 +441,6 @@ pub struct TraceOptions {
     pub follow_forks: bool,
     /// `--stacks`: the caller's stack at each memory call, at most this many frames.
     pub stack_depth: Option<usize>,
-}
-
-impl TraceOptions {
-    fn stack_state(&self) -> Option<StackState> {
-        self.stack_depth.map(|depth| StackState {
-            stacks: Stacks::default(),
-            depth,
-            mappings: HashMap::new(),
-        })
-    }
 }
 
 /// How the tracer came to the program.
@@ -534,70 +523,19 @@ struct Tracer<'a, F: FnMut(Event)> {
     program_started: bool,
     /// How the program ended.
     ending: Option<Ending>,
-    /// `--stacks`: the unwinder, how many frames, and per process its code mappings.
-    stacks: Option<StackState>,
-}
-
-/// What `--stacks` keeps: the unwinder and symbolizer, the depth, and per process the code
-/// mappings it last saw (by address, offset and inode) with their paths.
-struct StackState {
-    stacks: Stacks,
-    depth: usize,
-    mappings: HashMap<i32, (Vec<CodeKey>, Vec<CodeMapping>)>,
-}
-
-/// An executable file mapping as a snapshot shows it: start, end, page offset, inode.
-type CodeKey = (u64, u64, u64, u64);
-
-impl StackState {
-    /// The stack of thread `tid` of process `pid`, whose address space is `snap`.
-    fn stack(&mut self, pid: i32, tid: i32, snap: &Snapshot) -> Vec<Frame> {
-        let key: Vec<CodeKey> = snap
-            .vmas
-            .iter()
-            .filter(|v| {
-                v.kind == crate::abi::kind::FILE && v.flags & crate::abi::MMSCOPE_VMA_EXEC != 0
-            })
-            .map(|v| (v.start, v.end, v.pgoff, v.inode))
-            .collect();
-        if self.mappings.get(&pid).is_none_or(|(k, _)| *k != key) {
-            let names = crate::procfs::names(Some(tid));
-            let page = crate::snapshot::page_size();
-            let mappings = key
-                .iter()
-                .filter_map(|&(start, end, pgoff, inode)| {
-                    Some(CodeMapping {
-                        range: start..end,
-                        offset: pgoff * page,
-                        path: names.get(&(start, inode))?.clone(),
-                    })
-                })
-                .collect();
-            self.mappings.insert(pid, (key, mappings));
-        }
-        let mappings = self
-            .mappings
-            .get(&pid)
-            .map(|(_, m)| m.as_slice())
-            .unwrap_or(&[]);
-        self.stacks.stack(pid, tid, mappings, self.depth)
-    }
-
-    /// Forgets process `pid`'s program (it ended, or execs another).
-    fn forget(&mut self, pid: i32) {
-        self.mappings.remove(&pid);
-        self.stacks.forget(pid);
-    }
+    /// `--stacks`: the unwinder and symbolizer.
+    stacks: Option<Stacks>,
 }
 
 impl<'a, F: FnMut(Event)> Tracer<'a, F> {
-    /// A tracer of `program`, which it came to as `start` says, its only task held so far.
+    /// A tracer of `program`, which it came to as `start` says, its only task held so far,
+    /// doing what `opts` ask.
     fn new(
         src: &'a dyn Source,
         on_event: F,
         program: i32,
         start: Start,
-        follow_forks: bool,
+        opts: &TraceOptions,
     ) -> Self {
         let (brk, started) = match start {
             Start::Launched => (None, false),
@@ -613,7 +551,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             src,
             on_event,
             program,
-            follow_forks,
+            follow_forks: opts.follow_forks,
             seccomp: false,
             index: 0,
             procs: HashMap::from([(program, proc)]),
@@ -624,7 +562,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             compat32_seen: false,
             program_started: started,
             ending: None,
-            stacks: None,
+            stacks: opts.stack_depth.map(Stacks::new),
         }
     }
 
@@ -722,7 +660,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         };
         if let Some(before) = self.snapshot(pid, tid)? {
             let args = args[..call.arg_count()].to_vec();
-            let stack = self.stacks.as_mut().map(|s| s.stack(pid, tid, &before));
+            let stack = (self.stacks.as_mut()).map(|s| s.stack(pid, tid, &before.vmas));
             self.pending.insert(
                 tid,
                 Pending {
@@ -1195,8 +1133,7 @@ pub fn attach(
         threads: stopped.len(),
         snap,
     });
-    let mut tracer = Tracer::new(src, &mut on_event, pid, Start::Attached(brk), follow_forks);
-    tracer.stacks = opts.stack_state();
+    let mut tracer = Tracer::new(src, &mut on_event, pid, Start::Attached(brk), opts);
     for &tid in stopped.keys() {
         tracer.tasks.insert(tid, pid);
     }
