@@ -587,6 +587,23 @@ fn trace_lines(path: &str) -> Result<Vec<Value>, Outcome> {
     body.lines().map(json).collect()
 }
 
+/// `SELFTESTS --helper HELPER` untraced, stdin closed, which must exit 0: its output.
+fn helper_untraced(helper: &str) -> Result<Output, Outcome> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let plain = Command::new(exe)
+        .args(["--helper", helper])
+        .stdin(Stdio::null())
+        .output()
+        .context("run the helper")?;
+    check_eq!(
+        plain.status.code(),
+        Some(0),
+        "untraced: {}",
+        text(&plain.stderr)
+    );
+    Ok(plain)
+}
+
 /// `mmscope trace --json -o PATH -- SELFTESTS --helper HELPER`, which must exit 0: what the
 /// helper printed (one JSON line) and the trace's lines.
 fn trace_helper(helper: &str, path: &str) -> Result<(Value, Vec<Value>), Outcome> {
@@ -2361,17 +2378,7 @@ pub fn cli_trace_terminal_signals() -> TestResult {
 pub fn cli_trace_lets_other_processes_go() -> TestResult {
     let exe = std::env::current_exe().context("current_exe")?;
     let exe = exe.to_string_lossy().into_owned();
-    let plain = Command::new(&exe)
-        .args(["--helper", "clone-process"])
-        .stdin(Stdio::null())
-        .output()
-        .context("run the helper")?;
-    check_eq!(
-        plain.status.code(),
-        Some(0),
-        "untraced: {}",
-        text(&plain.stderr)
-    );
+    let plain = helper_untraced("clone-process")?;
     let plain = json(text(&plain.stdout).trim())?;
     let path = "/tmp/mmscope-trace-clone.json";
     let out = output(mmscope(&[
@@ -2862,17 +2869,7 @@ fn forks_output(stdout: &[u8]) -> Result<(std::collections::HashMap<u64, Value>,
 pub fn cli_trace_follows_forks() -> TestResult {
     let exe = std::env::current_exe().context("current_exe")?;
     let exe = exe.to_string_lossy().into_owned();
-    let plain = Command::new(&exe)
-        .args(["--helper", "forks"])
-        .stdin(Stdio::null())
-        .output()
-        .context("run the helper")?;
-    check_eq!(
-        plain.status.code(),
-        Some(0),
-        "untraced: {}",
-        text(&plain.stderr)
-    );
+    let plain = helper_untraced("forks")?;
     let (plain_probes, plain) = forks_output(&plain.stdout)?;
     check_eq!(plain_probes.len(), 2, "untraced: two programs execed");
     for follow in [false, true] {
