@@ -72,7 +72,7 @@ COMPAT32 := $(OUT)/compat32
 # Example programs (demo/*.c), static, for the guest.
 PROGS_DIR := $(OUT)/progs
 PROGS := $(patsubst demo/%.c,$(PROGS_DIR)/%,$(wildcard demo/*.c))
-PROGS += $(PROGS_DIR)/stacks-dynamic
+PROGS += $(PROGS_DIR)/stacks-dynamic $(PROGS_DIR)/firsttouch-dynamic
 # The heap scenarios (demo/heap/*.c), built once per allocator.
 HEAP_DIR := $(OUT)/heap
 HEAP_STAMP := $(HEAP_DIR)/.built
@@ -131,6 +131,11 @@ $(PROGS_DIR)/stacks: PROG_CFLAGS = -g -pthread
 $(PROGS_DIR)/stacks-dynamic: demo/stacks.c
 	@mkdir -p $(PROGS_DIR)
 	gcc -O2 -g -pthread -Wall -Werror -o $@ $<
+# The first-touch example (mmscope trace --faults), the same two ways.
+$(PROGS_DIR)/firsttouch: PROG_CFLAGS = -g
+$(PROGS_DIR)/firsttouch-dynamic: demo/firsttouch.c
+	@mkdir -p $(PROGS_DIR)
+	gcc -O2 -g -Wall -Werror -o $@ $<
 
 heap: $(HEAP_STAMP)
 

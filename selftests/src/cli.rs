@@ -3364,3 +3364,209 @@ pub fn cli_trace_stacks() -> TestResult {
     );
     Ok(())
 }
+
+/// The named functions of a `resident` event's site, innermost first (or its label).
+fn site_functions(site: &Value) -> Vec<String> {
+    match site["label"].as_str() {
+        Some(label) => vec![format!("[{label}]")],
+        None => stack_functions(site),
+    }
+}
+
+/// `mmscope trace --faults` on demo/firsttouch.c, static and dynamic: every page a known
+/// function first touched is its own, exactly (the toucher's k pages, the kernel's writes
+/// during the read() it asked for, none for the function that only mapped the block, all
+/// given back by the munmap), the pages attributed equal the kernel's RssAnon at every stop,
+/// and the flame graphs' totals are the attribution's.
+pub fn cli_trace_faults() -> TestResult {
+    let page = page_size();
+    for name in ["firsttouch", "firsttouch-dynamic"] {
+        let program = prog(name)?;
+        let path = "/tmp/mmscope-trace-faults.json";
+        let flame = "/tmp/mmscope-trace-faults";
+        let out = output(mmscope(&[
+            "trace", "--faults", "--flame", flame, "--json", "-o", path, "--", &program,
+        ])?)?;
+        let err = text(&out.stderr);
+        if err.contains("perf_event_open") {
+            skip!("{name}: the kernel records no page faults: {err}");
+        }
+        check_eq!(out.status.code(), Some(0), "{name}: {err}");
+        let did = json(text(&out.stdout).trim())?;
+        let events = trace_lines(path)?;
+        let resident: Vec<&Value> = events.iter().filter(|e| e["event"] == "resident").collect();
+        check!(!resident.is_empty(), "{name}: resident events");
+        check!(
+            events
+                .iter()
+                .filter(|e| e["event"] == "syscall")
+                .all(|c| c.get("stack").is_none()),
+            "{name}: no stacks on the calls without --stacks"
+        );
+
+        // The sum of every change so far is the event's total, which is the kernel's RssAnon
+        // at that stop.
+        let mut total: i64 = 0;
+        for e in &resident {
+            let sites = e["sites"].as_array().cloned().unwrap_or_default();
+            total += sites
+                .iter()
+                .map(|s| s["pages"].as_i64().unwrap_or(0))
+                .sum::<i64>();
+            if e["when"] == "ended" {
+                check_eq!(total, 0, "{name}: every page is given back at the end");
+                continue;
+            }
+            check_eq!(
+                Some(total as u64),
+                e["pages"].as_u64(),
+                "{name}: the changes add up to the total: {e}"
+            );
+            check_eq!(
+                e["pages"].as_u64(),
+                e["rss_anon_pages"].as_u64(),
+                "{name}: the pages attributed are the kernel's RssAnon: {e}"
+            );
+        }
+
+        // Pages by the innermost named function of their site (or a site's label), at each
+        // event of a kind.
+        let pages_of = |when: &str, syscall: Option<&str>, has: &dyn Fn(&[String]) -> bool| {
+            resident
+                .iter()
+                .filter(|e| e["when"] == when && syscall.is_none_or(|s| e["syscall"] == s))
+                .flat_map(|e| e["sites"].as_array().cloned().unwrap_or_default())
+                .filter(|s| has(&site_functions(s)))
+                .map(|s| s["pages"].as_i64().unwrap_or(0))
+                .sum::<i64>()
+        };
+        let inner = |f: &'static str| move |n: &[String]| n.first().is_some_and(|x| x == f);
+        let within = |f: &'static str| move |n: &[String]| n.iter().any(|x| x == f);
+        let touched = did["touched"].as_i64().unwrap_or(-1);
+        check_eq!(
+            pages_of("before", None, &inner("touch_pages")),
+            touched,
+            "{name}: touch_pages first touched exactly its pages"
+        );
+        check_eq!(
+            pages_of("after", Some("munmap"), &inner("touch_pages")),
+            -touched,
+            "{name}: free_block's munmap gave them all back"
+        );
+        check!(
+            !resident
+                .iter()
+                .flat_map(|e| e["sites"].as_array().cloned().unwrap_or_default())
+                .any(|s| site_functions(&s).iter().any(|f| f == "allocate_block")),
+            "{name}: allocate_block, which only maps, made no page resident"
+        );
+        let site = resident
+            .iter()
+            .flat_map(|e| e["sites"].as_array().cloned().unwrap_or_default())
+            .find(|s| {
+                site_functions(s)
+                    .first()
+                    .is_some_and(|f| f == "touch_pages")
+            })
+            .unwrap_or_default();
+        check_eq!(
+            site["stack"][0]["line"].as_u64(),
+            did["touch_line"].as_u64(),
+            "{name}: the touch's source line"
+        );
+        check!(
+            calls_in_order(&site_functions(&site), &["touch_pages", "main"]),
+            "{name}: touch_pages is called by main: {site}"
+        );
+        // The kernel's writes into the block during read(): the read's caller's, where
+        // the kernel lets the tracer see them (root).
+        let filled = did["filled"].as_i64().unwrap_or(-1);
+        check_eq!(
+            did["read"].as_i64(),
+            Some(filled * page as i64),
+            "{name}: the read filled the block"
+        );
+        check_eq!(
+            pages_of("before", None, &within("fill_by_kernel")),
+            filled,
+            "{name}: the pages the kernel wrote during fill_by_kernel's read are its own"
+        );
+        check_eq!(
+            pages_of(
+                "after",
+                Some("mmap"),
+                &inner("[made resident by mmap itself]")
+            ),
+            did["populated"].as_i64().unwrap_or(-1),
+            "{name}: MAP_POPULATE's pages are the mmap's, with no fault"
+        );
+        check!(
+            pages_of("before", None, &|n: &[String]| calls_in_order(
+                n,
+                &["malloc", "grow_heap", "main"]
+            )) > 0,
+            "{name}: malloc, called by grow_heap, wrote the heap's new pages"
+        );
+
+        // The summary and the flame graphs.
+        let summary = events.last().cloned().unwrap_or_default();
+        let r = &summary["resident"];
+        check_eq!(r["unequal"].as_u64(), Some(0), "{name}: {r}");
+        check!(r["compared"].as_u64().unwrap_or(0) > 3, "{name}: {r}");
+        let kib = page as u64 / 1024;
+        for (which, pages, touch) in [
+            ("peak", r["peak_pages"].as_u64(), touched as u64),
+            ("exit", r["exit_pages"].as_u64(), 0),
+        ] {
+            let folded = std::fs::read_to_string(format!("{flame}-{which}.folded"))
+                .map_err(|e| Outcome::Fail(format!("{name}: {flame}-{which}.folded: {e}")))?;
+            let count = |l: &str| -> u64 {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            let sum: u64 = folded.lines().map(count).sum();
+            check_eq!(
+                Some(sum),
+                pages.map(|p| p * kib),
+                "{name}: {which}: {folded}"
+            );
+            let touch_kib: u64 = folded
+                .lines()
+                .filter(|l| {
+                    l.split(' ')
+                        .next()
+                        .is_some_and(|s| s.ends_with(";touch_pages"))
+                })
+                .map(count)
+                .sum();
+            check_eq!(
+                touch_kib,
+                touch * kib,
+                "{name}: {which}: touch_pages: {folded}"
+            );
+            let svg = std::fs::read_to_string(format!("{flame}-{which}.svg"))
+                .map_err(|e| Outcome::Fail(format!("{name}: {flame}-{which}.svg: {e}")))?;
+            let opts = roxmltree::ParsingOptions {
+                allow_dtd: true,
+                ..Default::default()
+            };
+            let doc = roxmltree::Document::parse_with_options(&svg, opts)
+                .map_err(|e| Outcome::Fail(format!("{name}: {which}.svg does not parse: {e}")))?;
+            let all = doc
+                .descendants()
+                .filter(|n| n.has_tag_name("title"))
+                .filter_map(|n| n.text())
+                .find(|t| t.starts_with("all ("))
+                .unwrap_or_default()
+                .to_string();
+            check_eq!(
+                all,
+                format!("all ({sum} KiB, 100%)"),
+                "{name}: the {which} flame graph's total"
+            );
+        }
+    }
+    Ok(())
+}

@@ -313,6 +313,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_stacks,
     },
     Test {
+        name: "cli_trace_faults",
+        run: cli::cli_trace_faults,
+    },
+    Test {
         name: "cli_trace_follows_forks",
         run: cli::cli_trace_follows_forks,
     },

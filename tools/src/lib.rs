@@ -14,6 +14,8 @@ pub const PMD_SIZE: usize = 2 << 20;
 
 pub mod abi;
 pub mod access;
+pub mod faults;
+pub mod flame;
 pub mod lazy;
 pub mod maps;
 pub mod plot;

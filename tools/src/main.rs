@@ -96,7 +96,21 @@ enum Command {
         /// names, and source files and lines where there is debug information.
         #[arg(long)]
         stacks: bool,
-        /// With --stacks: at most N frames.
+        /// Record every page fault with its stack (the kernel's page-fault event), and show
+        /// resident anonymous memory by the code that first touched each page, net of what
+        /// munmap, madvise, a shrinking brk and the exit gave back, checked page for page
+        /// against the kernel's RssAnon at every stop. Needs perf events in the kernel
+        /// (perf_event_paranoid <= 2 for the program's own faults, <= 1 or root for those the
+        /// kernel takes in its memory during a system call).
+        #[arg(long)]
+        faults: bool,
+        /// With --faults: write flame graphs of resident memory by stack, at its peak and at
+        /// exit, to PREFIX-peak.svg and PREFIX-exit.svg (and their folded stacks to
+        /// PREFIX-peak.folded and PREFIX-exit.folded).
+        #[arg(long, value_name = "PREFIX", requires = "faults")]
+        flame: Option<PathBuf>,
+        /// With --stacks: at most N frames (with --faults: of each fault's stack too; 32
+        /// without --stacks).
         #[arg(long, value_name = "N", default_value_t = 16, requires = "stacks",
               value_parser = clap::value_parser!(u64).range(1..=256))]
         stack_depth: u64,
@@ -222,6 +236,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             picture,
             follow_forks,
             stacks,
+            faults,
+            flame,
             stack_depth,
             attach,
             command,
@@ -231,9 +247,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 json,
                 svg,
                 picture,
+                flame,
                 options: trace::TraceOptions {
                     follow_forks,
                     stack_depth: stacks.then_some(stack_depth as usize),
+                    faults,
                 },
             };
             let what = match attach {
@@ -380,6 +398,8 @@ struct TraceOutput {
     svg: Option<PathBuf>,
     /// The address-space picture at the end.
     picture: bool,
+    /// `--flame`: where the flame graphs go.
+    flame: Option<PathBuf>,
     /// What to follow and record.
     options: trace::TraceOptions,
 }
@@ -403,6 +423,7 @@ fn trace_cmd(
         json,
         svg,
         picture,
+        flame,
         options,
     } = shape;
     let (mut sink, style): (Box<dyn Write>, Style) = match &output {
@@ -517,6 +538,11 @@ fn trace_cmd(
                 ),
             })
         }
+        TraceError::Faults(e) => Failure(format!(
+            "cannot record the page faults of `{program}` for --faults: perf_event_open: {e}; \
+             the kernel needs CONFIG_PERF_EVENTS, and /proc/sys/kernel/perf_event_paranoid at \
+             2 or lower (or run as root)"
+        )),
         other => Failure(format!("tracing `{program}` failed: {other}")),
     })?;
     summary.end(ending);
@@ -539,6 +565,20 @@ fn trace_cmd(
                 path.display()
             ))
         })?;
+    }
+    if let (Some(prefix), Some(resident)) = (&flame, &summary.resident) {
+        let root = program.rsplit('/').next().unwrap_or(&program);
+        for (peak, which, title) in [(true, "peak", "at its peak"), (false, "exit", "at exit")] {
+            let folded = resident.folded(peak, root);
+            let base = prefix.as_os_str().to_string_lossy();
+            let title = format!("{root}: resident anonymous memory {title}, by first touch");
+            mmscope::flame::write(&format!("{base}-{which}"), &title, &folded).map_err(|e| {
+                Failure(format!(
+                    "cannot write the flame graph {base}-{which}.svg: {e}; choose a writable \
+                     prefix for --flame"
+                ))
+            })?;
+        }
     }
     if let Some(e) = write_err {
         if e.kind() != io::ErrorKind::BrokenPipe {

@@ -4,6 +4,7 @@
 //! per line for scripts, and a summary at the end.
 
 use crate::abi::{kind, Vma};
+use crate::faults::{Change, Site, When};
 use crate::procfs::NameCache;
 use crate::snapshot::{
     kind_label, page_size, perm_chars, perms, vma_size, Rss, Snapshot, VmaDiff, VmaView,
@@ -15,6 +16,7 @@ use crate::units::{delta, size};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// The numbers of one moment that the summary and the plot follow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -95,6 +97,125 @@ pub struct Summary {
     /// Bytes mapped and calls, by call site (the functions of the stack).
     #[serde(skip)]
     mapped_by_site: HashMap<Vec<String>, (u64, u64)>,
+    /// With `--faults`: the program's resident anonymous memory by the code that first
+    /// touched it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resident: Option<ResidentSummary>,
+}
+
+/// The program's resident anonymous memory by site (`--faults`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ResidentSummary {
+    /// The most pages resident at one stop, and the last step before it.
+    pub peak_pages: u64,
+    pub peak_step: usize,
+    /// The pages resident as its last thread exited.
+    pub exit_pages: u64,
+    /// The sites with the most pages at the peak, and at exit (at most 5 each).
+    pub top_at_peak: Vec<ResidentSite>,
+    pub top_at_exit: Vec<ResidentSite>,
+    /// Stops at which the pages attributed differed from the kernel's `RssAnon` (0 when every
+    /// page is accounted for).
+    pub unequal: u64,
+    /// Stops at which they were compared.
+    pub compared: u64,
+    /// The pages of every site now, at the peak and at exit.
+    #[serde(skip)]
+    now: HashMap<u32, (Arc<Site>, u64)>,
+    #[serde(skip)]
+    pub at_peak: Vec<(Arc<Site>, u64)>,
+    #[serde(skip)]
+    pub at_exit: Vec<(Arc<Site>, u64)>,
+    /// The last step seen.
+    #[serde(skip)]
+    step: usize,
+}
+
+/// A site's resident pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResidentSite {
+    /// The named functions of its stack, innermost first, or its label in brackets.
+    pub stack: Vec<String>,
+    pub pages: u64,
+}
+
+impl ResidentSummary {
+    fn observe(&mut self, c: &Change) {
+        for (site, d) in &c.sites {
+            let e = self
+                .now
+                .entry(site.id)
+                .or_insert_with(|| (Arc::clone(site), 0));
+            e.1 = e.1.saturating_add_signed(*d);
+            if e.1 == 0 {
+                self.now.remove(&site.id);
+            }
+        }
+        if c.when != When::Ended {
+            self.compared += 1;
+            if c.pages != c.rss_anon {
+                self.unequal += 1;
+            }
+        }
+        let by_pages = |now: &HashMap<u32, (Arc<Site>, u64)>| {
+            let mut v: Vec<(Arc<Site>, u64)> = now.values().cloned().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
+            v
+        };
+        // By the functions a reader sees: sites that differ only in lines are one.
+        let top = |v: &[(Arc<Site>, u64)]| {
+            let mut by: HashMap<Vec<String>, u64> = HashMap::new();
+            for (s, n) in v {
+                *by.entry(s.names()).or_default() += n;
+            }
+            let mut top: Vec<ResidentSite> = (by.into_iter())
+                .map(|(stack, pages)| ResidentSite { stack, pages })
+                .collect();
+            top.sort_by(|a, b| b.pages.cmp(&a.pages).then_with(|| a.stack.cmp(&b.stack)));
+            top.truncate(5);
+            top
+        };
+        if c.pages > self.peak_pages || self.at_peak.is_empty() {
+            self.peak_pages = c.pages;
+            self.peak_step = self.step;
+            self.at_peak = by_pages(&self.now);
+            self.top_at_peak = top(&self.at_peak);
+        }
+        if c.when == When::Exit {
+            self.exit_pages = c.pages;
+            self.at_exit = by_pages(&self.now);
+            self.top_at_exit = top(&self.at_exit);
+        }
+    }
+
+    /// The pages of each stack, root first, as folded lines (`a;b;c COUNT`, counts in KiB)
+    /// for a flame graph: at the peak, or at exit. `root` is the first frame of each.
+    pub fn folded(&self, peak: bool, root: &str) -> Vec<String> {
+        let sites = if peak { &self.at_peak } else { &self.at_exit };
+        let kib = page_size() / 1024;
+        let mut stacks: BTreeMap<String, u64> = BTreeMap::new();
+        for (stack, kib) in sites.iter().map(|(site, pages)| {
+            let mut names = vec![root.replace(';', ":")];
+            match &site.label {
+                Some(label) => names.push(format!("[{label}]")),
+                None => names.extend(site.frames.iter().rev().map(|f| {
+                    let name = match (&f.function, &f.module) {
+                        (Some(n), _) => n.clone(),
+                        (None, Some(m)) => format!("[{}]", m.rsplit('/').next().unwrap_or(m)),
+                        (None, None) => "[unknown]".to_string(),
+                    };
+                    name.replace(';', ":")
+                })),
+            }
+            (names.join(";"), pages * kib)
+        }) {
+            *stacks.entry(stack).or_default() += kib;
+        }
+        stacks
+            .into_iter()
+            .map(|(s, k)| format!("{s} {k}"))
+            .collect()
+    }
 }
 
 /// A call site of `--stacks`: the functions of the stack that have a name, innermost first,
@@ -184,6 +305,11 @@ impl Summary {
             } if *pid == program => {
                 let at = self.points.last().map_or(0.0, |p| p.at.floor() + 0.5);
                 self.point(at, snap);
+            }
+            Event::Resident(c) if c.pid == program => {
+                let r = self.resident.get_or_insert_with(ResidentSummary::default);
+                r.step = self.calls.values().sum::<u64>() as usize;
+                r.observe(c);
             }
             _ => {}
         }
@@ -308,6 +434,42 @@ impl Summary {
         }
         if let Some(pid) = self.detached {
             let _ = writeln!(out, "  detached from pid {pid}; it runs on");
+        }
+        if let Some(r) = &self.resident {
+            let kib = page_size();
+            let _ = writeln!(
+                out,
+                "  resident anonymous memory by the code that first touched it (--faults), \
+                 {}:",
+                if r.unequal == 0 {
+                    format!("equal to the kernel's RssAnon at all {} stops", r.compared)
+                } else {
+                    format!(
+                        "differing from the kernel's RssAnon at {} of {} stops (threads ran \
+                         while it was read)",
+                        r.unequal, r.compared
+                    )
+                }
+            );
+            for (what, pages, top) in [
+                (
+                    format!("at the peak (after {} calls)", r.peak_step),
+                    r.peak_pages,
+                    &r.top_at_peak,
+                ),
+                ("at exit".to_string(), r.exit_pages, &r.top_at_exit),
+            ] {
+                let _ = writeln!(out, "    {what}: {}", size(pages * kib));
+                for site in top {
+                    let names: Vec<&str> = site.stack.iter().map(String::as_str).take(8).collect();
+                    let _ = writeln!(
+                        out,
+                        "      {:>10} {}",
+                        size(site.pages * kib),
+                        names.join(" <- ")
+                    );
+                }
+            }
         }
         if !self.top_mapped.is_empty() {
             let _ = writeln!(out, "  top call sites by bytes mapped (--stacks):");
@@ -479,6 +641,7 @@ impl TextReport {
                 );
             }
             Event::Call(step) => out += &self.step(step),
+            Event::Resident(c) => self.resident(c, &mut out),
             Event::Compat32 { .. } => {}
             Event::ThreadExit { pid, snap, .. } => {
                 // The process's exit is its last thread's, which need not be the leader
@@ -500,6 +663,49 @@ impl TextReport {
             }
         }
         out
+    }
+
+    /// The text of a change of resident memory (`--faults`): pages gained and given back, by
+    /// the code that first touched them.
+    fn resident(&mut self, c: &Change, out: &mut String) {
+        let style = &self.style;
+        let label = match c.when {
+            When::Start => "resident at the start".to_string(),
+            When::Before => "first touched since the last call".to_string(),
+            When::After(call) => format!("made resident or given back by {}", call.name()),
+            When::Exit => "first touched before the exit".to_string(),
+            When::Ended => "given back at the end".to_string(),
+        };
+        let kib = page_size();
+        let who = if self.many {
+            format!("[{}] ", c.pid)
+        } else {
+            String::new()
+        };
+        let total = if c.when == When::Ended {
+            String::new()
+        } else if c.pages == c.rss_anon {
+            format!("; resident {} = RssAnon", size(c.pages * kib))
+        } else {
+            format!(
+                "; resident {}, RssAnon {}",
+                size(c.pages * kib),
+                size(c.rss_anon * kib)
+            )
+        };
+        let _ = writeln!(out, "  {who}{} {label}{total}", style.dim("faults:"));
+        for (site, d) in c.sites.iter().take(8) {
+            let sign = if *d > 0 { "+" } else { "-" };
+            let _ = writeln!(
+                out,
+                "    {sign}{:<9} {}",
+                size(d.unsigned_abs() * kib),
+                site.text(4)
+            );
+        }
+        if c.sites.len() > 8 {
+            let _ = writeln!(out, "    ... and {} more sites", c.sites.len() - 8);
+        }
     }
 
     /// The text of a call: written into one string, with no other allocation on the usual
@@ -812,6 +1018,19 @@ enum JsonEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         stack: Option<Vec<crate::stack::Frame>>,
     },
+    /// `--faults`: resident anonymous memory changed, by the code that first touched it.
+    Resident {
+        pid: i32,
+        /// `start`, `before` (first touches since the last call), `after` (a call's own),
+        /// `exit` (the last thread's), `ended` (given back).
+        when: &'static str,
+        /// With `after`: the call.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        syscall: Option<&'static str>,
+        sites: Vec<JsonSite>,
+        pages: u64,
+        rss_anon_pages: u64,
+    },
     Exit {
         pid: i32,
         tid: i32,
@@ -821,6 +1040,21 @@ enum JsonEvent {
         rss: Option<Rss>,
         hiwater_rss_bytes: Option<u64>,
     },
+}
+
+/// A site's pages in a `resident` event.
+#[derive(Serialize)]
+struct JsonSite {
+    /// Its number in this trace.
+    site: u32,
+    /// Pages gained (positive) or given back.
+    pages: i64,
+    /// Why pages no fault explains are resident.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    /// The fault's frames, innermost first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stack: Vec<crate::stack::Frame>,
 }
 
 /// Prints events as JSON lines, one object per event.
@@ -846,6 +1080,7 @@ impl JsonReport {
                 }
                 step.pid
             }
+            Event::Resident(c) => c.pid,
             Event::ThreadExit { pid, .. }
             | Event::Thread { pid, .. }
             | Event::Unreadable { pid } => *pid,
@@ -963,6 +1198,24 @@ fn json_event(event: &Event, names: &NameCache) -> String {
                 stack: step.stack.clone(),
             }
         }
+        Event::Resident(c) => JsonEvent::Resident {
+            pid: c.pid,
+            when: c.when.name(),
+            syscall: match c.when {
+                When::After(call) => Some(call.name()),
+                _ => None,
+            },
+            sites: (c.sites.iter())
+                .map(|(s, d)| JsonSite {
+                    site: s.id,
+                    pages: *d,
+                    label: s.label.clone(),
+                    stack: s.frames.clone(),
+                })
+                .collect(),
+            pages: c.pages,
+            rss_anon_pages: c.rss_anon,
+        },
         Event::ThreadExit { pid, tid, snap } => JsonEvent::Exit {
             pid: *pid,
             tid: *tid,

@@ -164,6 +164,29 @@ pub struct Stacks {
     buf: Vec<u8>,
 }
 
+/// A process's unwinder, which another thread may use too.
+pub type SharedUnwinder = Arc<UnwinderX86_64<Arc<[u8]>>>;
+
+/// The code addresses of the stack of registers `(ip, sp, bp)` (innermost first, at most
+/// `depth`), unwound by `unwinder` reading the stack's words with `read`.
+pub fn unwind<F: FnMut(u64) -> Result<u64, ()>>(
+    unwinder: &UnwinderX86_64<Arc<[u8]>>,
+    cache: &mut CacheX86_64,
+    (ip, sp, bp): (u64, u64, u64),
+    depth: usize,
+    read: &mut F,
+) -> Vec<FrameAddress> {
+    let mut addrs = Vec::new();
+    let mut frames = unwinder.iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), cache, read);
+    while let Ok(Some(frame)) = frames.next() {
+        addrs.push(frame);
+        if addrs.len() >= depth {
+            break;
+        }
+    }
+    addrs
+}
+
 /// An executable file mapping as a snapshot shows it: start, end, page offset, inode.
 type CodeKey = (u64, u64, u64, u64);
 
@@ -171,7 +194,7 @@ type CodeKey = (u64, u64, u64, u64);
 struct ProcStacks {
     key: Vec<CodeKey>,
     modules: Vec<Module4>,
-    unwinder: UnwinderX86_64<Arc<[u8]>>,
+    unwinder: SharedUnwinder,
     cache: CacheX86_64,
 }
 
@@ -197,35 +220,45 @@ impl Stacks {
         self.procs.remove(&pid);
     }
 
-    /// The stack of thread `tid` of process `pid`, stopped, whose VMAs are `vmas`. The
-    /// unwinder is built again, and the files' paths read from `/proc/TID/maps`, only when
-    /// the executable file mappings changed.
-    pub fn stack(&mut self, pid: i32, tid: i32, vmas: &[Vma]) -> Vec<Frame> {
-        let depth = self.depth;
-        let Ok(regs) = ptrace::getregs(Pid::from_raw(tid)) else {
-            return Vec::new();
-        };
+    /// The unwinder of process `pid`, whose VMAs are `vmas` (as thread `tid` sees them),
+    /// built again, and the files' paths read from `/proc/TID/maps`, only when the executable
+    /// file mappings changed. Shared with [`crate::faults`], which unwinds the stacks the
+    /// kernel copies with each page fault.
+    pub fn unwinder(&mut self, pid: i32, tid: i32, vmas: &[Vma]) -> SharedUnwinder {
         let key: Vec<CodeKey> = vmas
             .iter()
             .filter(|v| v.kind == kind::FILE && v.flags & MMSCOPE_VMA_EXEC != 0)
             .map(|v| (v.start, v.end, v.pgoff, v.inode))
             .collect();
-        if self.procs.get(&pid).is_none_or(|p| p.key != key) {
-            let names = crate::procfs::names(Some(tid));
-            let page = crate::snapshot::page_size();
-            let mappings: Vec<CodeMapping> = key
-                .iter()
-                .filter_map(|&(start, end, pgoff, inode)| {
-                    Some(CodeMapping {
-                        range: start..end,
-                        offset: pgoff * page,
-                        path: names.get(&(start, inode))?.clone(),
+        match self.procs.get(&pid) {
+            Some(p) if p.key == key => Arc::clone(&p.unwinder),
+            _ => {
+                let names = crate::procfs::names(Some(tid));
+                let page = crate::snapshot::page_size();
+                let mappings: Vec<CodeMapping> = key
+                    .iter()
+                    .filter_map(|&(start, end, pgoff, inode)| {
+                        Some(CodeMapping {
+                            range: start..end,
+                            offset: pgoff * page,
+                            path: names.get(&(start, inode))?.clone(),
+                        })
                     })
-                })
-                .collect();
-            let built = self.build(key, &mappings);
-            self.procs.insert(pid, built);
+                    .collect();
+                let built = self.build(key, &mappings);
+                let unwinder = Arc::clone(&built.unwinder);
+                self.procs.insert(pid, built);
+                unwinder
+            }
         }
+    }
+
+    /// The stack of thread `tid` of process `pid`, stopped, whose VMAs are `vmas`.
+    pub fn stack(&mut self, pid: i32, tid: i32, vmas: &[Vma]) -> Vec<Frame> {
+        let Ok(regs) = ptrace::getregs(Pid::from_raw(tid)) else {
+            return Vec::new();
+        };
+        self.unwinder(pid, tid, vmas);
         let Some(p) = self.procs.get_mut(&pid) else {
             return Vec::new();
         };
@@ -257,22 +290,25 @@ impl Stacks {
                 None => read_word(tid, addr),
             }
         };
-        let mut addrs = Vec::new();
-        let mut frames = p.unwinder.iter_frames(
-            ip,
-            UnwindRegsX86_64::new(ip, sp, bp),
+        let addrs = unwind(
+            &p.unwinder,
             &mut p.cache,
+            (ip, sp, bp),
+            self.depth,
             &mut read,
         );
-        while let Ok(Some(frame)) = frames.next() {
-            addrs.push(frame);
-            if addrs.len() >= depth {
-                break;
-            }
-        }
         self.buf = buf;
+        self.frames(pid, &addrs)
+    }
+
+    /// The frames of the code addresses `addrs` of process `pid` (an unwinding's, innermost
+    /// first), symbolized with the files it maps now, at most the depth asked for.
+    pub fn frames(&mut self, pid: i32, addrs: &[FrameAddress]) -> Vec<Frame> {
+        let Some(p) = self.procs.get(&pid) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
-        for frame in addrs {
+        for &frame in addrs {
             let (addr, lookup) = match frame {
                 FrameAddress::InstructionPointer(a) => (a, a),
                 // The call instruction, before the return address.
@@ -284,12 +320,17 @@ impl Stacks {
                 addr,
                 lookup,
             ));
-            if out.len() >= depth {
-                out.truncate(depth);
+            if out.len() >= self.depth {
+                out.truncate(self.depth);
                 break;
             }
         }
         out
+    }
+
+    /// How many frames at most.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 
     fn build(&mut self, key: Vec<CodeKey>, mappings: &[CodeMapping]) -> ProcStacks {
@@ -318,7 +359,7 @@ impl Stacks {
         ProcStacks {
             key,
             modules,
-            unwinder,
+            unwinder: Arc::new(unwinder),
             cache: CacheX86_64::new(),
         }
     }

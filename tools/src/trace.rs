@@ -22,6 +22,7 @@
 //! the tracer does not carry back to the parent: glibc's `posix_spawn` makes no `brk` call
 //! in between.
 
+use crate::faults::{Change, Faults, When};
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};
 use crate::stack::{Frame, Stacks};
@@ -228,6 +229,8 @@ pub enum Event {
         /// The thread.
         tid: i32,
     },
+    /// `--faults`: resident anonymous memory changed, by the code that first touched it.
+    Resident(Box<Change>),
     /// A thread is exiting; the address space as it leaves, while it still exists.
     ThreadExit {
         /// Its process.
@@ -260,6 +263,8 @@ pub enum TraceError {
     NotAllowed(Option<u32>),
     /// Another tracer is attached (`TracerPid` in `/proc/PID/status`).
     AlreadyTraced(i32),
+    /// `--faults`: the page-fault event could not be opened (`perf_event_open`).
+    Faults(io::Error),
 }
 
 impl std::fmt::Display for TraceError {
@@ -272,6 +277,7 @@ impl std::fmt::Display for TraceError {
             Self::NoProcess => write!(f, "no such process"),
             Self::NotAllowed(_) => write!(f, "attaching was not allowed"),
             Self::AlreadyTraced(by) => write!(f, "already traced by {by}"),
+            Self::Faults(e) => write!(f, "recording page faults: {e}"),
         }
     }
 }
@@ -413,11 +419,24 @@ pub fn run(
         let _ = wait_any(child.as_raw());
         return Err(TraceError::Untraceable(e.into()));
     }
+    // The page faults of the program from its exec on, and of every task it starts.
+    let faults = match opts.faults {
+        true => match Faults::open(child.as_raw(), &[], true, fault_depth(opts)) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                let _ = wait_any(child.as_raw());
+                return Err(TraceError::Faults(e));
+            }
+        },
+        false => None,
+    };
     drop(go_wr);
     let _guard = Forward::install(child.as_raw());
 
     let program = child.as_raw();
-    let tracer = Tracer::new(src, &mut on_event, program, Start::Launched, opts);
+    let mut tracer = Tracer::new(src, &mut on_event, program, Start::Launched, opts);
+    tracer.faults = faults;
     match tracer.run(false)? {
         (true, Some(ending)) => Ok(ending),
         // No exec was seen: the child says why (execvp failed), or it says nothing because
@@ -441,6 +460,16 @@ pub struct TraceOptions {
     pub follow_forks: bool,
     /// `--stacks`: the caller's stack at each memory call, at most this many frames.
     pub stack_depth: Option<usize>,
+    /// `--faults`: every page fault, and resident memory by the code that first touched it.
+    pub faults: bool,
+}
+
+/// How many frames a fault's stack has at most without `--stacks --stack-depth`.
+const FAULT_DEPTH: usize = 32;
+
+/// How many frames a fault's stack has at most.
+fn fault_depth(opts: &TraceOptions) -> usize {
+    opts.stack_depth.unwrap_or(FAULT_DEPTH)
 }
 
 /// How the tracer came to the program.
@@ -523,8 +552,12 @@ struct Tracer<'a, F: FnMut(Event)> {
     program_started: bool,
     /// How the program ended.
     ending: Option<Ending>,
-    /// `--stacks`: the unwinder and symbolizer.
+    /// `--stacks` or `--faults`: the unwinder and symbolizer.
     stacks: Option<Stacks>,
+    /// `--stacks`: each call gets its stack.
+    call_stacks: bool,
+    /// `--faults`: the page faults, and who made each page resident.
+    faults: Option<Faults>,
 }
 
 impl<'a, F: FnMut(Event)> Tracer<'a, F> {
@@ -562,7 +595,27 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             compat32_seen: false,
             program_started: started,
             ending: None,
-            stacks: opts.stack_depth.map(Stacks::new),
+            stacks: (opts.stack_depth.is_some() || opts.faults)
+                .then(|| Stacks::new(fault_depth(opts))),
+            call_stacks: opts.stack_depth.is_some(),
+            faults: None,
+        }
+    }
+
+    /// `--faults`: settles process `pid` (thread `tid` stopped, its address space `snap`) as
+    /// `when` says, and reports what changed.
+    fn settle(
+        &mut self,
+        pid: i32,
+        tid: i32,
+        snap: &Snapshot,
+        when: When,
+        call: Option<(&[u64], i64, Option<u64>)>,
+    ) {
+        if let (Some(f), Some(s)) = (self.faults.as_mut(), self.stacks.as_mut()) {
+            if let Some(change) = f.settle(pid, tid, snap, when, call, s) {
+                (self.on_event)(Event::Resident(Box::new(change)));
+            }
         }
     }
 
@@ -660,7 +713,10 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         };
         if let Some(before) = self.snapshot(pid, tid)? {
             let args = args[..call.arg_count()].to_vec();
-            let stack = (self.stacks.as_mut()).map(|s| s.stack(pid, tid, &before.vmas));
+            self.settle(pid, tid, &before, When::Before, None);
+            let stack = (self.stacks.as_mut())
+                .filter(|_| self.call_stacks)
+                .map(|s| s.stack(pid, tid, &before.vmas));
             self.pending.insert(
                 tid,
                 Pending {
@@ -690,8 +746,20 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         if let Some(p) = p {
             self.index += 1;
             let after = self.snapshot(pid, tid)?;
+            let settle = after
+                .clone()
+                .map(|a| (a, p.call, p.args.clone(), p.before.brk()));
             let event = p.into_event(self.index, pid, tid, Some(sval), after);
             (self.on_event)(event);
+            if let Some((after, call, args, brk)) = settle {
+                self.settle(
+                    pid,
+                    tid,
+                    &after,
+                    When::After(call),
+                    Some((&args, sval, brk)),
+                );
+            }
         }
         Ok(())
     }
@@ -782,7 +850,11 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                     _ => Spawn::Fork,
                 };
                 let shared = flags.is_some_and(|f| f & libc::CLONE_VM as u64 != 0);
+                if let (Some(f), Some(s)) = (self.faults.as_mut(), self.stacks.as_mut()) {
+                    f.fork(pid, new, shared, s);
+                }
                 if let Some(snap) = self.snapshot(new, new)? {
+                    self.settle(new, new, &snap, When::Start, None);
                     (self.on_event)(Event::Fork {
                         pid: new,
                         parent: pid,
@@ -843,6 +915,9 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         // A new address space: nothing of the old one's readings holds.
         proc.last = None;
         if let Some(s) = self.stacks.as_mut() {
+            if let Some(f) = self.faults.as_mut() {
+                f.exec(pid, s);
+            }
             s.forget(pid);
         }
         if !proc.shown {
@@ -857,11 +932,13 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             if let Some(proc) = self.procs.get_mut(&pid) {
                 proc.brk = Some(brk);
             }
+            let start = snap.clone();
             (self.on_event)(Event::Exec {
                 pid,
                 source: self.src.name(),
                 snap,
             });
+            self.settle(pid, tid, &start, When::Start, None);
         }
         Ok(())
     }
@@ -877,6 +954,11 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             self.index += 1;
             let event = p.into_event(self.index, pid, tid, None, snap.clone());
             (self.on_event)(event);
+        }
+        let last = !(self.tasks.iter()).any(|(&t, &p)| p == pid && t != tid);
+        if let Some(snap) = &snap {
+            let when = if last { When::Exit } else { When::Before };
+            self.settle(pid, tid, snap, when, None);
         }
         (self.on_event)(Event::ThreadExit { pid, tid, snap });
         Ok(())
@@ -908,6 +990,11 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         }
         self.adopt_early(tid);
         if let Some(s) = self.stacks.as_mut() {
+            if let Some(change) = self.faults.as_mut().and_then(|f| f.end(tid, s)) {
+                if shown.is_some() {
+                    (self.on_event)(Event::Resident(Box::new(change)));
+                }
+            }
             s.forget(tid);
         }
         self.procs.remove(&tid);
@@ -1127,6 +1214,14 @@ pub fn attach(
             }
         }
     }
+    let faults = match opts.faults {
+        true => {
+            let tids: Vec<i32> = stopped.keys().copied().collect();
+            Some(Faults::open(pid, &tids, false, fault_depth(opts)).map_err(TraceError::Faults)?)
+        }
+        false => None,
+    };
+    let start = snap.clone();
     on_event(Event::Attach {
         pid,
         source: src.name(),
@@ -1134,6 +1229,8 @@ pub fn attach(
         snap,
     });
     let mut tracer = Tracer::new(src, &mut on_event, pid, Start::Attached(brk), opts);
+    tracer.faults = faults;
+    tracer.settle(pid, at, &start, When::Start, None);
     for &tid in stopped.keys() {
         tracer.tasks.insert(tid, pid);
     }
