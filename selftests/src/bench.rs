@@ -532,6 +532,10 @@ fn tracer_rows(table: &mut String) {
             "mmscope trace -f --stacks".into(),
             trace(&["-f", "--stacks"]),
         ),
+        (
+            "mmscope trace -f --faults".into(),
+            trace(&["-f", "--faults"]),
+        ),
     ];
     let mut missing = Vec::new();
     if std::path::Path::new(strace).exists() {
@@ -561,8 +565,8 @@ fn tracer_rows(table: &mut String) {
     } else {
         missing.push(format!("strace: {strace} is not in this guest"));
     }
-    // [contender][round] = (getppid ns, pair ns)
-    let mut got: Vec<Vec<(f64, f64)>> = vec![Vec::new(); contenders.len()];
+    // [contender][round] = (getppid ns, pair ns, first touch ns)
+    let mut got: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); contenders.len()];
     for _ in 0..ROUNDS {
         for (i, (_, prefix)) in contenders.iter().enumerate() {
             let argv: Vec<&str> = prefix.iter().map(String::as_str).chain(helper).collect();
@@ -573,14 +577,18 @@ fn tracer_rows(table: &mut String) {
             let parsed = out.ok().and_then(|o| {
                 let v: serde_json::Value =
                     serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).ok()?;
-                Some((v["getppid_ns"].as_f64()?, v["pair_ns"].as_f64()?))
+                Some((
+                    v["getppid_ns"].as_f64()?,
+                    v["pair_ns"].as_f64()?,
+                    v["touch_ns"].as_f64()?,
+                ))
             });
             if let Some(p) = parsed {
                 got[i].push(p);
             }
         }
     }
-    let metric = |i: usize, pick: fn(&(f64, f64)) -> f64| {
+    let metric = |i: usize, pick: fn(&(f64, f64, f64)) -> f64| {
         let mut samples: Vec<Sample> = got[i]
             .iter()
             .map(|p| Sample {
@@ -593,11 +601,15 @@ fn tracer_rows(table: &mut String) {
     for (path, pick) in [
         (
             "traced program: `getppid`, not a memory call",
-            (|p: &(f64, f64)| p.0) as fn(&(f64, f64)) -> f64,
+            (|p: &(f64, f64, f64)| p.0) as fn(&(f64, f64, f64)) -> f64,
         ),
         (
             "traced program: `mmap` + `munmap` of a page",
-            |p: &(f64, f64)| p.1,
+            |p: &(f64, f64, f64)| p.1,
+        ),
+        (
+            "traced program: first touch of a page (a page fault)",
+            |p: &(f64, f64, f64)| p.2,
         ),
     ] {
         let all: Vec<Option<Stats>> = (0..contenders.len()).map(|i| metric(i, pick)).collect();

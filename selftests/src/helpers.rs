@@ -352,7 +352,33 @@ fn costs() -> i32 {
         }
     }
     let pair_ns = t.elapsed().as_nanos() as f64 / COST_PAIRS as f64;
-    println!("{{\"getppid_ns\":{getppid_ns:.1},\"pair_ns\":{pair_ns:.1}}}");
+    // First touches: a fault each, and a new page.
+    let len = COST_TOUCHES * page;
+    // SAFETY: A new anonymous mapping, written below and unmapped once.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return 1;
+    }
+    let t = std::time::Instant::now();
+    for i in 0..COST_TOUCHES {
+        // SAFETY: Page `i` of the writable mapping above.
+        unsafe { p.cast::<u8>().add(i * page).write_volatile(1) };
+    }
+    let touch_ns = t.elapsed().as_nanos() as f64 / COST_TOUCHES as f64;
+    // SAFETY: The mapping above, which nothing refers to any more.
+    unsafe { libc::munmap(p, len) };
+    println!(
+        "{{\"getppid_ns\":{getppid_ns:.1},\"pair_ns\":{pair_ns:.1},\"touch_ns\":{touch_ns:.1}}}"
+    );
     0
 }
 
@@ -360,6 +386,8 @@ fn costs() -> i32 {
 pub const COST_GETPPID: usize = 5000;
 /// `mmap`/`munmap` pairs [`costs`] makes.
 pub const COST_PAIRS: usize = 200;
+/// Pages [`costs`] touches for the first time.
+pub const COST_TOUCHES: usize = 2048;
 
 /// Starts two threads that each map, touch and unmap 1 MiB; prints
 /// `{"tid", "mmap"}` for each.

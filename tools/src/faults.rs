@@ -518,12 +518,29 @@ impl Faults {
             }
         }
 
-        // The pages touched since: those now resident and anonymous are their fault's.
+        // The pages touched since: those now resident and anonymous are their fault's. Their
+        // entries are read a run of neighbours at a time.
         let touched: Vec<(u64, u32)> = p.touched.iter().map(|(&a, &s)| (a, s)).collect();
+        let mut now: HashMap<u64, bool> = HashMap::with_capacity(touched.len());
+        let mut i = 0;
+        while i < touched.len() {
+            let start = touched[i].0;
+            let mut end = start + page_size;
+            while i + 1 < touched.len() && touched[i + 1].0 == end && end - start < (2 << 20) {
+                i += 1;
+                end += page_size;
+            }
+            let mut a = start;
+            scan_entries(&pagemap, start, end, &mut |entry| {
+                now.insert(a, is_anon(entry, zero_pfn));
+                a += page_size;
+            });
+            i += 1;
+        }
         for (a, s) in touched {
             if p.owners.contains_key(&a) {
                 p.touched.remove(&a);
-            } else if resident(a) {
+            } else if now.get(&a).copied().unwrap_or(false) {
                 p.touched.remove(&a);
                 p.owners.insert(a, s);
                 *delta.entry(s).or_default() += 1;
@@ -672,6 +689,19 @@ fn is_anon(entry: u64, zero_pfn: Option<u64>) -> bool {
 /// Calls `found` with each resident anonymous page in `start..end`.
 fn scan(pagemap: &File, start: u64, end: u64, zero_pfn: Option<u64>, found: &mut dyn FnMut(u64)) {
     let page = crate::snapshot::page_size();
+    let mut a = start;
+    scan_entries(pagemap, start, end, &mut |entry| {
+        if is_anon(entry, zero_pfn) {
+            found(a);
+        }
+        a += page;
+    });
+}
+
+/// Calls `entry` with the pagemap entry of each page in `start..end`, in order (as many as
+/// can be read).
+fn scan_entries(pagemap: &File, start: u64, end: u64, entry: &mut dyn FnMut(u64)) {
+    let page = crate::snapshot::page_size();
     let mut buf = vec![0u8; 8 * 4096];
     let mut at = start;
     while at < end {
@@ -680,11 +710,8 @@ fn scan(pagemap: &File, start: u64, end: u64, zero_pfn: Option<u64>, found: &mut
         if pagemap.read_exact_at(b, at / page * 8).is_err() {
             return;
         }
-        for (i, e) in b.chunks_exact(8).enumerate() {
-            let entry = u64::from_ne_bytes(e.try_into().unwrap_or_default());
-            if is_anon(entry, zero_pfn) {
-                found(at + i as u64 * page);
-            }
+        for e in b.chunks_exact(8) {
+            entry(u64::from_ne_bytes(e.try_into().unwrap_or_default()));
         }
         at += n as u64 * page;
     }

@@ -436,7 +436,7 @@ fn symbolize(modules: &[Module4], addr: u64, lookup: u64) -> Vec<Frame> {
             .checked_sub(1)
             .and_then(|i| file.functions.get(i))
             .filter(|&&(start, size, _)| probe < start + size)
-            .map(|(_, _, name)| name.clone());
+            .map(|(_, _, name)| addr2line::demangle_auto(name.into(), None).into_owned());
         out.push(Frame {
             addr,
             function,
