@@ -30,14 +30,23 @@ show lazy "malloc reserves, memset makes resident" || status=1
 show thread "a second thread gets an arena of its own" || status=1
 show brk-blocked "a mapping in brk's way" || status=1
 
+banner "which code made the pages resident: demo/firsttouch.c under mmscope trace --faults"
+# The calls, and the pages first touched between them by each stack (the VMA and
+# RSS lines left out).
+mmscope trace --faults -o /tmp/firsttouch.txt -- /mmscope/progs/firsttouch || status=1
+awk '/^#|^  faults:|^    [+-]|^exit|^summary|^  resident|^    at |^      /' /tmp/firsttouch.txt |
+	grep -v -e '^      [-+~] ' -e '^      RSS' -e 'between the calls'
+
 banner "a real program: $(/usr/bin/sort --version | head -1) on 200,000 numbers"
 awk 'BEGIN { srand(1); for (i = 0; i < 200000; i++) printf "%d\n", int(rand() * 1000000000) }' >/tmp/numbers
-mmscope trace --picture --svg "$out/sort.svg" -o "$out/sort-trace.txt" -- \
-	/usr/bin/sort -n -o /tmp/sorted /tmp/numbers || status=1
-# The calls and what they changed, the summary and the picture; the RSS lines
-# are in build/demo/sort-trace.txt.
+mmscope trace --faults --flame "$out/sort-resident" --picture --svg "$out/sort.svg" \
+	-o "$out/sort-trace.txt" -- /usr/bin/sort -n -o /tmp/sorted /tmp/numbers || status=1
+# The calls and what they changed, the pages first touched between them, the
+# summary and the picture; the RSS lines are in build/demo/sort-trace.txt.
 grep -v -e '^      RSS' -e 'between the calls' "$out/sort-trace.txt"
 [ "$(wc -l </tmp/sorted)" -eq 200000 ] || { echo "sort did not sort"; status=1; }
+echo "sort's resident memory by the code that first touched it, as flame graphs:"
+echo "build/demo/sort-resident-peak.svg and build/demo/sort-resident-exit.svg"
 
 banner "the claims, measured for every allocator"
 if MMSCOPE_OUT="$out" /mmscope/selftests heap_ >/tmp/heap.tap; then

@@ -40,6 +40,14 @@ BLOCKS = {
         "stacks.txt",
         "mmscope trace --stacks -- stacks-dynamic    # the first call of each of its functions",
     ),
+    "faults": (
+        "faults.txt",
+        "mmscope trace --faults -- firsttouch    # from grow_heap's first touch on; VMA and RSS lines left out",
+    ),
+    "sort-faults": (
+        "sort-faults.txt",
+        "mmscope trace --faults --flame sort-resident -- sort -n -o sorted numbers    # the summary",
+    ),
     "lazy": ("lazy.txt", "mmscope lazy 256K --rows 8"),
     "lazy-random": ("lazy-random.txt", "mmscope lazy 256K --rows 4 --pattern random"),
     "users": (
@@ -54,7 +62,11 @@ BLOCKS = {
         "make trace CMD=\"/tmp/x/yours '/tmp/x/in put.txt'\" FILES=\"'/tmp/x/in put.txt'\"    # loader steps left out",
     ),
 }
-PLOTS = {"trace.svg": "docs/trace-malloc-touch.svg", "heap-trim.svg": "docs/heap-trim.svg"}
+PLOTS = {
+    "trace.svg": "docs/trace-malloc-touch.svg",
+    "heap-trim.svg": "docs/heap-trim.svg",
+    "sort-resident-peak.svg": "docs/sort-resident-peak.svg",
+}
 
 
 def fail(msg):

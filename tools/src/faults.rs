@@ -136,6 +136,10 @@ pub struct Change {
     pub pages: u64,
     /// The kernel's `RssAnon` now, in pages.
     pub rss_anon: u64,
+    /// Faults recorded so far, and those the kernel could not record (a ring was full),
+    /// in every process followed.
+    pub recorded: u64,
+    pub lost: u64,
 }
 
 /// What the draining thread shares with the tracer.
@@ -366,12 +370,15 @@ impl Faults {
         for site in p.owners.values() {
             *delta.entry(*site).or_default() -= 1;
         }
+        let (recorded, lost) = self.counts();
         (!delta.is_empty()).then(|| Change {
             pid,
             when: When::Ended,
             sites: self.delta(delta),
             pages: 0,
             rss_anon: 0,
+            recorded,
+            lost,
         })
     }
 
@@ -415,10 +422,11 @@ impl Faults {
             }
             self.by_stack.insert(id, site);
         }
+        // Only the processes followed: those not followed still inherit the event.
         for (p, page, id) in pending {
             let m = self.mm(p);
-            if let Some(&site) = self.by_stack.get(&id) {
-                self.procs.entry(m).or_default().touched.insert(page, site);
+            if let (Some(&site), Some(proc)) = (self.by_stack.get(&id), self.procs.get_mut(&m)) {
+                proc.touched.insert(page, site);
             }
         }
     }
@@ -616,12 +624,15 @@ impl Faults {
         }
         let pages = p.owners.len() as u64;
         delta.retain(|_, d| *d != 0);
+        let (recorded, lost) = self.counts();
         (!delta.is_empty()).then(|| Change {
             pid,
             when,
             sites: self.delta(delta),
             pages,
             rss_anon,
+            recorded,
+            lost,
         })
     }
 

@@ -119,6 +119,10 @@ pub struct ResidentSummary {
     pub unequal: u64,
     /// Stops at which they were compared.
     pub compared: u64,
+    /// Page faults recorded, in every process followed, and those the kernel could not
+    /// record (its ring buffer for them was full; their pages are then labelled).
+    pub faults: u64,
+    pub faults_lost: u64,
     /// The pages of every site now, at the peak and at exit.
     #[serde(skip)]
     now: HashMap<u32, (Arc<Site>, u64)>,
@@ -151,6 +155,8 @@ impl ResidentSummary {
                 self.now.remove(&site.id);
             }
         }
+        self.faults = c.recorded;
+        self.faults_lost = c.lost;
         if c.when != When::Ended {
             self.compared += 1;
             if c.pages != c.rss_anon {
@@ -442,13 +448,29 @@ impl Summary {
                 "  resident anonymous memory by the code that first touched it (--faults), \
                  {}:",
                 if r.unequal == 0 {
-                    format!("equal to the kernel's RssAnon at all {} stops", r.compared)
+                    format!(
+                        "equal to the kernel's RssAnon at all {} changes",
+                        r.compared
+                    )
                 } else {
                     format!(
                         "differing from the kernel's RssAnon at {} of {} stops (threads ran \
                          while it was read)",
                         r.unequal, r.compared
                     )
+                }
+            );
+            let _ = writeln!(
+                out,
+                "    {} page faults recorded{}",
+                r.faults,
+                if r.faults_lost > 0 {
+                    format!(
+                        ", {} lost (a ring buffer was full: their pages are labelled)",
+                        r.faults_lost
+                    )
+                } else {
+                    String::new()
                 }
             );
             for (what, pages, top) in [

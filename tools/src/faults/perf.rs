@@ -139,7 +139,8 @@ impl Ring {
         let mut lost = 0;
         while tail < head {
             let at = (tail % self.data as u64) as usize;
-            let header = read_bytes(data, at, 8, &mut self.scratch).to_vec();
+            let mut header = [0u8; 8];
+            header.copy_from_slice(read_bytes(data, at, 8, &mut self.scratch));
             let kind = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
             let size = u16::from_ne_bytes([header[6], header[7]]) as usize;
             if size < 8 {
