@@ -133,6 +133,9 @@ pub struct ResidentSummary {
     /// The last step seen.
     #[serde(skip)]
     step: usize,
+    /// Whether the program's exit was seen (not detached from).
+    #[serde(skip)]
+    exited: bool,
 }
 
 /// A site's resident pages.
@@ -188,6 +191,7 @@ impl ResidentSummary {
             self.top_at_peak = top(&self.at_peak);
         }
         if c.when == When::Exit {
+            self.exited = true;
             self.exit_pages = c.pages;
             self.at_exit = by_pages(&self.now);
             self.top_at_exit = top(&self.at_exit);
@@ -449,12 +453,12 @@ impl Summary {
                  {}:",
                 if r.unequal == 0 {
                     format!(
-                        "equal to the kernel's RssAnon at all {} changes",
+                        "equal to the kernel's RssAnon at every change ({})",
                         r.compared
                     )
                 } else {
                     format!(
-                        "differing from the kernel's RssAnon at {} of {} stops (threads ran \
+                        "differing from the kernel's RssAnon at {} of {} changes (threads ran \
                          while it was read)",
                         r.unequal, r.compared
                     )
@@ -473,14 +477,15 @@ impl Summary {
                     String::new()
                 }
             );
-            for (what, pages, top) in [
-                (
-                    format!("at the peak (after {} calls)", r.peak_step),
-                    r.peak_pages,
-                    &r.top_at_peak,
-                ),
-                ("at exit".to_string(), r.exit_pages, &r.top_at_exit),
-            ] {
+            let mut when = vec![(
+                format!("at the peak (after {} calls)", r.peak_step),
+                r.peak_pages,
+                &r.top_at_peak,
+            )];
+            if r.exited {
+                when.push(("at exit".to_string(), r.exit_pages, &r.top_at_exit));
+            }
+            for (what, pages, top) in when {
                 let _ = writeln!(out, "    {what}: {}", size(pages * kib));
                 for site in top {
                     let names: Vec<&str> = site.stack.iter().map(String::as_str).take(8).collect();
