@@ -140,6 +140,13 @@ pub struct Change {
     /// in every process followed.
     pub recorded: u64,
     pub lost: u64,
+    /// Stops so far at which the pages attributed were compared with the kernel's `RssAnon`,
+    /// and those at which they differed (threads of the process ran meanwhile).
+    pub checks: u64,
+    pub unequal: u64,
+    /// Whether the faults the kernel takes in the programs' memory during their system calls
+    /// are recorded (else their pages are labelled).
+    pub kernel: bool,
 }
 
 /// What the draining thread shares with the tracer.
@@ -147,8 +154,8 @@ pub struct Change {
 struct Shared {
     /// Each process's unwinder, as the tracer last built it.
     unwinders: HashMap<i32, SharedUnwinder>,
-    /// The faults drained and not yet taken: process, page, stack (in `stacks`).
-    pending: Vec<(i32, u64, u32)>,
+    /// The faults drained and not yet taken: time, process, page, stack (in `stacks`).
+    pending: Vec<(u64, i32, u64, u32)>,
     /// Every distinct unwound stack, by process.
     stacks: Vec<(i32, Vec<FrameAddress>)>,
     /// Their numbers, by process and addresses (each a return address or not).
@@ -204,7 +211,7 @@ impl Drain {
                     shared.stacks.push((s.pid, addrs));
                     next
                 });
-                shared.pending.push((s.pid, page, id));
+                shared.pending.push((s.time, s.pid, page, id));
             });
         }
     }
@@ -224,6 +231,12 @@ struct ProcFaults {
 /// The faults of the processes a tracer follows, and who made their pages resident.
 pub struct Faults {
     drain: Arc<Mutex<Drain>>,
+    /// The events of the threads besides the first, which write to its rings.
+    _events: Vec<std::os::fd::OwnedFd>,
+    /// Stops at which the pages attributed were compared with `RssAnon`, and those at which
+    /// they differed.
+    checks: u64,
+    unequal: u64,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// The process whose address space each process uses (itself, or for a `vfork` child
@@ -238,8 +251,9 @@ pub struct Faults {
     by_label: HashMap<String, u32>,
     /// Sites by their frames' functions, files and lines.
     by_frames: HashMap<Vec<FrameKey>, u32>,
-    /// The shared zero page's frame number, if this process may read frame numbers.
-    zero_pfn: Option<u64>,
+    /// The frame numbers of the shared zero page and the huge zero page (where there are
+    /// transparent huge pages), if this process may read frame numbers.
+    zero_pfns: Option<ZeroPfns>,
     /// Whether the faults the kernel takes on the programs' behalf are recorded.
     pub kernel: bool,
 }
@@ -254,39 +268,63 @@ const PM_EXCLUSIVE: u64 = 1 << 56;
 const PM_PFN: u64 = (1 << 55) - 1;
 
 impl Faults {
-    /// Records the page faults of process `pid` and every task it starts from now on (the
-    /// threads listed in `tids` too: a process attached to), from its next `execve` on with
-    /// `on_exec`; stacks of at most `depth` frames.
-    pub fn open(pid: i32, tids: &[i32], on_exec: bool, depth: usize) -> io::Result<Self> {
+    /// Records the page faults of process `pid` and every thread it starts from now on (with
+    /// `processes`, every process too; the threads listed in `tids`: a process attached to),
+    /// from its next `execve` on with `on_exec`; stacks of at most `depth` frames. One ring per
+    /// CPU: the events of the other threads listed write to it.
+    pub fn open(
+        pid: i32,
+        tids: &[i32],
+        on_exec: bool,
+        processes: bool,
+        depth: usize,
+    ) -> io::Result<Self> {
         // SAFETY: sysconf has no memory-safety requirements.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as i32;
         let mut rings = Vec::new();
-        let mut kernel = true;
-        let tasks: Vec<i32> = if tids.is_empty() {
-            vec![pid]
-        } else {
-            tids.to_vec()
+        let mut events = Vec::new();
+        let mut how = perf::How {
+            on_exec,
+            kernel: true,
+            processes,
         };
-        for &task in &tasks {
-            for cpu in 0..cpus {
-                let mut pages = RING_PAGES;
-                let ring = loop {
-                    match Ring::open(task, cpu, on_exec, kernel, pages) {
-                        Ok(r) => break Some(r),
-                        // An offline CPU.
-                        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => break None,
-                        // Not allowed to see the kernel's side: the program's own faults.
-                        Err(e) if e.raw_os_error() == Some(libc::EACCES) && kernel => {
-                            kernel = false
-                        }
-                        // Locked memory beyond this user's limit: a smaller ring.
-                        Err(e) if e.raw_os_error() == Some(libc::EPERM) && pages > 8 => pages /= 2,
-                        Err(e) => return Err(e),
+        let (first, others) = match tids.split_first() {
+            Some((&first, others)) => (first, others),
+            None => (pid, &[][..]),
+        };
+        for cpu in 0..cpus {
+            let mut pages = RING_PAGES;
+            let ring = loop {
+                match Ring::open(first, cpu, how, pages) {
+                    Ok(r) => break Some(r),
+                    // An offline CPU.
+                    Err(e) if e.raw_os_error() == Some(libc::ENODEV) => break None,
+                    // Not allowed to see the kernel's side: the program's own faults.
+                    Err(e) if e.raw_os_error() == Some(libc::EACCES) && how.kernel => {
+                        how.kernel = false
                     }
-                };
-                rings.extend(ring);
+                    // Locked memory beyond this user's limit: a smaller ring.
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && pages > 1 => pages /= 2,
+                    Err(e) => return Err(e),
+                }
+            };
+            let Some(ring) = ring else {
+                continue;
+            };
+            for &task in others {
+                match perf::event(task, cpu, how, pages) {
+                    Ok(fd) => {
+                        ring.take_output_of(&fd)?;
+                        events.push(fd);
+                    }
+                    // A thread that has exited meanwhile.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            rings.push(ring);
         }
+        let kernel = how.kernel;
         let drain = Arc::new(Mutex::new(Drain {
             rings,
             cache: CacheX86_64::new(),
@@ -313,6 +351,13 @@ impl Faults {
                         // SAFETY: `polls` is a live array of as many pollfd as passed.
                         unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as _, 50) };
                         lock(&drain).drain();
+                        // A ring whose tasks have all ended says so at once, every time: it
+                        // is not waited on any more (poll skips a negative descriptor).
+                        for p in &mut polls {
+                            if p.revents & libc::POLLHUP != 0 {
+                                p.fd = -1;
+                            }
+                        }
                     }
                 })?
         };
@@ -320,13 +365,16 @@ impl Faults {
             drain,
             stop,
             thread: Some(thread),
+            _events: events,
+            checks: 0,
+            unequal: 0,
             mm_of: HashMap::new(),
             procs: HashMap::new(),
             sites: Vec::new(),
             by_stack: HashMap::new(),
             by_label: HashMap::new(),
             by_frames: HashMap::new(),
-            zero_pfn: zero_pfn(),
+            zero_pfns: zero_pfns(),
             kernel,
         })
     }
@@ -338,47 +386,91 @@ impl Faults {
     }
 
     /// Process `pid` has a new address space (`execve`), or is seen for the first time: what
-    /// it had is forgotten.
-    pub fn exec(&mut self, pid: i32, stacks: &mut Stacks) {
+    /// it had is given back.
+    pub fn exec(&mut self, pid: i32, stacks: &mut Stacks) -> Option<Change> {
         self.absorb(stacks);
+        let change = self.give_back(pid);
         self.mm_of.remove(&pid);
         self.procs.insert(pid, ProcFaults::default());
+        change
     }
 
     /// Process `child` was started by `parent`: with a copy of its address space (its pages
-    /// keep their sites: the parent's code made them resident), or sharing it (`shared`).
-    pub fn fork(&mut self, parent: i32, child: i32, shared: bool, stacks: &mut Stacks) {
+    /// keep their sites: the parent's code made them resident; the copy is the child's first
+    /// change), or sharing it (`shared`).
+    pub fn fork(
+        &mut self,
+        parent: i32,
+        child: i32,
+        shared: bool,
+        stacks: &mut Stacks,
+    ) -> Option<Change> {
         self.absorb(stacks);
         let parent = self.mm(parent);
         if shared {
             self.mm_of.insert(child, parent);
-        } else {
-            let mut copy = self.procs.get(&parent).cloned().unwrap_or_default();
-            copy.pagemap = None;
-            self.procs.insert(child, copy);
+            return None;
         }
+        let mut copy = self.procs.get(&parent).cloned().unwrap_or_default();
+        copy.pagemap = None;
+        copy.touched.clear();
+        let mut delta: HashMap<u32, i64> = HashMap::new();
+        for site in copy.owners.values() {
+            *delta.entry(*site).or_default() += 1;
+        }
+        let pages = copy.owners.len() as u64;
+        self.procs.insert(child, copy);
+        self.change(child, When::Start, delta, pages, pages)
     }
 
     /// Process `pid` ended: its pages are given back.
     pub fn end(&mut self, pid: i32, stacks: &mut Stacks) -> Option<Change> {
         self.absorb(stacks);
+        lock(&self.drain).shared.unwinders.remove(&pid);
         if self.mm_of.remove(&pid).is_some() {
             return None;
         }
-        let p = self.procs.remove(&pid)?;
+        let change = self.give_back(pid);
+        self.procs.remove(&pid);
+        change
+    }
+
+    /// Every page of process `pid` given back (its address space is gone).
+    fn give_back(&mut self, pid: i32) -> Option<Change> {
+        let p = self.procs.get_mut(&pid)?;
         let mut delta: HashMap<u32, i64> = HashMap::new();
-        for site in p.owners.values() {
-            *delta.entry(*site).or_default() -= 1;
+        for site in std::mem::take(&mut p.owners).into_values() {
+            *delta.entry(site).or_default() -= 1;
+        }
+        self.change(pid, When::Ended, delta, 0, 0)
+    }
+
+    /// The change `delta` of process `pid`, if there is one, or if its `pages` differ from
+    /// `rss_anon`.
+    fn change(
+        &self,
+        pid: i32,
+        when: When,
+        mut delta: HashMap<u32, i64>,
+        pages: u64,
+        rss_anon: u64,
+    ) -> Option<Change> {
+        delta.retain(|_, d| *d != 0);
+        if delta.is_empty() && pages == rss_anon {
+            return None;
         }
         let (recorded, lost) = self.counts();
-        (!delta.is_empty()).then(|| Change {
+        Some(Change {
             pid,
-            when: When::Ended,
+            when,
             sites: self.delta(delta),
-            pages: 0,
-            rss_anon: 0,
+            pages,
+            rss_anon,
             recorded,
             lost,
+            checks: self.checks,
+            unequal: self.unequal,
+            kernel: self.kernel,
         })
     }
 
@@ -393,7 +485,10 @@ impl Faults {
         let (pending, new_stacks) = {
             let mut d = lock(&self.drain);
             d.drain();
-            let pending = std::mem::take(&mut d.shared.pending);
+            let mut pending = std::mem::take(&mut d.shared.pending);
+            // In the order they happened: the rings are per CPU, and a page's last fault
+            // (a write after a read) is the one that made it resident.
+            pending.sort_by_key(|&(time, ..)| time);
             let new: Vec<(u32, i32, Vec<FrameAddress>)> = (self.by_stack.len()
                 ..d.shared.stacks.len())
                 .map(|id| {
@@ -423,7 +518,7 @@ impl Faults {
             self.by_stack.insert(id, site);
         }
         // Only the processes followed: those not followed still inherit the event.
-        for (p, page, id) in pending {
+        for (_, p, page, id) in pending {
             let m = self.mm(p);
             if let (Some(&site), Some(proc)) = (self.by_stack.get(&id), self.procs.get_mut(&m)) {
                 proc.touched.insert(page, site);
@@ -460,14 +555,26 @@ impl Faults {
         }
         self.absorb(stacks);
         let mut delta: HashMap<u32, i64> = HashMap::new();
-        let zero_pfn = self.zero_pfn;
+        let zero = self.zero_pfns.clone();
+        let zero_pfn = zero.as_ref();
         let page_size = crate::snapshot::page_size();
         let p = self.procs.entry(mm).or_default();
         if p.pagemap.is_none() {
             p.pagemap = File::open(format!("/proc/{mm}/pagemap")).ok().map(Arc::new);
         }
         let pagemap = p.pagemap.clone()?;
-        let resident = |addr: u64| -> bool { is_anon(read_entry(&pagemap, addr), zero_pfn) };
+        // Only private mappings hold anonymous pages (not a file's shared pages, shared memory,
+        // the vDSO's data or the device's).
+        let private: Vec<(u64, u64)> = snap
+            .vmas
+            .iter()
+            .filter(|v| may_hold_anon(v))
+            .map(|v| (v.start, v.end))
+            .collect();
+        let in_private = |a: u64| private.iter().any(|&(s, e)| s <= a && a < e);
+        let resident = |addr: u64| -> bool {
+            in_private(addr) && is_anon(read_entry(&pagemap, addr), zero_pfn)
+        };
 
         // What the call that returned gave back.
         if let (When::After(c), Some((args, ret, brk_before))) = (when, call) {
@@ -529,7 +636,7 @@ impl Faults {
         // The pages touched since: those now resident and anonymous are their fault's. Their
         // entries are read a run of neighbours at a time.
         let touched: Vec<(u64, u32)> = p.touched.iter().map(|(&a, &s)| (a, s)).collect();
-        let mut now: HashMap<u64, bool> = HashMap::with_capacity(touched.len());
+        let mut now: HashMap<u64, u64> = HashMap::with_capacity(touched.len());
         let mut i = 0;
         while i < touched.len() {
             let start = touched[i].0;
@@ -540,19 +647,24 @@ impl Faults {
             }
             let mut a = start;
             scan_entries(&pagemap, start, end, &mut |entry| {
-                now.insert(a, is_anon(entry, zero_pfn));
+                now.insert(a, entry);
                 a += page_size;
             });
             i += 1;
         }
         for (a, s) in touched {
+            let entry = now.get(&a).copied().unwrap_or(0);
             if p.owners.contains_key(&a) {
                 p.touched.remove(&a);
-            } else if now.get(&a).copied().unwrap_or(false) {
+            } else if in_private(a) && is_anon(entry, zero_pfn) {
                 p.touched.remove(&a);
                 p.owners.insert(a, s);
                 *delta.entry(s).or_default() += 1;
-            } else if !snap.vmas.iter().any(|v| v.start <= a && a < v.end) {
+            } else if entry & PM_PRESENT != 0
+                || !snap.vmas.iter().any(|v| v.start <= a && a < v.end)
+            {
+                // Resident and not anonymous (a file's page, the zero page): if it becomes
+                // anonymous, that is another fault. Or its mapping is gone.
                 p.touched.remove(&a);
             }
         }
@@ -561,8 +673,8 @@ impl Faults {
         let rss_anon = snap.rss().anon / page_size;
         if p.owners.len() as u64 != rss_anon {
             let mut found: BTreeMap<u64, ()> = BTreeMap::new();
-            for v in &snap.vmas {
-                scan(&pagemap, v.start, v.end, zero_pfn, &mut |a| {
+            for &(start, end) in &private {
+                scan(&pagemap, start, end, zero_pfn, &mut |a| {
                     found.insert(a, ());
                 });
             }
@@ -623,17 +735,11 @@ impl Faults {
             }
         }
         let pages = p.owners.len() as u64;
-        delta.retain(|_, d| *d != 0);
-        let (recorded, lost) = self.counts();
-        (!delta.is_empty()).then(|| Change {
-            pid,
-            when,
-            sites: self.delta(delta),
-            pages,
-            rss_anon,
-            recorded,
-            lost,
-        })
+        self.checks += 1;
+        if pages != rss_anon {
+            self.unequal += 1;
+        }
+        self.change(pid, when, delta, pages, rss_anon)
     }
 
     /// A change by site, largest first.
@@ -687,22 +793,44 @@ fn read_entry(pagemap: &File, addr: u64) -> u64 {
 /// counts): present, not a file's or shared memory's, and not the shared zero page (which a
 /// read fault maps and which is nobody's). Without frame numbers (not root), a page mapped
 /// once only.
-fn is_anon(entry: u64, zero_pfn: Option<u64>) -> bool {
+fn is_anon(entry: u64, zero: Option<&ZeroPfns>) -> bool {
     if entry & PM_PRESENT == 0 || entry & PM_FILE != 0 {
         return false;
     }
-    match zero_pfn {
-        Some(zero) => entry & PM_PFN != zero,
+    match zero {
+        Some(zero) => !zero.contains(entry & PM_PFN),
         None => entry & PM_EXCLUSIVE != 0,
     }
 }
 
+/// Whether a VMA may hold anonymous pages: a private mapping of memory or of a file (whose
+/// written pages are copies), not shared, not the vDSO's or the device's.
+fn may_hold_anon(v: &crate::abi::Vma) -> bool {
+    use crate::abi::kind;
+    matches!(v.kind, kind::ANON | kind::HEAP | kind::STACK | kind::FILE)
+        && v.flags & crate::abi::MMSCOPE_VMA_MAYSHARE == 0
+}
+
+/// The frame numbers of the zero pages: the shared zero page's, and the huge zero page's
+/// (a run of 512 frames) where there is one.
+#[derive(Clone, Debug)]
+struct ZeroPfns {
+    small: u64,
+    huge: Option<u64>,
+}
+
+impl ZeroPfns {
+    fn contains(&self, pfn: u64) -> bool {
+        pfn == self.small || self.huge.is_some_and(|h| h <= pfn && pfn < h + 512)
+    }
+}
+
 /// Calls `found` with each resident anonymous page in `start..end`.
-fn scan(pagemap: &File, start: u64, end: u64, zero_pfn: Option<u64>, found: &mut dyn FnMut(u64)) {
+fn scan(pagemap: &File, start: u64, end: u64, zero: Option<&ZeroPfns>, found: &mut dyn FnMut(u64)) {
     let page = crate::snapshot::page_size();
     let mut a = start;
     scan_entries(pagemap, start, end, &mut |entry| {
-        if is_anon(entry, zero_pfn) {
+        if is_anon(entry, zero) {
             found(a);
         }
         a += page;
@@ -728,16 +856,27 @@ fn scan_entries(pagemap: &File, start: u64, end: u64, entry: &mut dyn FnMut(u64)
     }
 }
 
-/// The shared zero page's frame number: a page of this process's own that was only read,
-/// as its pagemap shows it (`None` where frame numbers are hidden, without
-/// `CAP_SYS_ADMIN`).
-fn zero_pfn() -> Option<u64> {
-    let page = crate::snapshot::page_size() as usize;
+/// The zero pages' frame numbers: a page of this process's own that was only read, as its
+/// pagemap shows it, and the first page of an aligned 2 MiB that was only read after
+/// `MADV_HUGEPAGE` (the huge zero page, where the kernel has transparent huge pages and uses
+/// it). `None` where frame numbers are hidden (without `CAP_SYS_ADMIN`).
+fn zero_pfns() -> Option<ZeroPfns> {
+    let small = read_only_pfn(crate::snapshot::page_size() as usize, false)?;
+    let huge = read_only_pfn(4 << 20, true).filter(|&p| p != small);
+    Some(ZeroPfns {
+        small,
+        huge: huge.map(|p| p & !511),
+    })
+}
+
+/// The frame number of the first page of a new private anonymous mapping of `len` bytes
+/// (from its first 2 MiB boundary, after `MADV_HUGEPAGE`, with `huge`) that was only read.
+fn read_only_pfn(len: usize, huge: bool) -> Option<u64> {
     // SAFETY: A new private anonymous mapping at an address the kernel chooses; checked.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            page,
+            len,
             libc::PROT_READ,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -747,13 +886,19 @@ fn zero_pfn() -> Option<u64> {
     if p == libc::MAP_FAILED {
         return None;
     }
-    // SAFETY: `p` is a readable page of this process: the read maps the zero page.
-    unsafe { std::ptr::read_volatile(p.cast::<u8>()) };
+    let mut at = p as usize;
+    if huge {
+        at = (at + (2 << 20) - 1) & !((2 << 20) - 1);
+        // SAFETY: Advice on the mapping above; the result does not matter.
+        unsafe { libc::madvise(p, len, libc::MADV_HUGEPAGE) };
+    }
+    // SAFETY: `at` is inside the readable mapping above: the read maps a zero page.
+    unsafe { std::ptr::read_volatile(at as *const u8) };
     let entry = File::open("/proc/self/pagemap")
         .ok()
-        .map(|f| read_entry(&f, p as u64));
-    // SAFETY: Unmaps the page mapped above, which nothing refers to any more.
-    unsafe { libc::munmap(p, page) };
+        .map(|f| read_entry(&f, at as u64));
+    // SAFETY: Unmaps the mapping above, which nothing refers to any more.
+    unsafe { libc::munmap(p, len) };
     entry
         .filter(|e| e & PM_PRESENT != 0)
         .map(|e| e & PM_PFN)

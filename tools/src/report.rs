@@ -115,10 +115,13 @@ pub struct ResidentSummary {
     pub top_at_peak: Vec<ResidentSite>,
     pub top_at_exit: Vec<ResidentSite>,
     /// Stops at which the pages attributed differed from the kernel's `RssAnon` (0 when every
-    /// page is accounted for).
+    /// page is accounted for), in every process followed.
     pub unequal: u64,
     /// Stops at which they were compared.
     pub compared: u64,
+    /// Whether the faults the kernel takes in the program's memory during its system calls
+    /// were recorded (`perf_event_paranoid` <= 1, or root); else their pages are labelled.
+    pub kernel_faults: bool,
     /// Page faults recorded, in every process followed, and those the kernel could not
     /// record (its ring buffer for them was full; their pages are then labelled).
     pub faults: u64,
@@ -160,12 +163,9 @@ impl ResidentSummary {
         }
         self.faults = c.recorded;
         self.faults_lost = c.lost;
-        if c.when != When::Ended {
-            self.compared += 1;
-            if c.pages != c.rss_anon {
-                self.unequal += 1;
-            }
-        }
+        self.compared = c.checks;
+        self.unequal = c.unequal;
+        self.kernel_faults = c.kernel;
         let by_pages = |now: &HashMap<u32, (Arc<Site>, u64)>| {
             let mut v: Vec<(Arc<Site>, u64)> = now.values().cloned().collect();
             v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
@@ -452,13 +452,10 @@ impl Summary {
                 "  resident anonymous memory by the code that first touched it (--faults), \
                  {}:",
                 if r.unequal == 0 {
-                    format!(
-                        "equal to the kernel's RssAnon at every change ({})",
-                        r.compared
-                    )
+                    format!("equal to the kernel's RssAnon at all {} stops", r.compared)
                 } else {
                     format!(
-                        "differing from the kernel's RssAnon at {} of {} changes (threads ran \
+                        "differing from the kernel's RssAnon at {} of {} stops (threads ran \
                          while it was read)",
                         r.unequal, r.compared
                     )

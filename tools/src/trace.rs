@@ -421,7 +421,7 @@ pub fn run(
     }
     // The page faults of the program from its exec on, and of every task it starts.
     let faults = match opts.faults {
-        true => match Faults::open(child.as_raw(), &[], true, fault_depth(opts)) {
+        true => match Faults::open(child.as_raw(), &[], true, follow_forks, fault_depth(opts)) {
             Ok(f) => Some(f),
             Err(e) => {
                 let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
@@ -850,11 +850,12 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                     _ => Spawn::Fork,
                 };
                 let shared = flags.is_some_and(|f| f & libc::CLONE_VM as u64 != 0);
-                if let (Some(f), Some(s)) = (self.faults.as_mut(), self.stacks.as_mut()) {
-                    f.fork(pid, new, shared, s);
-                }
+                let copied = match (self.faults.as_mut(), self.stacks.as_mut()) {
+                    (Some(f), Some(s)) => f.fork(pid, new, shared, s),
+                    _ => None,
+                };
                 if let Some(snap) = self.snapshot(new, new)? {
-                    self.settle(new, new, &snap, When::Start, None);
+                    let start = snap.clone();
                     (self.on_event)(Event::Fork {
                         pid: new,
                         parent: pid,
@@ -863,6 +864,10 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                         shared,
                         snap,
                     });
+                    if let Some(change) = copied {
+                        (self.on_event)(Event::Resident(Box::new(change)));
+                    }
+                    self.settle(new, new, &start, When::Start, None);
                 }
             }
         } else {
@@ -915,10 +920,11 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         // A new address space: nothing of the old one's readings holds.
         proc.last = None;
         if let Some(s) = self.stacks.as_mut() {
-            if let Some(f) = self.faults.as_mut() {
-                f.exec(pid, s);
-            }
+            let change = self.faults.as_mut().and_then(|f| f.exec(pid, s));
             s.forget(pid);
+            if let (Some(change), true) = (change, proc.shown) {
+                (self.on_event)(Event::Resident(Box::new(change)));
+            }
         }
         if !proc.shown {
             return Ok(());
@@ -1217,7 +1223,8 @@ pub fn attach(
     let faults = match opts.faults {
         true => {
             let tids: Vec<i32> = stopped.keys().copied().collect();
-            Some(Faults::open(pid, &tids, false, fault_depth(opts)).map_err(TraceError::Faults)?)
+            let faults = Faults::open(pid, &tids, false, opts.follow_forks, fault_depth(opts));
+            Some(faults.map_err(TraceError::Faults)?)
         }
         false => None,
     };

@@ -22,6 +22,8 @@ const REGS: u64 = (1 << 6) | (1 << 7) | (1 << 8);
 pub struct Sample<'a> {
     /// The process.
     pub pid: i32,
+    /// When (the kernel's perf clock): faults recorded on different CPUs are ordered by it.
+    pub time: u64,
     /// The faulting address.
     pub addr: u64,
     /// `ip`, `sp`, `bp` in user mode: where the fault was, or for a fault the kernel took
@@ -53,43 +55,11 @@ pub struct Ring {
 unsafe impl Send for Ring {}
 
 impl Ring {
-    /// Opens the page-fault event of task `pid` on CPU `cpu`, inherited by the threads and
-    /// processes it starts from now on; enabled at once, or only from its next `execve` with
-    /// `on_exec`. `kernel`: also the faults the kernel takes in the process's memory on its
-    /// behalf (needs `perf_event_paranoid` <= 1 or `CAP_PERFMON`). Its ring has `pages` data
-    /// pages (a power of two).
-    pub fn open(pid: i32, cpu: i32, on_exec: bool, kernel: bool, pages: usize) -> io::Result<Self> {
-        // SAFETY: perf_event_attr is plain data, for which all zeroes is the default.
-        let mut attr: sys::perf_event_attr = unsafe { std::mem::zeroed() };
-        attr.type_ = sys::PERF_TYPE_SOFTWARE;
-        attr.size = std::mem::size_of::<sys::perf_event_attr>() as u32;
-        attr.config = u64::from(sys::PERF_COUNT_SW_PAGE_FAULTS);
-        attr.__bindgen_anon_1.sample_period = 1;
-        attr.sample_type = u64::from(
-            sys::PERF_SAMPLE_TID
-                | sys::PERF_SAMPLE_ADDR
-                | sys::PERF_SAMPLE_REGS_USER
-                | sys::PERF_SAMPLE_STACK_USER,
-        );
-        attr.sample_regs_user = REGS;
-        attr.sample_stack_user = STACK_BYTES;
-        attr.set_inherit(1);
-        attr.set_exclude_hv(1);
-        attr.set_exclude_kernel(u64::from(!kernel));
-        attr.set_disabled(u64::from(on_exec));
-        attr.set_enable_on_exec(u64::from(on_exec));
-        // Wake the reader when a quarter of the ring is full.
-        attr.set_watermark(1);
+    /// Opens the page-fault event of task `pid` on CPU `cpu` (see [`event`]) with a ring of
+    /// `pages` data pages (a power of two).
+    pub fn open(pid: i32, cpu: i32, how: How, pages: usize) -> io::Result<Self> {
+        let fd = event(pid, cpu, how, pages)?;
         let page = crate::snapshot::page_size() as usize;
-        attr.__bindgen_anon_2.wakeup_watermark = (pages * page / 4) as u32;
-        // SAFETY: `attr` is a valid, initialized perf_event_attr of the size it says; no
-        // group, no flags.
-        let fd = unsafe { perf_event_open_sys::perf_event_open(&mut attr, pid, cpu, -1, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor this function owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let len = (pages + 1) * page;
         // SAFETY: Maps the event's ring, shared with the kernel, at an address the kernel
         // chooses; the result is checked.
@@ -117,6 +87,71 @@ impl Ring {
         })
     }
 
+    /// Sends the samples of event `fd` (of the same CPU) to this ring.
+    pub fn take_output_of(&self, fd: &OwnedFd) -> io::Result<()> {
+        // SAFETY: PERF_EVENT_IOC_SET_OUTPUT takes another perf event's descriptor, both live.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), sys::SET_OUTPUT as _, self.fd.as_raw_fd()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// How the events are opened.
+#[derive(Clone, Copy, Debug)]
+pub struct How {
+    /// Enabled only from the task's next `execve`, else at once.
+    pub on_exec: bool,
+    /// Also the faults the kernel takes in the process's memory on its behalf, during its
+    /// system calls (needs `perf_event_paranoid` <= 1 or `CAP_PERFMON`).
+    pub kernel: bool,
+    /// Inherited by the processes it starts too, not only by its threads.
+    pub processes: bool,
+}
+
+/// Opens the page-fault event of task `pid` on CPU `cpu`, inherited by the threads (and with
+/// `how.processes` the processes) it starts from now on; `pages` is the ring it will have,
+/// whose quarter wakes its reader.
+pub fn event(pid: i32, cpu: i32, how: How, pages: usize) -> io::Result<OwnedFd> {
+    {
+        // SAFETY: perf_event_attr is plain data, for which all zeroes is the default.
+        let mut attr: sys::perf_event_attr = unsafe { std::mem::zeroed() };
+        attr.type_ = sys::PERF_TYPE_SOFTWARE;
+        attr.size = std::mem::size_of::<sys::perf_event_attr>() as u32;
+        attr.config = u64::from(sys::PERF_COUNT_SW_PAGE_FAULTS);
+        attr.__bindgen_anon_1.sample_period = 1;
+        attr.sample_type = u64::from(
+            sys::PERF_SAMPLE_TID
+                | sys::PERF_SAMPLE_TIME
+                | sys::PERF_SAMPLE_ADDR
+                | sys::PERF_SAMPLE_REGS_USER
+                | sys::PERF_SAMPLE_STACK_USER,
+        );
+        attr.sample_regs_user = REGS;
+        attr.sample_stack_user = STACK_BYTES;
+        attr.set_inherit(1);
+        attr.set_inherit_thread(u64::from(!how.processes));
+        attr.set_exclude_hv(1);
+        attr.set_exclude_kernel(u64::from(!how.kernel));
+        attr.set_disabled(u64::from(how.on_exec));
+        attr.set_enable_on_exec(u64::from(how.on_exec));
+        // Wake the reader when a quarter of the ring is full.
+        attr.set_watermark(1);
+        let page = crate::snapshot::page_size() as usize;
+        attr.__bindgen_anon_2.wakeup_watermark = (pages * page / 4) as u32;
+        // SAFETY: `attr` is a valid, initialized perf_event_attr of the size it says; no
+        // group, no flags.
+        let fd = unsafe { perf_event_open_sys::perf_event_open(&mut attr, pid, cpu, -1, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor this function owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+impl Ring {
     /// The event's descriptor, to `poll` for the ring's watermark.
     pub fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -133,20 +168,22 @@ impl Ring {
         fence(Ordering::Acquire);
         // SAFETY: As above; only this reader writes `data_tail`.
         let mut tail = unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*ctl).data_tail)) };
-        let page = self.len - self.data;
-        // SAFETY: The data area starts one page into the mapping and is `data` bytes long.
-        let data = unsafe { std::slice::from_raw_parts(self.base.add(page), self.data) };
         let mut lost = 0;
         while tail < head {
             let at = (tail % self.data as u64) as usize;
             let mut header = [0u8; 8];
-            header.copy_from_slice(read_bytes(data, at, 8, &mut self.scratch));
+            self.copy(at, &mut header);
             let kind = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
             let size = u16::from_ne_bytes([header[6], header[7]]) as usize;
-            if size < 8 {
+            if size < 8 || tail + size as u64 > head {
+                // Not a record: what is left cannot be read.
+                tail = head;
                 break;
             }
-            let record = read_bytes(data, at, size, &mut self.scratch);
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.resize(size, 0);
+            self.copy(at, &mut scratch);
+            let record = &scratch[..];
             match kind {
                 sys::PERF_RECORD_SAMPLE => {
                     if let Some(s) = parse_sample(&record[8..]) {
@@ -159,6 +196,7 @@ impl Ring {
                 _ => {}
             }
             tail += size as u64;
+            self.scratch = scratch;
         }
         fence(Ordering::Release);
         // SAFETY: The records up to `tail` are read; the kernel may reuse their space.
@@ -175,16 +213,23 @@ impl Drop for Ring {
     }
 }
 
-/// `len` bytes of the ring `data` from `at`, put together in `scratch` if they wrap around.
-fn read_bytes<'a>(data: &'a [u8], at: usize, len: usize, scratch: &'a mut Vec<u8>) -> &'a [u8] {
-    let len = len.min(data.len());
-    if at + len <= data.len() {
-        return &data[at..at + len];
+impl Ring {
+    /// Copies `out.len()` bytes of the data area from offset `at` (wrapping around its end)
+    /// into `out`: bytes the kernel has published and will not write until the tail passes
+    /// them, copied through raw pointers (the kernel writes the rest of the area meanwhile).
+    fn copy(&self, at: usize, out: &mut [u8]) {
+        let len = out.len().min(self.data);
+        let first = len.min(self.data - at);
+        let page = self.len - self.data;
+        // SAFETY: By the type invariant the data area is `data` bytes from one page into the
+        // live mapping; `at < data`, `first <= data - at` and `len - first <= data`, so both
+        // copies stay inside it, into `out`, which has `len` bytes.
+        unsafe {
+            let data = self.base.add(page);
+            std::ptr::copy_nonoverlapping(data.add(at), out.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(data, out.as_mut_ptr().add(first), len - first);
+        }
     }
-    scratch.clear();
-    scratch.extend_from_slice(&data[at..]);
-    scratch.extend_from_slice(&data[..len - (data.len() - at)]);
-    scratch
 }
 
 /// The word at byte `at` of `b`.
@@ -192,13 +237,14 @@ fn word(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
-/// A sample's body, laid out as `sample_type` says: `pid, tid`; `addr`; the registers' ABI and
+/// A sample's body, laid out as `sample_type` says: `pid, tid`; `time`; `addr`; the registers' ABI and
 /// the registers; the stack's size, bytes and the size copied.
 fn parse_sample(b: &[u8]) -> Option<Sample<'_>> {
     let pid = i32::from_ne_bytes(b.get(0..4)?.try_into().ok()?);
-    let addr = word(b, 8)?;
-    let abi = word(b, 16)?;
-    let mut at = 24;
+    let time = word(b, 8)?;
+    let addr = word(b, 16)?;
+    let abi = word(b, 24)?;
+    let mut at = 32;
     let regs = if abi == 0 {
         None
     } else {
@@ -217,6 +263,7 @@ fn parse_sample(b: &[u8]) -> Option<Sample<'_>> {
     };
     Some(Sample {
         pid,
+        time,
         addr,
         regs,
         stack,
