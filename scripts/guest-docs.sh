@@ -40,12 +40,12 @@ timeout -s INT 1 mmscope trace -p "$ticker" 2>/tmp/attach.txt || true
 kill "$ticker"
 awk '/^#3 /{skip=1} /^summary/{if (skip) print "..."; skip=0} !skip' /tmp/attach.txt >"$out/attach.txt"
 # --faults: demo/firsttouch.c, static: the calls and the pages first touched
-# between them, from malloc's first growth of the heap on; then sort's resident
+# between them, from malloc's first growth of the heap to its fork; then sort's resident
 # memory by the code that first touched it: the summary and the flame graphs.
 mmscope trace --faults -o /tmp/firsttouch.txt -- /mmscope/progs/firsttouch >/dev/null
 awk '/^#|^  faults:|^    [+-]|^exit/' /tmp/firsttouch.txt |
 	awk '/grow_heap/ && !on { on = 1; print held } /^#|^  faults:/ { held = $0 } on' |
-	awk '/^exit/ { print; exit } { print }' >"$out/faults.txt"
+	awk '/^fork/ { exit } { print }' >"$out/faults.txt"
 mmscope trace --faults --flame "$out/sort-resident" -o /tmp/sort-faults.txt -- \
 	/usr/bin/sort -n -o /tmp/sorted /tmp/numbers
 sed -n '/^summary/,$p' /tmp/sort-faults.txt >"$out/sort-faults.txt"

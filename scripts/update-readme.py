@@ -42,7 +42,7 @@ BLOCKS = {
     ),
     "faults": (
         "faults.txt",
-        "mmscope trace --faults -- firsttouch    # from grow_heap's first touch on; VMA and RSS lines left out",
+        "mmscope trace --faults -- firsttouch    # from grow_heap's first touch to the fork; VMA and RSS lines left out",
     ),
     "sort-faults": (
         "sort-faults.txt",
