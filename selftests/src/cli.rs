@@ -3567,6 +3567,16 @@ pub fn cli_trace_faults() -> TestResult {
         );
 
         // The summary and the flame graphs.
+        let exit = resident
+            .iter()
+            .rfind(|e| e["pid"] == program_pid && e["when"] == "exit")
+            .cloned()
+            .unwrap_or_default();
+        check_eq!(
+            r["exit_pages"].as_u64(),
+            exit["rss_anon_pages"].as_u64().filter(|&p| p > 0),
+            "{name}: the summary's pages at exit are the program's RssAnon as it exited"
+        );
         check_eq!(r["unequal"].as_u64(), Some(0), "{name}: {r}");
         check!(r["compared"].as_u64().unwrap_or(0) > 3, "{name}: {r}");
         let kib = page as u64 / 1024;

@@ -445,8 +445,8 @@ impl Faults {
         self.change(pid, When::Ended, delta, 0, 0)
     }
 
-    /// The change `delta` of process `pid`, if there is one, or if its `pages` differ from
-    /// `rss_anon`.
+    /// The change `delta` of process `pid`, if there is one, if its `pages` differ from
+    /// `rss_anon`, or at its exit.
     fn change(
         &self,
         pid: i32,
@@ -456,7 +456,8 @@ impl Faults {
         rss_anon: u64,
     ) -> Option<Change> {
         delta.retain(|_, d| *d != 0);
-        if delta.is_empty() && pages == rss_anon {
+        // The exit is always reported: what the process leaves.
+        if delta.is_empty() && pages == rss_anon && when != When::Exit {
             return None;
         }
         let (recorded, lost) = self.counts();

@@ -558,6 +558,8 @@ struct Tracer<'a, F: FnMut(Event)> {
     call_stacks: bool,
     /// `--faults`: the page faults, and who made each page resident.
     faults: Option<Faults>,
+    /// Threads stopped at their exit (`PTRACE_EVENT_EXIT`), until they are gone.
+    exiting: HashSet<i32>,
 }
 
 impl<'a, F: FnMut(Event)> Tracer<'a, F> {
@@ -599,6 +601,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                 .then(|| Stacks::new(fault_depth(opts))),
             call_stacks: opts.stack_depth.is_some(),
             faults: None,
+            exiting: HashSet::new(),
         }
     }
 
@@ -961,7 +964,10 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             let event = p.into_event(self.index, pid, tid, None, snap.clone());
             (self.on_event)(event);
         }
-        let last = !(self.tasks.iter()).any(|(&t, &p)| p == pid && t != tid);
+        // The process's last thread to exit: every other has stopped at its exit (exit_group
+        // stops each), or is gone.
+        self.exiting.insert(tid);
+        let last = (self.tasks.iter()).all(|(t, &p)| p != pid || self.exiting.contains(t));
         if let Some(snap) = &snap {
             let when = if last { When::Exit } else { When::Before };
             self.settle(pid, tid, snap, when, None);
@@ -974,6 +980,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
     /// led its process, the process has ended.
     fn gone(&mut self, tid: i32, ending: Ending) {
         let shown = self.shown(tid);
+        self.exiting.remove(&tid);
         self.in_brk32.remove(&tid);
         self.early.remove(&tid);
         if let Some(p) = self.pending.remove(&tid) {
