@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// The pages of a ring, per CPU.
-const RING_PAGES: usize = 1024;
+const RING_PAGES: usize = 2048;
 
 /// Who made a page resident.
 #[derive(Debug, PartialEq, Eq)]
@@ -174,7 +174,18 @@ struct Drain {
     shared: Shared,
 }
 
+/// A fault copied out of its ring, to be unwound.
+struct Copied {
+    pid: i32,
+    time: u64,
+    addr: u64,
+    regs: Option<(u64, u64, u64)>,
+    stack: Vec<u8>,
+}
+
 impl Drain {
+    /// Empties every ring first (copying each fault's stack, so that the kernel can reuse
+    /// the space at once), then unwinds what it copied.
     fn drain(&mut self) {
         let Self {
             rings,
@@ -182,37 +193,47 @@ impl Drain {
             depth,
             shared,
         } = self;
+        let mut copied = Vec::new();
         for ring in rings.iter_mut() {
             shared.lost += ring.drain(&mut |s| {
-                shared.samples += 1;
-                let page = s.addr & !(crate::snapshot::page_size() - 1);
-                let addrs = match (s.regs, shared.unwinders.get(&s.pid)) {
-                    (Some((ip, sp, bp)), Some(unwinder)) => {
-                        let stack = s.stack;
-                        let mut read = |addr: u64| -> Result<u64, ()> {
-                            let at = addr.checked_sub(sp).ok_or(())? as usize;
-                            let b = stack.get(at..at + 8).ok_or(())?;
-                            Ok(u64::from_ne_bytes(b.try_into().map_err(|_| ())?))
-                        };
-                        crate::stack::unwind(unwinder, cache, (ip, sp, bp), *depth, &mut read)
-                    }
-                    (Some((ip, ..)), None) => vec![FrameAddress::InstructionPointer(ip)],
-                    (None, _) => Vec::new(),
-                };
-                let key: Vec<(u64, bool)> = addrs
-                    .iter()
-                    .map(|f| match f {
-                        FrameAddress::InstructionPointer(a) => (*a, false),
-                        FrameAddress::ReturnAddress(a) => (a.get(), true),
-                    })
-                    .collect();
-                let next = shared.stacks.len() as u32;
-                let id = *shared.stack_ids.entry((s.pid, key)).or_insert_with(|| {
-                    shared.stacks.push((s.pid, addrs));
-                    next
-                });
-                shared.pending.push((s.time, s.pid, page, id));
+                copied.push(Copied {
+                    pid: s.pid,
+                    time: s.time,
+                    addr: s.addr,
+                    regs: s.regs,
+                    stack: s.stack.to_vec(),
+                })
             });
+        }
+        for s in copied {
+            shared.samples += 1;
+            let page = s.addr & !(crate::snapshot::page_size() - 1);
+            let addrs = match (s.regs, shared.unwinders.get(&s.pid)) {
+                (Some((ip, sp, bp)), Some(unwinder)) => {
+                    let stack = &s.stack;
+                    let mut read = |addr: u64| -> Result<u64, ()> {
+                        let at = addr.checked_sub(sp).ok_or(())? as usize;
+                        let b = stack.get(at..at + 8).ok_or(())?;
+                        Ok(u64::from_ne_bytes(b.try_into().map_err(|_| ())?))
+                    };
+                    crate::stack::unwind(unwinder, cache, (ip, sp, bp), *depth, &mut read)
+                }
+                (Some((ip, ..)), None) => vec![FrameAddress::InstructionPointer(ip)],
+                (None, _) => Vec::new(),
+            };
+            let key: Vec<(u64, bool)> = addrs
+                .iter()
+                .map(|f| match f {
+                    FrameAddress::InstructionPointer(a) => (*a, false),
+                    FrameAddress::ReturnAddress(a) => (a.get(), true),
+                })
+                .collect();
+            let next = shared.stacks.len() as u32;
+            let id = *shared.stack_ids.entry((s.pid, key)).or_insert_with(|| {
+                shared.stacks.push((s.pid, addrs));
+                next
+            });
+            shared.pending.push((s.time, s.pid, page, id));
         }
     }
 }
