@@ -217,6 +217,9 @@ impl ResidentSummary {
                     name.replace(';', ":")
                 })),
             }
+            // Frames of a file without symbols, one after another, as one: a reader cannot
+            // tell them apart.
+            names.dedup_by(|a, b| a == b && a.starts_with('['));
             (names.join(";"), pages * kib)
         }) {
             *stacks.entry(stack).or_default() += kib;
