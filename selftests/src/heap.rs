@@ -84,7 +84,17 @@ const CLAIMS: &[Claim] = &[
     Claim {
         id: "small-from-brk",
         scenario: "small",
-        text: "`malloc` up to 128 KiB moves `brk`: the block is in `[heap]`, no other VMA appears",
+        text: "`malloc` below the mmap threshold (1 B, 100 KiB and 128 KiB - 24 B, the \
+               largest such request, here) moves `brk`: the block is in `[heap]`, no other VMA \
+               appears",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "edge-default",
+        scenario: "edges",
+        text: "The edge, by bisection: a request comes from `brk` while its chunk (the request \
+               + its 8-byte size field, rounded up to 16) is below the 128 KiB threshold, and \
+               gets a mapping from there",
         about: Glibc(Holds),
     },
     Claim {
@@ -101,11 +111,39 @@ const CLAIMS: &[Claim] = &[
         about: Glibc(Holds),
     },
     Claim {
+        id: "edge-mallopt",
+        scenario: "edges",
+        text: "…to the byte: after `mallopt(M_MMAP_THRESHOLD, 1 MiB)` the largest request \
+               from `brk` has a chunk just below 1 MiB",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "edge-mallopt-above-max",
+        scenario: "edges",
+        text: "`mallopt` accepts a threshold above 32 MiB (the dynamic threshold's maximum): \
+               at 64 MiB, requests up to 64 MiB - 24 B come from `brk`",
+        about: Glibc(Holds),
+    },
+    Claim {
         id: "dynamic-threshold",
         scenario: "dynamic",
         text: "After an mmapped block is freed the threshold rises: the same size then comes \
                from `brk`",
         about: Glibc(Holds),
+    },
+    Claim {
+        id: "dyn-threshold-chunk",
+        scenario: "edges",
+        text: "…and the new threshold is the freed block's chunk (its whole mapping), not the \
+               request: bigger requests than the freed one come from `brk`",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "dyn-threshold-max",
+        scenario: "edges",
+        text: "A freed mapped block moves the threshold if its mapping is at most 32 MiB \
+               (`DEFAULT_MMAP_THRESHOLD_MAX`)",
+        about: Glibc(DoesNotHold),
     },
     Claim {
         id: "free-shrinks-brk",
@@ -117,6 +155,28 @@ const CLAIMS: &[Claim] = &[
         id: "malloc-trim",
         scenario: "trim",
         text: "`malloc_trim(0)` gives free heap memory back to the kernel",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "trim-edge",
+        scenario: "edges",
+        text: "The trimming edge, by bisection: `free` of a block at the top lowers `brk` \
+               once the block is too big for the thread cache, giving back all but a 128 KiB \
+               top (`M_TOP_PAD`)",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "small-frees",
+        scenario: "edges",
+        text: "Freeing many small blocks (1,000 of 1 KiB) gives the heap back without \
+               `malloc_trim`",
+        about: Glibc(Holds),
+    },
+    Claim {
+        id: "first-growth",
+        scenario: "edges",
+        text: "A fresh process's first `malloc(1)` grows the heap by 132 KiB: its chunk and \
+               `M_TOP_PAD` (128 KiB), page-rounded",
         about: Glibc(Holds),
     },
     Claim {

@@ -453,6 +453,10 @@ const TESTS: &[Test] = &[
         run: || heap::scenario("aslr"),
     },
     Test {
+        name: "heap_edges",
+        run: || heap::scenario("edges"),
+    },
+    Test {
         name: "heap_claims_table",
         run: heap::claims_table,
     },
