@@ -35,3 +35,7 @@ for spec in "${ALLOCATORS[@]}"; do
 	done
 	echo "$version" >"$out/$name/VERSION"
 done
+# heap-before-main compares glibc's dynamic build with a static one beside it.
+gcc -static "${CFLAGS[@]}" -DALLOCATOR='"glibc"' -DGLIBC_MALLOC \
+	-o "$out/glibc/heap-before-main-static" "$TOP/demo/heap/heap-before-main.c" ||
+	die "gcc could not build demo/heap/heap-before-main.c statically"

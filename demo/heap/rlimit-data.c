@@ -4,19 +4,46 @@
  * uses, it stops brk from growing at all. Does malloc then carry on through
  * mmap? Since Linux 4.7 the same limit also counts private writable
  * mappings (the data_vm counter), so mmap of new anonymous memory fails too.
+ *
+ * Then: with the limit below what the heap uses, can brk still shrink, and
+ * what does sbrk(-n) say? And a soft limit of 0 (the hard one larger), which
+ * the kernel treats apart: in a fresh process (this program again, as
+ * `rlimit-data --child`), is brk refused, are new mappings, does malloc work?
  */
 #include "observe.h"
 #include <sys/resource.h>
 
 static struct snap s0, s1;
 
-int main(void)
+/* The child: soft RLIMIT_DATA 0, then brk, mmap and malloc; one line. */
+static int child(void)
+{
+	struct rlimit rl;
+	uintptr_t b = raw_brk(0);
+	void *m, *p;
+
+	if (getrlimit(RLIMIT_DATA, &rl) != 0)
+		die("getrlimit: %s", strerror(errno));
+	rl.rlim_cur = 0;
+	if (setrlimit(RLIMIT_DATA, &rl) != 0)
+		die("setrlimit(RLIMIT_DATA, 0): %s", strerror(errno));
+	m = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = malloc(1 * MiB);
+	printf("brk %s, mmap %s, malloc(1 MiB) %s\n",
+	       raw_brk(PAGE_ALIGN(b) + PAGE) == b ? "refused" : "moved",
+	       m == MAP_FAILED ? "refused" : "allowed", p ? "succeeded" : "returned NULL");
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	struct rlimit rl;
 	void *first, *second, *large, *warm;
 	int brk_refused;
 	unsigned long long used;
 
+	if (argc > 1 && !strcmp(argv[1], "--child"))
+		return child();
 	begin("rlimit-data", "RLIMIT_DATA set to the data the process already has");
 	warm = malloc(1);
 	take(&s0);
@@ -59,5 +86,35 @@ int main(void)
 		      "once new memory is needed malloc returns NULL (2nd 100 KiB, 1 MiB): "
 		      "RLIMIT_DATA counts private writable mappings too; VM %s", delta_str(vm_change(&s0, &s1)));
 	free(warm);
+
+	/* Below the limit's reach: shrinking. Last, as it takes memory from under malloc. */
+	rl.rlim_cur = used / 2;
+	if (setrlimit(RLIMIT_DATA, &rl) != 0)
+		die("setrlimit(RLIMIT_DATA, %llu): %s", used / 2, strerror(errno));
+	{
+		uintptr_t before = raw_brk(0), after;
+		void *old = sbrk(-(intptr_t)PAGE);
+
+		after = raw_brk(0);
+		claim("rlimit-data-shrink",
+		      old == (void *)before && after == before - PAGE ? HOLDS : DOES_NOT_HOLD,
+		      "limit at half the heap's %s: sbrk(-4096) returned %s, brk %s",
+		      size_str(used),
+		      old == (void *)-1 ? "-1" : old == (void *)before ? "the old break" : "another address",
+		      delta_str((long long)after - (long long)before));
+	}
+	{
+		char *envp[] = { NULL };
+		const char *answer = run_child("rlimit-data", envp, 0);
+		int brk_refused = strstr(answer, "brk refused") != NULL;
+		int mmap_allowed = strstr(answer, "mmap allowed") != NULL;
+
+		claim("rlimit-data-zero", brk_refused && mmap_allowed ? HOLDS : DOES_NOT_HOLD,
+		      "soft limit 0, hard %s: %s",
+		      rl.rlim_max == RLIM_INFINITY ? "unlimited" : size_str(rl.rlim_max), answer);
+		claim("rlimit-data-zero-malloc",
+		      strstr(answer, "malloc(1 MiB) succeeded") ? HOLDS : DOES_NOT_HOLD,
+		      "%s", answer);
+	}
 	return 0;
 }

@@ -453,6 +453,18 @@ const TESTS: &[Test] = &[
         run: || heap::scenario("aslr"),
     },
     Test {
+        name: "heap_heap_before_main",
+        run: || heap::scenario("heap-before-main"),
+    },
+    Test {
+        name: "heap_fork_heap",
+        run: || heap::scenario("fork-heap"),
+    },
+    Test {
+        name: "heap_bump",
+        run: || heap::scenario("bump"),
+    },
+    Test {
         name: "heap_edges",
         run: || heap::scenario("edges"),
     },

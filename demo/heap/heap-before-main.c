@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * heap-before-main: does a program have a heap before main() runs? Its brk
+ * is read first thing in main(), against start_brk. For glibc the scenario
+ * runs twice: as built (dynamically linked) and as heap-before-main-static,
+ * a static build beside it, whose start-up code sets up thread-local storage
+ * with sbrk() (__libc_setup_tls) where the dynamic loader uses mmap.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef ALLOCATOR
+#error "build with -DALLOCATOR=\"name\" (see the Makefile)"
+#endif
+
+static unsigned long start_brk(void)
+{
+	static char buf[4096];
+	int fd = open("/proc/self/stat", O_RDONLY), field;
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	char *p;
+
+	if (n <= 0)
+		exit(1);
+	close(fd);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	for (field = 2; p && field < 47; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoul(p + 1, NULL, 10) : 0;
+}
+
+/* The static build's heap at main, from its own run: -1 if there is none. */
+static long static_heap(void)
+{
+	static char path[4096], answer[64];
+	char *const argv[] = { path, "--child", NULL };
+	int fds[2], status;
+	ssize_t n, len;
+	pid_t pid;
+
+	len = readlink("/proc/self/exe", path, sizeof(path) - 8);
+	if (len <= 0)
+		return -1;
+	strcpy(path + len, "-static");
+	if (access(path, X_OK) != 0 || pipe(fds) != 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		execv(path, argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	n = read(fds[0], answer, sizeof(answer) - 1);
+	close(fds[0]);
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || status != 0 || n <= 0)
+		return -1;
+	answer[n] = '\0';
+	return strtol(answer, NULL, 10);
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long heap = (unsigned long)syscall(SYS_brk, 0) - start_brk();
+	long other;
+
+	if (argc > 1 && !strcmp(argv[1], "--child")) {
+		printf("%lu\n", heap);
+		return 0;
+	}
+	printf("heap-before-main (%s): brk - start_brk as main() starts\n", ALLOCATOR);
+	other = static_heap();
+	if (other < 0)
+		printf("claim: heap-before-main: %s: brk - start_brk = %lu B at main\n",
+		       heap ? "does-not-hold" : "holds", heap);
+	else
+		printf("claim: heap-before-main: %s: as built (dynamic): %lu B; static: %ld B (the "
+		       "static start-up's sbrk for thread-local storage, then its malloc)\n",
+		       !heap && !other ? "holds" : !heap || !other ? "holds-if" : "does-not-hold", heap,
+		       other);
+	return 0;
+}
