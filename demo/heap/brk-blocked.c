@@ -3,7 +3,9 @@
  * brk-blocked: brk cannot grow into an existing mapping. A mapping placed
  * 256 KiB above the heap's start stops brk one page below it (the kernel
  * keeps a page of gap). glibc's malloc then carries on with mmap: its main
- * arena becomes non-contiguous, in a new mapping of at least 1 MiB.
+ * arena becomes non-contiguous, in a new mapping of at least 1 MiB. And the
+ * next times the arena runs out, with brk still blocked: 100 KiB blocks until
+ * the address space has grown three more times; by how much each time?
  */
 #include "observe.h"
 
@@ -11,7 +13,7 @@
 #define BLOCKS 32
 #define BLOCK (16 * KiB)
 
-static struct snap s0, s1, s2;
+static struct snap s0, s1, s2, sa, sb;
 
 int main(void)
 {
@@ -67,5 +69,34 @@ int main(void)
 		claim("brk-blocked-fallback", HOLDS,
 		      "32 x 16 KiB: %d from brk (brk %s), %d from mmap; VM %s", from_brk,
 		      delta_str(brk_change(&s1, &s2)), from_mmap, delta_str(vm_change(&s1, &s2)));
+
+	/* Again and again: each time the address space grows, by how much. */
+	{
+		long long grew[3];
+		char list[128] = "";
+		int n, found = 0, small = 0;
+
+		take(&sa);
+		for (n = 0; n < 200 && found < 3; n++) {
+			void *p = malloc(100 * KiB);
+
+			if (!p)
+				die("malloc(100 KiB) number %d failed", n + 1);
+			take(&sb);
+			if (vm_change(&sa, &sb) > 0) {
+				grew[found++] = vm_change(&sa, &sb);
+				small += vm_change(&sa, &sb) < (long long)MiB;
+			}
+			sa = sb;
+		}
+		for (n = 0; n < found; n++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", n ? ", " : "",
+				 size_str((unsigned long long)grew[n]));
+		say("  %d x malloc(100 KiB) more: the address space grew by %s\n", n, list);
+		claim("brk-blocked-again", found == 3 && !small ? HOLDS : DOES_NOT_HOLD,
+		      "brk still blocked, malloc(100 KiB) on and on: the next %d growths of the address "
+		      "space: %s",
+		      found, found ? list : "none");
+	}
 	return 0;
 }

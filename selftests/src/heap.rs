@@ -230,6 +230,13 @@ const CLAIMS: &[Claim] = &[
         about: Glibc(Holds),
     },
     Claim {
+        id: "brk-blocked-again",
+        scenario: "brk-blocked",
+        text: "…and each time that runs out, with `brk` still blocked, maps at least 1 MiB \
+               more (`MMAP_AS_MORECORE_SIZE`)",
+        about: Glibc(Holds),
+    },
+    Claim {
         id: "rlimit-data-brk",
         scenario: "rlimit-data",
         text: "`RLIMIT_DATA` below the current data size stops `brk`",
