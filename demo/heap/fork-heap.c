@@ -106,7 +106,7 @@ int main(void)
 		claim("fork-heap", DOES_NOT_HOLD,
 		      "the child's maps show %d [heap] lines, ending %s further (its growth is a VMA of "
 		      "its own: the inherited one's anon_vma chain also links the parent's); the "
-		      "parent's: %d line, %s",
+		      "parent's: %d, %s",
 		      child_lines, delta_str((long long)child_end - (long long)parent_end), parent_after,
 		      parent_end_after == parent_end ? "unchanged" : "changed");
 	free(warm);

@@ -37,7 +37,7 @@ static int child(void)
 
 int main(int argc, char **argv)
 {
-	struct rlimit rl;
+	struct rlimit rl, orig;
 	void *first, *second, *large, *warm;
 	int brk_refused;
 	unsigned long long used;
@@ -51,6 +51,7 @@ int main(int argc, char **argv)
 	used = (s0.mm.brk - s0.mm.start_brk) + (s0.mm.end_data - s0.mm.start_data);
 	if (getrlimit(RLIMIT_DATA, &rl) != 0)
 		die("getrlimit: %s", strerror(errno));
+	orig = rl;
 	rl.rlim_cur = used;
 	if (setrlimit(RLIMIT_DATA, &rl) != 0)
 		die("setrlimit(RLIMIT_DATA, %llu): %s", used, strerror(errno));
@@ -98,11 +99,18 @@ int main(int argc, char **argv)
 		after = raw_brk(0);
 		claim("rlimit-data-shrink",
 		      old == (void *)before && after == before - PAGE ? HOLDS : DOES_NOT_HOLD,
-		      "limit at half the heap's %s: sbrk(-4096) returned %s, brk %s",
+		      "limit at half the heap's %s: sbrk(-4096) returned %s, brk %s%s",
 		      size_str(used),
 		      old == (void *)-1 ? "-1" : old == (void *)before ? "the old break" : "another address",
-		      delta_str((long long)after - (long long)before));
+		      delta_str((long long)after - (long long)before),
+		      old == (void *)before && after == before ?
+			      ": sbrk says it shrank, the kernel refused (brk(2) checks the limit "
+			      "before it lets brk shrink, and returns the old break, which glibc "
+			      "takes for success)" : "");
 	}
+	/* The child starts with the limit it had at first: an exec under half would fail. */
+	if (setrlimit(RLIMIT_DATA, &orig) != 0)
+		die("setrlimit(RLIMIT_DATA): %s", strerror(errno));
 	{
 		char *envp[] = { NULL };
 		const char *answer = run_child("rlimit-data", envp, 0);
@@ -111,7 +119,7 @@ int main(int argc, char **argv)
 
 		claim("rlimit-data-zero", brk_refused && mmap_allowed ? HOLDS : DOES_NOT_HOLD,
 		      "soft limit 0, hard %s: %s",
-		      rl.rlim_max == RLIM_INFINITY ? "unlimited" : size_str(rl.rlim_max), answer);
+		      orig.rlim_max == RLIM_INFINITY ? "unlimited" : size_str(orig.rlim_max), answer);
 		claim("rlimit-data-zero-malloc",
 		      strstr(answer, "malloc(1 MiB) succeeded") ? HOLDS : DOES_NOT_HOLD,
 		      "%s", answer);

@@ -234,7 +234,7 @@ const CLAIMS: &[Claim] = &[
         scenario: "brk-blocked",
         text: "…and each time that runs out, with `brk` still blocked, maps at least 1 MiB \
                more (`MMAP_AS_MORECORE_SIZE`)",
-        about: Glibc(Holds),
+        about: Glibc(DoesNotHold),
     },
     Claim {
         id: "rlimit-data-brk",
@@ -253,7 +253,7 @@ const CLAIMS: &[Claim] = &[
         scenario: "rlimit-data",
         text: "With `RLIMIT_DATA` below what the heap already uses, `brk` can still shrink: \
                `sbrk(-4096)` returns the old break and `brk` goes down a page",
-        about: Kernel(Holds),
+        about: Kernel(DoesNotHold),
     },
     Claim {
         id: "rlimit-data-zero",
