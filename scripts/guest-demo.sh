@@ -30,6 +30,16 @@ show lazy "malloc reserves, memset makes resident" || status=1
 show thread "a second thread gets an arena of its own" || status=1
 show brk-blocked "a mapping in brk's way" || status=1
 
+banner "the mmap threshold's edge, to the byte (demo/heap/edges.c, one probe each side)"
+# Each probe takes the heap's free top, then mallocs: its last calls that
+# change something (the heap's first growth, the block's, stdout's buffer).
+for n in 131048 131049; do
+	echo "malloc($n) after taking the heap's free top: $(EDGES_PROBE="where $n 0" \
+		"$heap/glibc/edges" --child | cut -d' ' -f1)"
+	EDGES_PROBE="where $n 0" mmscope trace -- "$heap/glibc/edges" --child 2>&1 >/dev/null |
+		grep -e '^#' | grep -v 'brk(NULL)' | tail -n 3
+done
+
 banner "which code made the pages resident: demo/firsttouch.c under mmscope trace --faults"
 # The calls, and the pages first touched between them by each stack (the VMA and
 # RSS lines left out).
