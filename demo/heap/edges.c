@@ -141,6 +141,22 @@ static int child(const char *probe)
 		free(p);
 		printf("%zu %lld %zu\n", top, (long long)cur_brk() - (long long)brk0,
 		       mallinfo2().keepcost);
+	} else if (!strcmp(kind, "trim2")) {
+		/* After the dynamic threshold moved: two blocks at the top, freed. */
+		uintptr_t brk0;
+		size_t top;
+
+		free(malloc(a));
+		use_up_top();
+		q = malloc(b / 2);
+		p = malloc(b - b / 2);
+		if (!p || !q || !from_brk(p) || !from_brk(q))
+			die("trim2: the blocks did not come from brk");
+		top = mallinfo2().keepcost + chunk_of(b / 2) + chunk_of(b - b / 2);
+		brk0 = cur_brk();
+		free(p);
+		free(q);
+		printf("%zu %lld\n", top, (long long)cur_brk() - (long long)brk0);
 #endif
 	} else if (!strcmp(kind, "steps")) {
 		static long long step[16];
@@ -236,6 +252,18 @@ static int keeps(size_t s, size_t unused)
 	return delta == 0;
 }
 
+/* Whether freeing two blocks of s bytes in all at the top, after a mapped block of f bytes
+ * was freed, leaves brk where it was. */
+static int keeps_after(size_t s, size_t f)
+{
+	long long top, delta;
+
+	probes++;
+	if (sscanf(ask("trim2 %zu %zu", f, s), "%lld %lld", &top, &delta) != 2)
+		die("trim2 %zu %zu: no answer", f, s);
+	return delta == 0;
+}
+
 /* The mmap threshold's edge after mallopt to t (0: the default): the claim's numbers. */
 static void edge(const char *id, size_t t, size_t want)
 {
@@ -273,6 +301,23 @@ static void thresholds(void)
 	      "after free of a mapped %zu B block (its mapping %zu B), the largest request from "
 	      "brk is %zu B (chunk %zu B), the smallest mapped %zu B",
 	      freed, mapping, last, chunk_of(last), last + 1);
+
+	/* The trim threshold after it: two blocks at the top, each from brk, freed. */
+	{
+		size_t kept = bisect(keeps_after, freed, 64 * KiB, 2 * (mapping - 32));
+		long long top0 = 0, top1 = 0, d0 = 0, d1 = 0;
+
+		if (kept &&
+		    (sscanf(ask("trim2 %zu %zu", freed, kept), "%lld %lld", &top0, &d0) != 2 ||
+		     sscanf(ask("trim2 %zu %zu", freed, kept + 1), "%lld %lld", &top1, &d1) != 2))
+			die("trim2: no answer");
+		claim("dyn-trim-threshold",
+		      kept && top0 < 2 * (long long)mapping && top1 >= 2 * (long long)mapping ?
+			      HOLDS : DOES_NOT_HOLD,
+		      "then free lowers brk once the top chunk reaches %lld B (%lld B does not): "
+		      "twice the %zu B mapping is %zu B",
+		      top1, top0, mapping, 2 * mapping);
+	}
 
 	/* The largest freed block that still moves the threshold: 136 KiB from brk after it. */
 	moved = 0;
@@ -338,7 +383,8 @@ int main(int argc, char **argv)
 	{
 		static const char *const ids[] = { "edge-default", "edge-mallopt",
 						   "edge-mallopt-above-max", "dyn-threshold-chunk",
-						   "dyn-threshold-max", "trim-edge" };
+						   "dyn-trim-threshold", "dyn-threshold-max",
+						   "trim-edge" };
 		size_t i;
 
 		for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)

@@ -139,6 +139,13 @@ const CLAIMS: &[Claim] = &[
         about: Glibc(Holds),
     },
     Claim {
+        id: "dyn-trim-threshold",
+        scenario: "edges",
+        text: "…and the trim threshold becomes twice that: `free` lowers `brk` only once the \
+               top chunk reaches twice the freed block's mapping",
+        about: Glibc(Holds),
+    },
+    Claim {
         id: "dyn-threshold-max",
         scenario: "edges",
         text: "A freed mapped block moves the threshold if its mapping is at most 32 MiB \
