@@ -148,11 +148,15 @@ static int child(const char *probe)
 
 		free(malloc(a));
 		use_up_top();
-		q = malloc(b / 2);
-		p = malloc(b - b / 2);
+		/*
+		 * 100 KiB, then b: each grows the heap (b is more than the top the first
+		 * growth left), so the top when both are freed moves with b in pages.
+		 */
+		q = malloc(100 * KiB);
+		p = malloc(b);
 		if (!p || !q || !from_brk(p) || !from_brk(q))
 			die("trim2: the blocks did not come from brk");
-		top = mallinfo2().keepcost + chunk_of(b / 2) + chunk_of(b - b / 2);
+		top = mallinfo2().keepcost + chunk_of(100 * KiB) + chunk_of(b);
 		brk0 = cur_brk();
 		free(p);
 		free(q);
@@ -252,8 +256,10 @@ static int keeps(size_t s, size_t unused)
 	return delta == 0;
 }
 
-/* Whether freeing two blocks of s bytes in all at the top, after a mapped block of f bytes
- * was freed, leaves brk where it was. */
+/*
+ * Whether freeing two blocks at the top, 100 KiB and s bytes, after a mapped block of f bytes
+ * was freed, leaves brk where it was.
+ */
 static int keeps_after(size_t s, size_t f)
 {
 	long long top, delta;
@@ -304,15 +310,17 @@ static void thresholds(void)
 
 	/* The trim threshold after it: two blocks at the top, each from brk, freed. */
 	{
-		size_t kept = bisect(keeps_after, freed, 64 * KiB, 2 * (mapping - 32));
+		size_t kept = bisect(keeps_after, freed, 136 * KiB, mapping - 24);
 		long long top0 = 0, top1 = 0, d0 = 0, d1 = 0;
 
 		if (kept &&
 		    (sscanf(ask("trim2 %zu %zu", freed, kept), "%lld %lld", &top0, &d0) != 2 ||
 		     sscanf(ask("trim2 %zu %zu", freed, kept + 1), "%lld %lld", &top1, &d1) != 2))
 			die("trim2: no answer");
+		/* Tops a page apart at most: the threshold is pinned to a page. */
 		claim("dyn-trim-threshold",
-		      kept && top0 < 2 * (long long)mapping && top1 >= 2 * (long long)mapping ?
+		      kept && top0 < 2 * (long long)mapping && top1 >= 2 * (long long)mapping &&
+				      top1 - top0 <= (long long)PAGE + 16 ?
 			      HOLDS : DOES_NOT_HOLD,
 		      "then free lowers brk once the top chunk reaches %lld B (%lld B does not): "
 		      "twice the %zu B mapping is %zu B",
@@ -334,6 +342,8 @@ static void thresholds(void)
 					hi = mid;
 			}
 			moved = lo;
+		} else {
+			die("a freed 256 KiB mapping did not move the threshold, or a 64 MiB one did");
 		}
 	}
 	{
@@ -356,13 +366,18 @@ static void thresholds(void)
 		if (sscanf(ask("trim %zu", top_edge + 1), "%lld %lld %lld", &top, &delta, &left) != 3 ||
 		    sscanf(ask("trim %zu", top_edge), "%lld %lld %lld", &top0, &delta0, &left0) != 3)
 			die("trim: no answer");
-		/* It gives back whole pages above M_TOP_PAD, and only when at least one. */
+		/*
+		 * It gives back whole pages above M_TOP_PAD, from the smallest block the
+		 * thread cache does not keep: 64 chunk sizes of 16 B from 32 B, requests up to
+		 * 1,032 B.
+		 */
 		claim("trim-edge",
-		      top_edge && delta < 0 && left >= 128 * (long long)KiB &&
+		      top_edge == 1032 && delta < 0 && left >= 128 * (long long)KiB &&
 				      left < 128 * (long long)KiB + (long long)PAGE + 64 ?
 			      HOLDS : DOES_NOT_HOLD,
 		      "free of a %zu B block at the top (top chunk %lld B) lowers brk by %lld B and "
-		      "keeps a %lld B top; of a %zu B block, which the thread cache keeps, by nothing",
+		      "keeps a %lld B top; of a %zu B block, the largest the thread cache keeps, by "
+		      "nothing",
 		      top_edge + 1, top, -delta, left, top_edge);
 	}
 
@@ -396,15 +411,16 @@ int main(int argc, char **argv)
 	/* Many small blocks freed, without malloc_trim. */
 	if (sscanf(ask("smallfree"), "%lld %lld", &grown, &back) != 2)
 		die("smallfree: no answer");
-	claim("small-frees", !grown ? NOT_APPLICABLE : back < 0 ? HOLDS : DOES_NOT_HOLD,
+	/* Blocks on brk: it grew by at least their 1,000 KiB. */
+	claim("small-frees",
+	      grown < 1000 * (long long)KiB ? NOT_APPLICABLE : back < 0 ? HOLDS : DOES_NOT_HOLD,
 	      "1,000 malloc(1 KiB) grew brk by %lld B; freeing them all: brk %+lld B", grown, back);
 
 	/* The heap's growth, step by step. */
 	snprintf(steps, sizeof(steps), "%s", ask("steps %lu 6", 100 * KiB));
 	first = strtoll(ask("steps 1 1"), NULL, 10);
 	claim("first-growth",
-	      !first ? NOT_APPLICABLE :
-	      first == (long long)PAGE_ALIGN(32 + 128 * KiB) ? HOLDS : DOES_NOT_HOLD,
+	      !first ? NOT_APPLICABLE : first == 132 * (long long)KiB ? HOLDS : DOES_NOT_HOLD,
 	      "malloc(1) in a fresh process: brk %+lld B; six malloc(100 KiB): brk steps %s B", first,
 	      steps);
 	if (probes)

@@ -182,8 +182,9 @@ const CLAIMS: &[Claim] = &[
     Claim {
         id: "first-growth",
         scenario: "edges",
-        text: "A fresh process's first `malloc(1)` grows the heap by 132 KiB: its chunk and \
-               `M_TOP_PAD` (128 KiB), page-rounded",
+        text: "A fresh process's first `malloc(1)` grows the heap by 132 KiB: `M_TOP_PAD` \
+               (128 KiB) and the first chunks (the thread cache's own, 656 B, and the block's), \
+               page-rounded",
         about: Glibc(Holds),
     },
     Claim {
@@ -258,8 +259,8 @@ const CLAIMS: &[Claim] = &[
     Claim {
         id: "rlimit-data-shrink",
         scenario: "rlimit-data",
-        text: "With `RLIMIT_DATA` below what the heap already uses, `brk` can still shrink: \
-               `sbrk(-4096)` returns the old break and `brk` goes down a page",
+        text: "With `RLIMIT_DATA` below what the heap already uses, `brk` can still shrink \
+               (by a page, to a size still above the limit)",
         about: Kernel(DoesNotHold),
     },
     Claim {
