@@ -23,6 +23,7 @@
  * 16 (at least 32). Only glibc has these knobs: other allocators answer n/a.
  */
 #include "observe.h"
+#include "start_brk.h"
 
 /* The kernel's brk now. */
 static uintptr_t cur_brk(void)
@@ -31,33 +32,17 @@ static uintptr_t cur_brk(void)
 }
 
 /*
- * start_brk: field 47 of /proc/self/stat, read once, at the start: reading it
- * later would put stdio's buffer on the heap, between a block and the top.
+ * start_brk, read once (start_brk.h: without stdio, which would put its buffer
+ * on the heap, between a block and the top).
  */
 static uintptr_t start_brk(void)
 {
-	static char buf[4096];
 	static uintptr_t known;
-	unsigned long long v = 0;
-	char *p;
-	int field, fd;
-	ssize_t n;
 
-	if (known)
-		return known;
-	fd = open("/proc/self/stat", O_RDONLY);
-	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		die("/proc/self/stat: %s", strerror(errno));
-	close(fd);
-	buf[n] = '\0';
-	/* The fields after the command's closing parenthesis start at 3. */
-	p = strrchr(buf, ')');
-	for (field = 2; p && field < 47; field++)
-		p = strchr(p + 1, ' ');
-	if (!p || sscanf(p + 1, "%llu", &v) != 1)
+	if (!known)
+		known = read_start_brk();
+	if (!known)
 		die("no start_brk in /proc/self/stat");
-	known = (uintptr_t)v;
 	return known;
 }
 

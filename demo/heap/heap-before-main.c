@@ -6,7 +6,6 @@
  * a static build beside it, whose start-up code sets up thread-local storage
  * with sbrk() (__libc_setup_tls) where the dynamic loader uses mmap.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,25 +13,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "start_brk.h"
+
 #ifndef ALLOCATOR
 #error "build with -DALLOCATOR=\"name\" (see the Makefile)"
 #endif
 
+/* start_brk, or exit 1 if it cannot be read. */
 static unsigned long start_brk(void)
 {
-	static char buf[4096];
-	int fd = open("/proc/self/stat", O_RDONLY), field;
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	char *p;
+	unsigned long v = read_start_brk();
 
-	if (n <= 0)
+	if (!v)
 		exit(1);
-	close(fd);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	for (field = 2; p && field < 47; field++)
-		p = strchr(p + 1, ' ');
-	return p ? strtoul(p + 1, NULL, 10) : 0;
+	return v;
 }
 
 /* The static build's heap at main, from its own run: -1 if there is none. */
