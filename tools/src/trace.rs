@@ -749,9 +749,10 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         if let Some(p) = p {
             self.index += 1;
             let after = self.snapshot(pid, tid)?;
-            let settle = after
-                .clone()
-                .map(|a| (a, p.call, p.args.clone(), p.before.brk()));
+            // `--faults` settles after the event has taken the reading: a copy, only then.
+            let settle = (after.as_ref())
+                .filter(|_| self.faults.is_some())
+                .map(|a| (a.clone(), p.call, p.args.clone(), p.before.brk()));
             let event = p.into_event(self.index, pid, tid, Some(sval), after);
             (self.on_event)(event);
             if let Some((after, call, args, brk)) = settle {
