@@ -139,7 +139,7 @@ $(PROGS_DIR)/firsttouch-dynamic: demo/firsttouch.c
 
 heap: $(HEAP_STAMP)
 
-$(HEAP_STAMP): $(wildcard demo/heap/*) include/uapi/mmscope.h scripts/build-heap.sh | $(DEPS)
+$(HEAP_STAMP): $(wildcard demo/heap/*) include/uapi/mmscope.h scripts/build-heap.sh scripts/glibc.sh scripts/lib.sh | $(DEPS)
 	scripts/build-heap.sh $(HEAP_DIR)
 	@touch $@
 

@@ -32,9 +32,9 @@ for f in "${programs[@]}"; do [ -x "$f" ] || die "$f is not an executable on thi
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 chmod 755 "$root"
-mkdir -p "$root/mmscope/progs"
+mkdir -p "$root/mmscope/progs" "$root$(dirname "$GUEST_HEAP")"
 cp -r "$progs"/. "$root/mmscope/progs/"
-cp -r "$heap" "$root/mmscope/heap"
+cp -r "$heap" "$root$GUEST_HEAP"
 for f in "${programs[@]}"; do
 	mkdir -p "$root$(dirname "$f")"
 	cp -L "$f" "$root$f"

@@ -46,41 +46,14 @@ use_kernel() {
 	KMAKE=(make -s -C "$SRC" "LLVM=-$LLVM_VERSION")
 }
 
-# debian_mirror: the Debian archive URI the host already uses, so that no
-# mirror is hard-coded here; MMSCOPE_DEBIAN_MIRROR overrides it.
-debian_mirror() {
-	if [ -n "${MMSCOPE_DEBIAN_MIRROR:-}" ]; then
-		echo "$MMSCOPE_DEBIAN_MIRROR"
-		return
-	fi
-	{
-		sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n'
-		awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }' \
-			/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
-	} | grep -E '/debian/?$' | head -n 1 || true
-}
-
 # fetch_source: download and unpack linux-source-$KERNEL_SERIES once. Returns
 # 1, having said why, when $KERNEL_SUITE does not carry it; any other failure
 # dies. (Called as an `if` condition, where `set -e` is off: each step checks.)
 fetch_source() {
 	[ -f "$SRC/.mmscope-unpacked" ] && return
 	step "fetch linux-source-$KERNEL_SERIES from $KERNEL_SUITE"
-	local mirror apt_dir
-	mirror=$(debian_mirror)
-	[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt; set MMSCOPE_DEBIAN_MIRROR to one"
-	apt_dir=$CACHE_DIR/apt
-	rm -rf "$apt_dir"
-	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" || die "cannot create $apt_dir"
-	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $KERNEL_SUITE main" \
-		>"$apt_dir/sources.list" || die "cannot write $apt_dir/sources.list"
-	local apt=(apt-get -qq -o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=-
-		-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
-	# A suite that cannot be read (network, mirror) is an error, not a reason to move on:
-	# apt-get update alone exits 0 when it fails to fetch.
-	"${apt[@]}" --error-on=any update </dev/null ||
-		die "apt-get update of $KERNEL_SUITE from $mirror failed (network, or MMSCOPE_DEBIAN_MIRROR)"
-	if ! (cd "$apt_dir" && "${apt[@]}" download "linux-source-$KERNEL_SERIES" </dev/null); then
+	local apt_dir=$CACHE_DIR/apt
+	if ! apt_download "$KERNEL_SUITE" "$apt_dir" "linux-source-$KERNEL_SERIES"; then
 		echo "mmscope: $KERNEL_SUITE has no linux-source-$KERNEL_SERIES (any more)" >&2
 		rm -rf "$apt_dir"
 		return 1

@@ -95,10 +95,26 @@ int main(void)
 			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", n ? ", " : "",
 				 size_str((unsigned long long)grew[n]));
 		say("  %d x malloc(100 KiB) more: the address space grew by %s\n", made, list);
-		claim("brk-blocked-again", found == 3 && !small ? HOLDS : DOES_NOT_HOLD,
-		      "brk still blocked, malloc(100 KiB) on and on: the next %d growths of the address "
-		      "space: %s",
-		      found, found ? list : "none");
+		/*
+		 * The sizes where they repeat; where they vary from run to run (jemalloc's
+		 * extents), only what the claim asks of them: the trace above shows them.
+		 */
+		for (n = 1; n < found && grew[n] == grew[0]; n++)
+			;
+		if (!found)
+			claim("brk-blocked-again", NOT_APPLICABLE,
+			      "brk still blocked, %d x malloc(100 KiB) more never grew the address space",
+			      made);
+		else if (n == found)
+			claim("brk-blocked-again", found == 3 && !small ? HOLDS : DOES_NOT_HOLD,
+			      "brk still blocked, malloc(100 KiB) on and on: the next %d growths of the "
+			      "address space: %s",
+			      found, list);
+		else
+			claim("brk-blocked-again", found == 3 && !small ? HOLDS : DOES_NOT_HOLD,
+			      "brk still blocked, malloc(100 KiB) on and on: of the next %d growths of the "
+			      "address space, %d at least 1 MiB (their sizes vary from run to run)",
+			      found, found - small);
 	}
 	return 0;
 }

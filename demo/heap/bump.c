@@ -15,11 +15,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "allocator.h"
 #include "start_brk.h"
 
-#ifndef ALLOCATOR
-#error "build with -DALLOCATOR=\"name\" (see the Makefile)"
-#endif
 
 /* start_brk, or exit 1 if it cannot be read. */
 static unsigned long start_brk(void)
@@ -37,7 +35,7 @@ int main(void)
 	void *small[100], *big;
 	int i, from_brk = 0, big_from_brk;
 
-	printf("bump (%s): 100 x malloc(1 KiB) and malloc(100 KiB), never free()\n", ALLOCATOR);
+	printf("bump (%s): 100 x malloc(1 KiB) and malloc(100 KiB), never free()\n", allocator());
 	if (strcmp(ALLOCATOR, "musl")) {
 		printf("claim: musl-bump: n/a: %s is linked whole, free() or not\n", ALLOCATOR);
 		return 0;

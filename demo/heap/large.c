@@ -61,6 +61,10 @@ int main(void)
 		      "(brk %s); the second got a %s mapping above brk, below mmap_base; free: VM %s",
 		      delta_str(brk_change(&s3, &s0)), size_str((unsigned long long)grown),
 		      delta_str(freed));
+	else if (in_mmap(&s1, p) && grown <= 0 && freed >= 0)
+		claim("large-from-mmap", DOES_NOT_HOLD,
+		      "from memory the allocator had mapped before: VM %s at malloc, %s at free%s",
+		      delta_str(grown), delta_str(freed), placed ? "" : ", not between brk and mmap_base");
 	else if (in_mmap(&s1, p))
 		claim("large-from-mmap", HOLDS_IF,
 		      "from mmap, but VM %s at malloc, %s at free%s", delta_str(grown), delta_str(freed),

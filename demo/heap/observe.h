@@ -16,7 +16,7 @@
  * The selftests collect these lines from every allocator's build into the
  * claims table (selftests/src/heap.rs).
  *
- * Each scenario is built once per allocator (Makefile, HEAP_ALLOCATORS):
+ * Each scenario is built once per allocator (scripts/build-heap.sh):
  * ALLOCATOR is its name; GLIBC_MALLOC is defined when the allocator is
  * glibc's own, the only one with mallopt(), malloc_trim() and
  * MALLOC_ARENA_MAX.
@@ -39,11 +39,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "allocator.h"
 #include "mmscope.h"
 
-#ifndef ALLOCATOR
-#error "build with -DALLOCATOR=\"name\" (see the Makefile)"
-#endif
 
 #define KiB (1024UL)
 #define MiB (1024UL * KiB)
@@ -370,7 +368,7 @@ static inline void begin(const char *scenario, const char *what)
 		*c = *c;
 	}
 	settle_stack();
-	say("%s (%s): %s\n", scenario, ALLOCATOR, what);
+	say("%s (%s): %s\n", scenario, allocator(), what);
 }
 
 #ifdef GLIBC_MALLOC
