@@ -49,6 +49,21 @@ awk '/^#|^  faults:|^    [+-]|^exit/' /tmp/firsttouch.txt |
 mmscope trace --faults --flame "$out/sort-resident" -o /tmp/sort-faults.txt -- \
 	/usr/bin/sort -n -o /tmp/sorted /tmp/numbers
 sed -n '/^summary/,$p' /tmp/sort-faults.txt >"$out/sort-faults.txt"
+# --kernel: demo/kernelpaths.c, static. Its calls from main on (after the
+# start-up's RELRO mprotect) to its mprotect, seven levels deep; then, at the
+# default depth, the page faults before each of its two madvise calls (the
+# first touches of anonymous pages, then of the module's). RSS lines left out.
+mmscope trace --kernel --kernel-depth 7 -o /tmp/kernel7.txt -- /mmscope/progs/kernelpaths >/dev/null
+awk '/^#[0-9]+ / && relro { on = 1 }
+	/^#[0-9]+ .* mprotect\(/ && !relro { relro = 1 }
+	/^      kernel, [0-9]+ page fault/ && on { exit }
+	on && !/^      RSS/ && !/^      between the calls/ { print }' /tmp/kernel7.txt >"$out/kernel.txt"
+mmscope trace --kernel -o /tmp/kernel4.txt -- /mmscope/progs/kernelpaths >/dev/null
+awk '/^      kernel, [0-9]+ page fault/ { buf = $0; keep = 1; next }
+	/^#[0-9]+ / { if (keep && /madvise\(/) { if (n) print "..."; print buf; print; if (++n == 2) exit }
+		keep = 0; next }
+	keep && !/^      RSS/ && !/^      between the calls/ { buf = buf "\n" $0 }' \
+	/tmp/kernel4.txt >"$out/kernel-faults.txt"
 # --stacks: demo/stacks.c, linked dynamically; the first call each of its functions made.
 mmscope trace --stacks -o /tmp/stacks.txt -- /mmscope/progs/stacks-dynamic >/dev/null
 awk '/^#/ { if (block != "" && keep) print block; block = $0; keep = 0; skip = /\(NULL\) =/; next }

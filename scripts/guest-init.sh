@@ -3,7 +3,8 @@
 # runs what mmscope.run= on the kernel command line asks for, sends the files
 # the run left in /out to the host (second serial port), unloads the module
 # and reports one result line for the host to judge.
-#   mmscope.run=test   the selftests
+#   mmscope.run=test   the selftests (mmscope.tests=NAME: those whose names
+#                      contain NAME)
 #   mmscope.run=shell  an interactive shell on the console
 #   mmscope.run=docs   generate the README's example output into /out
 #   mmscope.run=demo   the heap scenarios, a real program and the claims table
@@ -23,6 +24,8 @@ chmod 1777 /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 # debugfs: kmemleak and fault injection, on the debug kernel
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+# The function-graph tracer, for mmscope trace --kernel.
+mount -t tracefs tracefs /sys/kernel/tracing
 mkdir -p /out
 
 # The disk (scripts/disk.sh): every program the guest runs, on a read-only
@@ -47,9 +50,11 @@ mount_disk() {
 }
 
 mode=test
+tests=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	mmscope.run=*) mode=${arg#mmscope.run=} ;;
+	mmscope.tests=*) tests=${arg#mmscope.tests=} ;;
 	mmscope.accel=*) export MMSCOPE_ACCEL=${arg#mmscope.accel=} ;;
 	esac
 done
@@ -113,7 +118,7 @@ test)
 	[ -e $KMEMLEAK ] && export MMSCOPE_TEST_TIMEOUT=600
 	MMSCOPE_KO=/mmscope/mmscope.ko MMSCOPE_COMPAT32=/mmscope/compat32 \
 		MMSCOPE_BIN=/bin/mmscope MMSCOPE_PROGS=/mmscope/progs MMSCOPE_HEAP=/mmscope/heap \
-		MMSCOPE_OUT=/out /mmscope/selftests
+		MMSCOPE_OUT=/out /mmscope/selftests $tests
 	status=$?
 	;;
 shell)

@@ -9,7 +9,10 @@
 # terminal, no timeout). The guest's /out is unpacked into OUTDIR (default:
 # guest-out beside LOG).
 # MMSCOPE_TIMEOUT (seconds, default 600), MMSCOPE_SMP (default 2),
-# MMSCOPE_MEM (default 1G), MMSCOPE_ACCEL (kvm, tcg; default: probe).
+# MMSCOPE_MEM (default 1G), MMSCOPE_ACCEL (kvm, tcg; default: probe),
+# MMSCOPE_TCG=single (TCG with one host thread for all the guest's CPUs, for
+# ftrace: see below), MMSCOPE_TESTS (test mode: only the selftests whose names
+# contain it).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -46,10 +49,28 @@ if [ -z "$accel" ]; then
 	if [ -w /dev/kvm ]; then
 		step "probe KVM"
 		if timeout -k 1 5 "${QEMU[@]}" -accel kvm -append "$APPEND mmscope.run=probe" </dev/null 2>/dev/null |
-			tr -d '\r' | grep -q '^MMSCOPE-GUEST-RESULT: probe=ok'; then
+			tr -d '\r' | grep '^MMSCOPE-GUEST-RESULT: probe=ok' >/dev/null; then
 			accel=kvm
 		fi
 	fi
+fi
+# QEMU's multi-threaded TCG (a host thread per guest CPU, the default) can run
+# code the kernel has just patched in its old form on another CPU: enabling
+# ftrace's function-graph tracer, which patches every traceable function, then
+# ends in "Oops: int3" in a few runs. With one host thread for all CPUs it does
+# not; the guest is told which it got (mmscope.accel), and `mmscope trace
+# --kernel` refuses to patch under the other.
+case "${MMSCOPE_TCG:-}" in
+"") ;;
+single) [ "$accel" != tcg ] || accel=tcg,thread=single ;;
+*) die "MMSCOPE_TCG is ${MMSCOPE_TCG}; it may only be single" ;;
+esac
+tests=
+if [ -n "${MMSCOPE_TESTS:-}" ]; then
+	case "$MMSCOPE_TESTS" in
+	*[!a-z0-9_]*) die "MMSCOPE_TESTS=$MMSCOPE_TESTS: a selftest name (or part of one) has only a-z, 0-9 and _" ;;
+	esac
+	tests=" mmscope.tests=$MMSCOPE_TESTS"
 fi
 
 # unpack_out: the guest's /out, a base64 tar, into $outdir.
@@ -65,7 +86,7 @@ unpack_out() {
 if [ "$mode" = shell ]; then
 	step "boot the guest ($accel, ${MMSCOPE_SMP:-2} CPUs) with a shell; Ctrl-A x quits QEMU at once"
 	set +e
-	"${QEMU[@]}" -accel "$accel" -append "$APPEND mmscope.run=shell"
+	"${QEMU[@]}" -accel "$accel" -append "$APPEND mmscope.run=shell mmscope.accel=$accel"
 	set -e
 	unpack_out
 	exit 0
@@ -73,7 +94,7 @@ fi
 
 step "boot the guest ($accel, ${MMSCOPE_SMP:-2} CPUs, timeout ${timeout_s}s), log in $log"
 set +e
-timeout -k 5 "$timeout_s" "${QEMU[@]}" -accel "$accel" -append "$APPEND mmscope.run=$mode mmscope.accel=$accel" </dev/null 2>&1 |
+timeout -k 5 "$timeout_s" "${QEMU[@]}" -accel "$accel" -append "$APPEND mmscope.run=$mode mmscope.accel=$accel$tests" </dev/null 2>&1 |
 	tr -d '\r' | tee "$log"
 qemu_status=${PIPESTATUS[0]}
 set -e

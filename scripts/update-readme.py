@@ -40,6 +40,14 @@ BLOCKS = {
         "stacks.txt",
         "mmscope trace --stacks -- stacks-dynamic    # the first call of each of its functions",
     ),
+    "kernel": (
+        "kernel.txt",
+        "mmscope trace --kernel --kernel-depth 7 -- kernelpaths    # main's calls to its mprotect; RSS lines left out",
+    ),
+    "kernel-faults": (
+        "kernel-faults.txt",
+        "mmscope trace --kernel -- kernelpaths    # the faults before each madvise: anonymous pages, then the module's",
+    ),
     "faults": (
         "faults.txt",
         "mmscope trace --faults -- firsttouch    # from grow_heap's first touch to the fork; VMA and RSS lines left out",

@@ -3636,3 +3636,332 @@ pub fn cli_trace_faults() -> TestResult {
     }
     Ok(())
 }
+
+/// The chain of calls from `node` (a `--kernel` graph in JSON) down to `function`, if it runs
+/// in it.
+fn graph_path<'a>(node: &'a Value, function: &str) -> Option<Vec<&'a str>> {
+    let name = node["function"].as_str()?;
+    if name == function {
+        return Some(vec![name]);
+    }
+    node["calls"].as_array()?.iter().find_map(|c| {
+        graph_path(c, function).map(|mut p| {
+            p.insert(0, name);
+            p
+        })
+    })
+}
+
+/// Whether `function` runs anywhere in the graphs `nodes`.
+fn graph_has(nodes: &Value, function: &str) -> bool {
+    (nodes.as_array().into_iter().flatten()).any(|n| graph_path(n, function).is_some())
+}
+
+/// Checks that the graphs `nodes` run the functions of `chain` in that order, each called
+/// (directly or not) by the one before: the code path the kernel's source gives. A name
+/// marked `~` is defined in the same file as its caller, where the compiler may inline it
+/// (there is no LTO here): the graph then cannot show it, and it is left out if absent; every
+/// other call crosses files, and must show.
+fn check_chain(what: &str, nodes: &Value, chain: &[&str]) -> TestResult {
+    let name = |f: &&str| f.trim_start_matches('~').to_string();
+    // The deepest function of the chain the graphs show; every one the chain requires after
+    // it is missing.
+    let Some(deepest) = chain.iter().rposition(|f| graph_has(nodes, &name(f))) else {
+        return Err(Outcome::Fail(format!(
+            "{what}: none of {chain:?} in {nodes}"
+        )));
+    };
+    let missing: Vec<&str> = (chain[deepest + 1..].iter().copied())
+        .filter(|f| !f.starts_with('~'))
+        .collect();
+    check!(
+        missing.is_empty(),
+        "{what}: {missing:?} not in the graph {nodes}"
+    );
+    let target = name(&chain[deepest]);
+    let path = (nodes.as_array().into_iter().flatten())
+        .find_map(|n| graph_path(n, &target))
+        .ok_or_else(|| Outcome::Fail(format!("{what}: {target} is not in the graph")))?;
+    let mut inlined = Vec::new();
+    let mut at = path.iter();
+    for f in &chain[..=deepest] {
+        match f.strip_prefix('~') {
+            Some(f) if !path.contains(&f) => inlined.push(f),
+            Some(f) => check!(
+                at.any(|p| *p == f),
+                "{what}: {f} out of order in {}",
+                path.join(" → ")
+            ),
+            None => check!(
+                at.any(|p| p == f),
+                "{what}: {f} is not on the path to {target}: {}",
+                path.join(" → ")
+            ),
+        }
+    }
+    println!("# {what}: {}", path.join(" → "));
+    if !inlined.is_empty() {
+        println!(
+            "#   inlined into their callers here: {}",
+            inlined.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `mmscope trace --kernel`: each call of `demo/kernelpaths.c` shows the kernel functions the
+/// 7.3 source says it runs (each chain below with where in the source the calls are), the
+/// page faults between the calls show the fault path, and calls that do something else do not
+/// run them.
+pub fn cli_trace_kernel() -> TestResult {
+    let program = prog("kernelpaths")?;
+    let path = "/tmp/mmscope-trace-kernel.json";
+    let out = output(mmscope(&[
+        "trace",
+        "--kernel",
+        "--kernel-depth",
+        "9",
+        "--json",
+        "-o",
+        path,
+        "--",
+        &program,
+    ])?)?;
+    let err = text(&out.stderr);
+    if err.contains("no function-graph tracer") || err.contains("tracefs is not mounted") {
+        skip!("this kernel has no function-graph tracer: {err}");
+    }
+    // Refused, as it must be, in a guest under QEMU's multi-threaded TCG (scripts/run-guest.sh):
+    // `make test` runs this test again in a boot of its own with one TCG thread.
+    let threaded = std::fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|a| a == "mmscope.accel=tcg");
+    if threaded {
+        check!(
+            err.contains("multi-threaded TCG") && out.status.code() == Some(1),
+            "--kernel under multi-threaded TCG must refuse: {err}"
+        );
+        skip!("QEMU's multi-threaded TCG: make test runs this in a boot with one TCG thread");
+    }
+    check_eq!(out.status.code(), Some(0), "{err}");
+    let did = json(text(&out.stdout).trim())?;
+    let at = |key: &str| did[key].as_u64().unwrap_or(0);
+    let page = page_size() as u64;
+    let events = trace_lines(path)?;
+    let calls: Vec<&Value> = events.iter().filter(|e| e["event"] == "syscall").collect();
+    // Every call has its graph, from its own entry.
+    for c in &calls {
+        let entry = format!("__x64_sys_{}", c["syscall"].as_str().unwrap_or(""));
+        check_eq!(
+            c["kernel"]["call"][0]["function"].as_str(),
+            Some(entry.as_str()),
+            "the graph of {}",
+            c["call"]
+        );
+    }
+    let find = |syscall: &str, arg0: u64, what: &str| {
+        calls
+            .iter()
+            .copied()
+            .find(|c| c["syscall"] == syscall && c["args"][0].as_u64() == Some(arg0))
+            .ok_or_else(|| Outcome::Fail(format!("no {what} in the trace")))
+    };
+    let start = at("brk");
+    let grow = find("brk", start + 16 * page, "brk growing the heap")?;
+    let shrink = find("brk", start + 8 * page, "brk shrinking the heap")?;
+    let merge = find("mmap", at("lower"), "mmap below a mapping")?;
+    let split = find("mprotect", at("middle"), "mprotect of a middle page")?;
+
+    // Where each call is in the 7.3 source: `~` marks a function defined in the same file as
+    // its caller (see check_chain). brk growing an existing heap: SYSCALL_DEFINE1(brk)
+    // (mm/mmap.c:117, whose __do_sys_brk the macro makes `static inline`) calls
+    // do_brk_flags() (mm/vma.c:3021, another file) at mm/mmap.c:196, which expands the heap's
+    // VMA: vma_merge_new_range() (mm/vma.c:3056) → vma_expand() (:1195).
+    check_chain(
+        "brk grow",
+        &grow["kernel"]["call"],
+        &[
+            "__x64_sys_brk",
+            "~__do_sys_brk",
+            "do_brk_flags",
+            "~vma_merge_new_range",
+            "~vma_expand",
+        ],
+    )?;
+    check!(
+        !graph_has(&grow["kernel"]["call"], "do_vmi_align_munmap"),
+        "brk grow unmaps nothing"
+    );
+    // brk shrinking: sys_brk() calls do_vmi_align_munmap() (mm/vma.c:1668) at mm/mmap.c:175;
+    // it splits the heap's VMA (:1680 vms_gather_munmap_vmas() → :1512 __split_vma()) and
+    // unmaps the top (:1689 vms_complete_munmap_vmas() → :1430 vms_clear_ptes() →
+    // unmap_region() → unmap_vmas(), mm/memory.c:2292).
+    check_chain(
+        "brk shrink",
+        &shrink["kernel"]["call"],
+        &[
+            "__x64_sys_brk",
+            "~__do_sys_brk",
+            "do_vmi_align_munmap",
+            "~vms_gather_munmap_vmas",
+            "~__split_vma",
+        ],
+    )?;
+    check_chain(
+        "brk shrink",
+        &shrink["kernel"]["call"],
+        &[
+            "__x64_sys_brk",
+            "~__do_sys_brk",
+            "do_vmi_align_munmap",
+            "~vms_complete_munmap_vmas",
+            "~vms_clear_ptes",
+            "~unmap_region",
+            "unmap_vmas",
+        ],
+    )?;
+    check!(
+        !graph_has(&shrink["kernel"]["call"], "do_brk_flags"),
+        "brk shrink grows nothing"
+    );
+    // An anonymous mmap right below a compatible mapping: ksys_mmap_pgoff()
+    // (arch/x86/kernel/sys_x86_64.c:96 → mm/mmap.c:581) → vm_mmap_pgoff() (mm/mmap.c:619 →
+    // mm/util.c:565) → do_mmap() (mm/util.c:581 → mm/mmap.c:338) → mmap_region() (mm/mmap.c:573
+    // → mm/vma.c:2971) → __mmap_region() → vma_merge_new_range() (mm/vma.c:2907) →
+    // vma_expand() (:1195): no new VMA.
+    check_chain(
+        "mmap merge",
+        &merge["kernel"]["call"],
+        &[
+            "__x64_sys_mmap",
+            "ksys_mmap_pgoff",
+            "vm_mmap_pgoff",
+            "do_mmap",
+            "mmap_region",
+            "~__mmap_region",
+            "~vma_merge_new_range",
+            "~vma_expand",
+        ],
+    )?;
+    let added = merge["added"].as_array().cloned().unwrap_or_default();
+    check!(
+        added
+            .iter()
+            .any(|v| v["start"].as_u64() == Some(at("lower"))
+                && v["end"].as_u64() == Some(at("upper") + 4 * page)),
+        "the mmap below made one VMA of both: {added:?}"
+    );
+    // mprotect of a middle page: do_mprotect_pkey() → mprotect_fixup() (mm/mprotect.c:1002),
+    // which calls vma_modify_flags() (mm/vma.c:1793) at mm/mprotect.c:824 → vma_modify()
+    // (mm/vma.c:1804) → split_vma() (:1776, :1784) → __split_vma() (:643).
+    check_chain(
+        "mprotect split",
+        &split["kernel"]["call"],
+        &[
+            "__x64_sys_mprotect",
+            "~do_mprotect_pkey",
+            "~mprotect_fixup",
+            "vma_modify_flags",
+            "~vma_modify",
+            "~split_vma",
+            "~__split_vma",
+        ],
+    )?;
+    check_eq!(
+        split["added"].as_array().map(Vec::len),
+        Some(3),
+        "mprotect of the middle page leaves three VMAs"
+    );
+
+    // The first touches before the first madvise: anonymous faults. handle_mm_fault()
+    // (called from arch/x86/mm/fault.c:1343) → __handle_mm_fault() → handle_pte_fault() →
+    // do_pte_missing() → do_anonymous_page() (mm/memory.c:5428), which maps the new page
+    // (:5520 map_anon_folio_pte_pf() → :5417 map_anon_folio_pte_nopf()) and adds it to the
+    // VMA's anon_vma: folio_add_new_anon_rmap() (mm/rmap.c:1652).
+    let markers: Vec<&Value> = calls
+        .iter()
+        .copied()
+        .filter(|c| c["syscall"] == "madvise")
+        .collect();
+    let anon = markers
+        .first()
+        .ok_or_else(|| Outcome::Fail("no madvise in the trace".into()))?;
+    let touched = at("touched");
+    check!(
+        anon["kernel"]["fault_count"].as_u64().unwrap_or(0) >= touched,
+        "{touched} first touches before the madvise: {}",
+        anon["kernel"]
+    );
+    check_chain(
+        "anonymous fault",
+        &anon["kernel"]["faults"],
+        &[
+            "handle_mm_fault",
+            "~__handle_mm_fault",
+            "~handle_pte_fault",
+            "~do_pte_missing",
+            "~do_anonymous_page",
+            "~map_anon_folio_pte_pf",
+            "~map_anon_folio_pte_nopf",
+            "folio_add_new_anon_rmap",
+        ],
+    )?;
+    // The module's pages: a shared mapping's write fault, do_fault() → do_shared_fault() →
+    // __do_fault() (mm/memory.c:6001, :5539), which calls the module's fault callback (Rust,
+    // not traced itself): no anonymous page anywhere.
+    if at("device") != 0 {
+        let device = markers
+            .get(1)
+            .ok_or_else(|| Outcome::Fail("no second madvise".into()))?;
+        check_chain(
+            "the module's fault",
+            &device["kernel"]["faults"],
+            &[
+                "handle_mm_fault",
+                "~__handle_mm_fault",
+                "~handle_pte_fault",
+                "~do_pte_missing",
+                "~do_fault",
+                "~do_shared_fault",
+                "~finish_fault",
+                "~set_pte_range",
+                "folio_add_file_rmap_ptes",
+            ],
+        )?;
+        check!(
+            !graph_has(&device["kernel"]["faults"], "folio_add_new_anon_rmap"),
+            "the module's pages are not anonymous"
+        );
+    }
+
+    // The text shows the same graphs under each call.
+    let out = output(mmscope(&["trace", "--kernel", "--", &program])?)?;
+    let shown = text(&out.stdout) + &text(&out.stderr);
+    check!(
+        shown.contains("      kernel:\n        __x64_sys_brk"),
+        "the text's graph under brk: {shown}"
+    );
+    check!(
+        shown.contains("page faults between the calls:\n        handle_mm_fault"),
+        "the text's faults before a call: {shown}"
+    );
+    // Tracing is off again, the kernel's settings as they were.
+    check_eq!(
+        std::fs::read_to_string("/sys/kernel/tracing/set_graph_function")
+            .context("set_graph_function")?
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count(),
+        0,
+        "set_graph_function cleared after the trace"
+    );
+    check!(
+        std::fs::read_dir("/sys/kernel/tracing/instances")
+            .context("instances")?
+            .next()
+            .is_none(),
+        "the trace's tracefs instance removed"
+    );
+    Ok(())
+}

@@ -109,6 +109,19 @@ enum Command {
         /// PREFIX-peak.folded and PREFIX-exit.folded).
         #[arg(long, value_name = "PREFIX", requires = "faults")]
         flame: Option<PathBuf>,
+        /// Show the kernel functions each memory call ran, as a call graph under the call
+        /// (`__x64_sys_brk`, `do_brk_flags`, `vma_merge_new_range`, ...), and the page-fault
+        /// path of the first touches between the calls (from `handle_mm_fault`), from the
+        /// kernel's function-graph tracer (ftrace). Needs root and a kernel with
+        /// CONFIG_FUNCTION_GRAPH_TRACER; functions the compiler inlined, and Rust code, do
+        /// not show.
+        #[arg(long)]
+        kernel: bool,
+        /// With --kernel: how many levels of calls the graphs show, the entry function being
+        /// the first.
+        #[arg(long, value_name = "N", default_value_t = mmscope::kgraph::DEFAULT_DEPTH as u64,
+              requires = "kernel", value_parser = clap::value_parser!(u64).range(1..=32))]
+        kernel_depth: u64,
         /// With --stacks: at most N frames (with --faults: of each fault's stack too; 32
         /// without --stacks).
         #[arg(long, value_name = "N", default_value_t = 16, requires = "stacks",
@@ -239,6 +252,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             faults,
             flame,
             stack_depth,
+            kernel,
+            kernel_depth,
             attach,
             command,
         } => {
@@ -252,6 +267,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     follow_forks,
                     stack_depth: stacks.then_some(stack_depth as usize),
                     faults,
+                    kernel_depth: kernel.then_some(kernel_depth as usize),
                 },
             };
             let what = match attach {
@@ -542,6 +558,9 @@ fn trace_cmd(
             "cannot record the page faults of `{program}` for --faults: perf_event_open: {e}; \
              the kernel needs CONFIG_PERF_EVENTS, and /proc/sys/kernel/perf_event_paranoid at \
              2 or lower (or run as root)"
+        )),
+        TraceError::Kernel(e) => Failure(format!(
+            "cannot trace the kernel's functions for --kernel: {e}"
         )),
         other => Failure(format!("tracing `{program}` failed: {other}")),
     })?;

@@ -5,6 +5,7 @@
 
 use crate::abi::{kind, Vma};
 use crate::faults::{Change, Site, When};
+use crate::kgraph::Node;
 use crate::procfs::NameCache;
 use crate::snapshot::{
     kind_label, page_size, perm_chars, perms, vma_size, Rss, Snapshot, VmaDiff, VmaView,
@@ -754,6 +755,15 @@ impl TextReport {
             );
         }
         p.last_rss = Some(before);
+        if let Some(k) = step.kernel.as_ref().filter(|k| k.fault_count > 0) {
+            let _ = writeln!(
+                out,
+                "      kernel, {} page fault{} between the calls:",
+                k.fault_count,
+                if k.fault_count == 1 { "" } else { "s" }
+            );
+            kernel_lines(&k.faults, 8, &mut out);
+        }
         style.open(&mut out, Paint::Bold);
         let _ = write!(out, "#{}", step.index);
         style.close(&mut out);
@@ -771,6 +781,10 @@ impl TextReport {
         out.push('\n');
         for frame in step.stack.iter().flatten() {
             frame_line(style, frame, &mut out);
+        }
+        if let Some(k) = &step.kernel {
+            out.push_str("      kernel:\n");
+            kernel_lines(&k.call, 8, &mut out);
         }
         let Some(after) = &step.after else {
             return out;
@@ -792,6 +806,31 @@ impl TextReport {
         diff_lines(style, &p.names, &diff, &mut out);
         p.rss_line_into(style, &mut out, "RSS", after.rss());
         out
+    }
+}
+
+/// `--kernel`: function graphs, appended to `out` one function a line, its calls indented
+/// under it; a function that made one call, once, shares its line with it (`do_mmap →
+/// mmap_region`); `×N`: so many calls one after another, each with the calls below it.
+fn kernel_lines(nodes: &[Node], indent: usize, out: &mut String) {
+    for node in nodes {
+        out.extend(std::iter::repeat_n(' ', indent));
+        let mut at = node;
+        loop {
+            out.push_str(&at.function);
+            if at.count > 1 {
+                let _ = write!(out, " ×{}", at.count);
+            }
+            match &at.calls[..] {
+                [only] if at.count == 1 => {
+                    out.push_str(" → ");
+                    at = only;
+                }
+                _ => break,
+            }
+        }
+        out.push('\n');
+        kernel_lines(&at.calls, indent + 2, out);
     }
 }
 
@@ -1044,6 +1083,9 @@ enum JsonEvent {
         /// With `--stacks`: the caller's frames, innermost first.
         #[serde(skip_serializing_if = "Option::is_none")]
         stack: Option<Vec<crate::stack::Frame>>,
+        /// With `--kernel`: the kernel's function graphs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kernel: Option<JsonKernel>,
     },
     /// `--faults`: resident anonymous memory changed, by the code that first touched it.
     Resident {
@@ -1067,6 +1109,18 @@ enum JsonEvent {
         rss: Option<Rss>,
         hiwater_rss_bytes: Option<u64>,
     },
+}
+
+/// `--kernel`: the function graphs of a call, and of its thread's faults before it.
+#[derive(Serialize)]
+struct JsonKernel {
+    /// The graphs of the page faults since the thread's previous stop, those of the same
+    /// shape one after another counted once.
+    faults: Vec<Node>,
+    /// How many faults.
+    fault_count: u32,
+    /// The call's graph.
+    call: Vec<Node>,
 }
 
 /// A site's pages in a `resident` event.
@@ -1223,6 +1277,11 @@ fn json_event(event: &Event, names: &NameCache) -> String {
                 removed: views(&diff.removed),
                 added: views(&diff.added),
                 stack: step.stack.clone(),
+                kernel: step.kernel.as_ref().map(|k| JsonKernel {
+                    faults: k.faults.clone(),
+                    fault_count: k.fault_count,
+                    call: k.call.clone(),
+                }),
             }
         }
         Event::Resident(c) => JsonEvent::Resident {

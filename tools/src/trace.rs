@@ -23,6 +23,7 @@
 //! in between.
 
 use crate::faults::{Change, Faults, When};
+use crate::kgraph::{Graphs, KernelError, KernelGraph, Node};
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};
 use crate::stack::{Frame, Stacks};
@@ -65,6 +66,20 @@ pub struct Step {
     pub after: Option<Snapshot>,
     /// The caller's stack at the call's entry, innermost frame first (`--stacks`).
     pub stack: Option<Vec<Frame>>,
+    /// `--kernel`: the kernel functions the call ran, and the page faults before it.
+    pub kernel: Option<KernelStep>,
+}
+
+/// `--kernel`: the kernel's function graphs of one call, and of the page faults its thread
+/// took since its previous stop (the first touches between the calls).
+#[derive(Clone, Debug, Default)]
+pub struct KernelStep {
+    /// The faults' graphs (from `handle_mm_fault`), those of the same shape counted once.
+    pub faults: Vec<Node>,
+    /// How many faults.
+    pub fault_count: u32,
+    /// The call's graph (from its `__x64_sys_*` entry).
+    pub call: Vec<Node>,
 }
 
 /// How the traced program ended.
@@ -265,6 +280,8 @@ pub enum TraceError {
     AlreadyTraced(i32),
     /// `--faults`: the page-fault event could not be opened (`perf_event_open`).
     Faults(io::Error),
+    /// `--kernel`: the function-graph tracer could not be started.
+    Kernel(KernelError),
 }
 
 impl std::fmt::Display for TraceError {
@@ -278,6 +295,7 @@ impl std::fmt::Display for TraceError {
             Self::NotAllowed(_) => write!(f, "attaching was not allowed"),
             Self::AlreadyTraced(by) => write!(f, "already traced by {by}"),
             Self::Faults(e) => write!(f, "recording page faults: {e}"),
+            Self::Kernel(e) => write!(f, "tracing the kernel's functions: {e}"),
         }
     }
 }
@@ -288,6 +306,8 @@ struct Pending {
     args: Vec<u64>,
     before: Snapshot,
     stack: Option<Vec<Frame>>,
+    /// `--kernel`: the thread's graphs since its previous stop.
+    kernel: Option<Graphs>,
 }
 
 impl Pending {
@@ -312,6 +332,11 @@ impl Pending {
             before: self.before,
             after,
             stack: self.stack,
+            kernel: self.kernel.map(|k| KernelStep {
+                faults: k.faults,
+                fault_count: k.fault_count,
+                call: Vec::new(),
+            }),
         }))
     }
 }
@@ -414,29 +439,37 @@ pub fn run(
     if follow_forks {
         options |= Options::PTRACE_O_TRACEFORK | Options::PTRACE_O_TRACEVFORK;
     }
-    if let Err(e) = ptrace::seize(child, options) {
+    // A child that cannot be traced as asked is not left behind.
+    let give_up = |e: TraceError| {
         let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
         let _ = wait_any(child.as_raw());
-        return Err(TraceError::Untraceable(e.into()));
+        e
+    };
+    if let Err(e) = ptrace::seize(child, options) {
+        return Err(give_up(TraceError::Untraceable(e.into())));
     }
     // The page faults of the program from its exec on, and of every task it starts.
     let faults = match opts.faults {
-        true => match Faults::open(child.as_raw(), &[], true, follow_forks, fault_depth(opts)) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
-                let _ = wait_any(child.as_raw());
-                return Err(TraceError::Faults(e));
-            }
-        },
+        true => Some(
+            Faults::open(child.as_raw(), &[], true, follow_forks, fault_depth(opts))
+                .map_err(|e| give_up(TraceError::Faults(e)))?,
+        ),
         false => None,
     };
+    // The kernel's functions, from the program's exec on.
+    let kernel = (opts.kernel_depth)
+        .map(|depth| {
+            KernelGraph::open(&[child.as_raw()], &kernel_entries(), depth)
+                .map_err(|e| give_up(TraceError::Kernel(e)))
+        })
+        .transpose()?;
     drop(go_wr);
     let _guard = Forward::install(child.as_raw());
 
     let program = child.as_raw();
     let mut tracer = Tracer::new(src, &mut on_event, program, Start::Launched, opts);
     tracer.faults = faults;
+    tracer.kernel = kernel;
     match tracer.run(false)? {
         (true, Some(ending)) => Ok(ending),
         // No exec was seen: the child says why (execvp failed), or it says nothing because
@@ -462,6 +495,17 @@ pub struct TraceOptions {
     pub stack_depth: Option<usize>,
     /// `--faults`: every page fault, and resident memory by the code that first touched it.
     pub faults: bool,
+    /// `--kernel`: the kernel functions each memory call ran, this many levels deep.
+    pub kernel_depth: Option<usize>,
+}
+
+/// The kernel functions the graphs of the traced calls start at: each call's system call
+/// entry on x86-64 (`SYSCALL_DEFINEn` makes `__x64_sys_NAME`).
+fn kernel_entries() -> Vec<String> {
+    crate::syscalls::ALL
+        .iter()
+        .map(|c| format!("__x64_sys_{}", c.name()))
+        .collect()
 }
 
 /// How many frames a fault's stack has at most without `--stacks --stack-depth`.
@@ -558,6 +602,8 @@ struct Tracer<'a, F: FnMut(Event)> {
     call_stacks: bool,
     /// `--faults`: the page faults, and who made each page resident.
     faults: Option<Faults>,
+    /// `--kernel`: the function-graph tracer.
+    kernel: Option<KernelGraph>,
     /// Threads stopped at their exit (`PTRACE_EVENT_EXIT`), until they are gone.
     exiting: HashSet<i32>,
 }
@@ -601,6 +647,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                 .then(|| Stacks::new(fault_depth(opts))),
             call_stacks: opts.stack_depth.is_some(),
             faults: None,
+            kernel: None,
             exiting: HashSet::new(),
         }
     }
@@ -720,6 +767,10 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             let stack = (self.stacks.as_mut())
                 .filter(|_| self.call_stacks)
                 .map(|s| s.stack(pid, tid, &before.vmas));
+            let kernel = self.kernel.as_mut().map(|k| {
+                k.drain();
+                k.take(tid)
+            });
             self.pending.insert(
                 tid,
                 Pending {
@@ -727,6 +778,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                     args,
                     before,
                     stack,
+                    kernel,
                 },
             );
         }
@@ -753,7 +805,14 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             let settle = (after.as_ref())
                 .filter(|_| self.faults.is_some())
                 .map(|a| (a.clone(), p.call, p.args.clone(), p.before.brk()));
-            let event = p.into_event(self.index, pid, tid, Some(sval), after);
+            let mut event = p.into_event(self.index, pid, tid, Some(sval), after);
+            if let (Some(k), Event::Call(step)) = (self.kernel.as_mut(), &mut event) {
+                // The call's graph is complete: its thread has left the kernel's function.
+                k.drain();
+                if let Some(ks) = step.kernel.as_mut() {
+                    ks.call = k.take_calls(tid);
+                }
+            }
             (self.on_event)(event);
             if let Some((after, call, args, brk)) = settle {
                 self.settle(
@@ -992,6 +1051,9 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             }
         }
         let pid = self.tasks.remove(&tid);
+        if let Some(k) = self.kernel.as_mut() {
+            k.forget(tid);
+        }
         if pid != Some(tid) {
             return;
         }
@@ -1243,8 +1305,16 @@ pub fn attach(
         threads: stopped.len(),
         snap,
     });
+    let kernel = match opts.kernel_depth {
+        Some(depth) => {
+            let tids: Vec<i32> = stopped.keys().copied().collect();
+            Some(KernelGraph::open(&tids, &kernel_entries(), depth).map_err(TraceError::Kernel)?)
+        }
+        None => None,
+    };
     let mut tracer = Tracer::new(src, &mut on_event, pid, Start::Attached(brk), opts);
     tracer.faults = faults;
+    tracer.kernel = kernel;
     tracer.settle(pid, at, &start, When::Start, None);
     for &tid in stopped.keys() {
         tracer.tasks.insert(tid, pid);
