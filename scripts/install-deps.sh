@@ -18,7 +18,7 @@ APT_PACKAGES=(
 step "install Debian packages"
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'ok installed' >/dev/null || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
 	[ "$(id -u)" -eq 0 ] || die "packages missing (${missing[*]}); run this script as root"
@@ -30,12 +30,12 @@ fi
 
 step "install rust-src"
 command -v rustup >/dev/null || die "rustup not found; install a Rust toolchain with rustup first"
-if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+if ! rustup component list --installed 2>/dev/null | grep '^rust-src' >/dev/null; then
 	rustup component add rust-src || die "rustup component add rust-src failed"
 fi
 
 step "install bindgen-cli $BINDGEN_VERSION"
-if ! bindgen --version 2>/dev/null | grep -qx "bindgen $BINDGEN_VERSION"; then
+if ! bindgen --version 2>/dev/null | grep -x "bindgen $BINDGEN_VERSION" >/dev/null; then
 	cargo install --locked --quiet bindgen-cli --version "=$BINDGEN_VERSION" </dev/null ||
 		die "cargo install bindgen-cli $BINDGEN_VERSION failed"
 fi

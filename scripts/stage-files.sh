@@ -105,7 +105,7 @@ check_program() {
 		[ "$class" = 1 ] && arch="32-bit $arch"
 		fail "$p is a program for another architecture ($arch); the guest runs x86-64 programs: build it for x86-64"
 	fi
-	if ldd -- "$p" 2>/dev/null | grep -q 'not found'; then
+	if ldd -- "$p" 2>/dev/null | grep 'not found' >/dev/null; then
 		fail "$p needs libraries this host does not have ($(ldd -- "$p" | awk '/not found/ { print $1 }' | tr '\n' ' ')); install them, or link it statically"
 	fi
 }
