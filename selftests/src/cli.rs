@@ -3946,6 +3946,47 @@ pub fn cli_trace_kernel() -> TestResult {
         shown.contains("page faults between the calls:\n        handle_mm_fault"),
         "the text's faults before a call: {shown}"
     );
+    // One trace at a time: a second is refused while the first runs; a trace killed (it
+    // cannot clean up) leaves its instance and settings, which the next trace clears.
+    let exe = std::env::current_exe().context("the selftests' path")?;
+    let count = "/tmp/mmscope-kernel-ticker";
+    let _ = std::fs::remove_file(count);
+    let mut first = mmscope(&["trace", "--kernel", "-o", "/dev/null", "--"])?
+        .arg(&exe)
+        .args(["--helper", "ticker", count])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("mmscope trace --kernel of the ticker")?;
+    let started = std::time::Instant::now();
+    while !std::path::Path::new(count).exists() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = output(mmscope(&["trace", "--kernel", "--", &program])?)?;
+    let _ = first.kill();
+    let _ = first.wait();
+    let refused = text(&second.stderr);
+    check!(
+        second.status.code() == Some(1)
+            && refused.contains("another mmscope trace --kernel (process"),
+        "a second trace while the first runs: {refused}"
+    );
+    let third = output(mmscope(&[
+        "trace",
+        "--kernel",
+        "-o",
+        "/dev/null",
+        "--",
+        &program,
+    ])?)?;
+    check_eq!(
+        third.status.code(),
+        Some(0),
+        "a trace after one was killed: {}",
+        text(&third.stderr)
+    );
+
     // Tracing is off again, the kernel's settings as they were.
     check_eq!(
         std::fs::read_to_string("/sys/kernel/tracing/set_graph_function")

@@ -8,19 +8,20 @@
 //! every task they start). Two settings are the kernel's, not an instance's
 //! (`kernel/trace/ftrace.c`): `set_graph_function`, where the graphs start (each traced
 //! memory call's `__x64_sys_*` entry, and `handle_mm_fault` for faults), and
-//! `max_graph_depth`. They are set for the trace and restored after it; a trace does not
-//! start while another user has set them.
+//! `max_graph_depth`. They are set for the trace and restored after it, under a lock that
+//! keeps two traces apart; a trace does not start while another user of the
+//! function-graph tracer is at work, and clears what a killed trace left behind.
 //!
 //! The graph of a call is complete when its thread stops at the call's exit (the kernel's
 //! `__x64_sys_*` function has returned by then), so at each stop the tracer reads what the
 //! instance's `trace_pipe` holds and gives each thread's finished graphs to its next call.
 //! Functions the compiler inlined have no graph entry of their own (`__do_sys_brk`,
-//! `__handle_mm_fault`, `do_anonymous_page` in Debian's 7.3 build), nor do `notrace` and
+//! `__handle_mm_fault`, `do_anonymous_page` in this project's 7.3 guest), nor do `notrace` and
 //! `noinstr` ones (`exc_page_fault`), nor Rust code, which the kernel does not build with
 //! ftrace's entry hooks (this module's `fault`): its C helpers show under `__do_fault`.
 
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -36,6 +37,17 @@ pub const FAULT_ROOT: &str = "handle_mm_fault";
 
 /// How deep graphs go by default: the entry function, and three levels of calls below it.
 pub const DEFAULT_DEPTH: usize = 4;
+
+/// How many fault graphs of different shapes a thread keeps between two of its calls (the
+/// faults are still all counted).
+const MAX_FAULT_GRAPHS: usize = 256;
+
+/// The ring buffer of the trace's instance, per CPU: room for the faults of a program that
+/// touches memory for long without a memory call.
+const BUFFER_KB: usize = 8192;
+
+/// Keeps two traces from setting the kernel-wide settings at once.
+const LOCK_FILE: &str = "/tmp/mmscope-kernel-trace.lock";
 
 /// One function in a graph, with the calls it made (to the depth traced); calls of the same
 /// function with the same calls below them, one after another, are kept once, counted.
@@ -122,6 +134,8 @@ pub struct Graphs {
     pub fault_count: u32,
     /// The system calls' graphs.
     pub calls: Vec<Node>,
+    /// Events the ring buffer lost meanwhile (it was full): the graphs may miss calls.
+    pub lost: u64,
 }
 
 /// Why `--kernel` cannot trace.
@@ -135,6 +149,10 @@ pub enum KernelError {
     NoGraphTracer,
     /// Another user of the tracer has set one of the kernel-wide settings.
     InUse(&'static str),
+    /// The top level of tracefs runs the function-graph tracer for someone else.
+    GraphInUse,
+    /// Another `mmscope trace --kernel` (this process id) is at work.
+    Busy(String),
     /// The kernel runs in this project's guest under QEMU's multi-threaded TCG, where its
     /// patching of itself is not safe.
     ThreadedTcg,
@@ -164,6 +182,17 @@ impl std::fmt::Display for KernelError {
                 f,
                 "the kernel's {what} is set by another user of the tracer; clear it (echo > \
                  /sys/kernel/tracing/{what}) or wait until they are done"
+            ),
+            Self::GraphInUse => write!(
+                f,
+                "the kernel's function-graph tracer is in use (/sys/kernel/tracing/current_tracer \
+                 is function_graph); wait until its user is done, or stop it: echo nop > \
+                 /sys/kernel/tracing/current_tracer"
+            ),
+            Self::Busy(pid) => write!(
+                f,
+                "another mmscope trace --kernel (process {pid}) is tracing the kernel's \
+                 functions, which only one trace at a time can do; wait until it ends"
             ),
             Self::ThreadedTcg => write!(
                 f,
@@ -195,7 +224,8 @@ fn read_file(path: &Path) -> Result<String, KernelError> {
 /// The error of an access to tracefs: not root's, or another.
 fn io_error(path: &Path, e: io::Error) -> KernelError {
     match e.kind() {
-        io::ErrorKind::PermissionDenied => KernelError::NotRoot,
+        // Root refused (a locked-down kernel) is not a matter of being root.
+        io::ErrorKind::PermissionDenied if !is_root() => KernelError::NotRoot,
         _ => KernelError::Io(path.to_path_buf(), e),
     }
 }
@@ -214,23 +244,36 @@ pub struct KernelGraph {
     root: PathBuf,
     /// The instance.
     dir: PathBuf,
-    /// Its `trace_pipe`, read without blocking.
-    pipe: File,
+    /// Its `trace_pipe`, read without blocking; closed first when the trace ends.
+    pipe: Option<File>,
     /// A line read in part.
     partial: Vec<u8>,
-    /// Every task's graphs, by thread id.
+    /// The graphs of every task the tracer follows, by thread id.
     tasks: HashMap<i32, Task>,
+    /// The traced process: its threads are followed, and with `follow_all` every task.
+    process: i32,
+    /// `-f`: every task of the traced processes (`function-fork` adds them all).
+    follow_all: bool,
+    /// Tasks whose lines are dropped: the children of a program traced without `-f`.
+    ignored: HashSet<i32>,
     /// `max_graph_depth` as it was.
     old_depth: String,
-    /// Events the ring buffer lost (it was full).
-    pub lost: u64,
+    /// Events the ring buffer lost (it was full), not yet reported.
+    lost: u64,
+    /// The lock of the kernel-wide settings, held for the trace (dropped after the rest).
+    _lock: Lock,
 }
 
 impl KernelGraph {
     /// Starts the function-graph tracer for tasks `pids` (and every task they start), for the
     /// graphs of `calls` (kernel function names: `__x64_sys_brk`, ...; those this kernel
     /// cannot trace are left out) and of the page faults, at most `depth` functions deep.
-    pub fn open(pids: &[i32], calls: &[String], depth: usize) -> Result<Self, KernelError> {
+    pub fn open(
+        pids: &[i32],
+        follow_all: bool,
+        calls: &[String],
+        depth: usize,
+    ) -> Result<Self, KernelError> {
         // The guest of scripts/run-guest.sh says how QEMU runs it.
         let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
         if cmdline.split_whitespace().any(|a| a == "mmscope.accel=tcg") {
@@ -254,7 +297,16 @@ impl KernelGraph {
         if !tracers.split_whitespace().any(|t| t == "function_graph") {
             return Err(KernelError::NoGraphTracer);
         }
+        let lock = Lock::take()?;
         let graph_functions = root.join("set_graph_function");
+        if remove_stale_instances(&root) {
+            // A trace that was killed left its settings: they are nobody's now.
+            write_file(&graph_functions, "\n")?;
+            write_file(&root.join("max_graph_depth"), "0")?;
+        }
+        if read_file(&root.join("current_tracer"))?.trim() == "function_graph" {
+            return Err(KernelError::GraphInUse);
+        }
         let set = read_file(&graph_functions)?;
         if set
             .lines()
@@ -282,17 +334,25 @@ impl KernelGraph {
         // From here on, dropping it undoes what was done.
         let mut graph = Self {
             root: root.clone(),
-            pipe: File::open("/dev/null").map_err(|e| KernelError::Io("/dev/null".into(), e))?,
+            pipe: None,
             dir: dir.clone(),
             partial: Vec::new(),
-            tasks: HashMap::new(),
+            tasks: pids.iter().map(|&p| (p, Task::default())).collect(),
+            process: pids.first().copied().unwrap_or(0),
+            follow_all,
+            ignored: HashSet::new(),
             old_depth,
             lost: 0,
+            _lock: lock,
         };
         write_file(&dir.join("tracing_on"), "0")?;
         write_file(&graph_functions, &(wanted.join("\n") + "\n"))?;
         write_file(&root.join("max_graph_depth"), &depth.to_string())?;
+        // The instance starts with the top level's options: each one the parser depends on
+        // is set. Options this kernel does not have are not needed.
         for (option, on) in [
+            ("context-info", true),
+            ("latency-format", false),
             ("funcgraph-proc", true),
             ("funcgraph-abstime", false),
             ("funcgraph-cpu", true),
@@ -300,22 +360,31 @@ impl KernelGraph {
             ("funcgraph-overhead", true),
             ("funcgraph-tail", true),
             ("funcgraph-irqs", false),
+            ("funcgraph-args", false),
+            ("funcgraph-retval", false),
+            ("funcgraph-retaddr", false),
+            ("funcgraph-overrun", false),
             ("function-fork", true),
         ] {
-            write_file(
-                &dir.join("options").join(option),
-                if on { "1" } else { "0" },
-            )?;
+            let path = dir.join("options").join(option);
+            if path.exists() {
+                write_file(&path, if on { "1" } else { "0" })?;
+            }
         }
+        // One clock for every CPU's buffer, so that trace_pipe merges them in order.
+        write_file(&dir.join("trace_clock"), "global")?;
+        write_file(&dir.join("buffer_size_kb"), &BUFFER_KB.to_string())?;
         let pid_list: Vec<String> = pids.iter().map(i32::to_string).collect();
         write_file(&dir.join("set_ftrace_pid"), &(pid_list.join(" ") + "\n"))?;
         write_file(&dir.join("current_tracer"), "function_graph")?;
         let pipe_path = dir.join("trace_pipe");
-        graph.pipe = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&pipe_path)
-            .map_err(|e| KernelError::Io(pipe_path, e))?;
+        graph.pipe = Some(
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&pipe_path)
+                .map_err(|e| KernelError::Io(pipe_path, e))?,
+        );
         write_file(&dir.join("tracing_on"), "1")?;
         Ok(graph)
     }
@@ -324,7 +393,10 @@ impl KernelGraph {
     pub fn drain(&mut self) {
         let mut buf = [0u8; 65536];
         loop {
-            match self.pipe.read(&mut buf) {
+            let Some(pipe) = self.pipe.as_mut() else {
+                return;
+            };
+            match pipe.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.partial.extend_from_slice(&buf[..n]);
@@ -344,12 +416,21 @@ impl KernelGraph {
         }
     }
 
-    /// The graphs task `tid` finished since they were last taken.
+    /// The graphs task `tid` finished since they were last taken, with the events lost
+    /// meanwhile.
     pub fn take(&mut self, tid: i32) -> Graphs {
-        self.tasks
+        let mut got = self
+            .tasks
             .get_mut(&tid)
             .map(|t| std::mem::take(&mut t.done))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        got.lost = std::mem::take(&mut self.lost);
+        got
+    }
+
+    /// Follows task `tid` from now on (a thread or process the tracer follows started it).
+    pub fn follow(&mut self, tid: i32) {
+        self.tasks.entry(tid).or_default();
     }
 
     /// The graphs of the calls task `tid` finished since they were last taken; its faults
@@ -381,10 +462,12 @@ impl KernelGraph {
             self.lost += n;
             return;
         }
-        let fields: Vec<&str> = line.split('|').collect();
-        let [task, duration, text] = match fields[..] {
-            [task, duration, text] => [task, duration, text],
-            _ => return,
+        // From the right: the task's name (in the first field) may hold a '|'.
+        let mut fields = line.rsplitn(3, '|');
+        let (Some(text), Some(duration), Some(task)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return;
         };
         // "  1)  prog-123   ": the task after the CPU's parenthesis; its id after the last '-'.
         let Some(tid) = task
@@ -394,30 +477,46 @@ impl KernelGraph {
         else {
             return;
         };
+        if !self.tasks.contains_key(&tid) {
+            // A task the tracer has not heard of yet: a thread of the traced process, a
+            // process it follows (-f), or one it lets go.
+            if self.ignored.contains(&tid) {
+                return;
+            }
+            if self.follow_all || tgid(tid) == Some(self.process) {
+                self.tasks.insert(tid, Task::default());
+            } else {
+                self.ignored.insert(tid);
+                return;
+            }
+        }
+        let Some(task) = self.tasks.get_mut(&tid) else {
+            return;
+        };
+        // Two spaces after the bar, then two for each level of depth.
+        let Some(body) = text.strip_prefix("  ") else {
+            return;
+        };
+        let content = body.trim_start();
+        let depth = (body.len() - content.len()) / 2;
+        let content = content.trim_end();
         let ns = parse_duration(duration);
-        let text = text.trim();
-        let task = self.tasks.entry(tid).or_default();
-        if let Some(name) = text.strip_suffix("() {") {
+        if let Some(name) = content.strip_suffix("() {") {
+            task.close_to(depth);
             task.open.push(Node::new(name));
-        } else if let Some(name) = text.strip_suffix("();") {
+        } else if let Some(name) = content.strip_suffix("();") {
+            task.close_to(depth);
             let mut node = Node::new(name);
             node.ns = ns;
             task.add(node);
-        } else if text.starts_with('}') {
-            // "} /* name */": a return; one whose entry the buffer lost closes nothing.
-            let name = text
-                .strip_prefix("} /* ")
-                .and_then(|r| r.split(" */").next())
-                .and_then(|r| r.split_whitespace().next());
-            match (task.open.last(), name) {
-                (Some(open), Some(name)) if open.function != name => {}
-                (Some(_), _) => {
-                    if let Some(mut node) = task.open.pop() {
-                        node.ns = ns;
-                        task.add(node);
-                    }
+        } else if content.starts_with('}') {
+            // The return of the function open at this depth; if its entry was lost, nothing.
+            task.close_to(depth + 1);
+            if task.open.len() == depth + 1 {
+                if let Some(mut node) = task.open.pop() {
+                    node.ns = ns;
+                    task.add(node);
                 }
-                (None, _) => {}
             }
         }
     }
@@ -430,11 +529,103 @@ impl Task {
             push_folded(&mut parent.calls, node);
         } else if node.function == FAULT_ROOT {
             self.done.fault_count += node.count;
-            push_folded(&mut self.done.faults, node);
+            if self.done.faults.len() < MAX_FAULT_GRAPHS {
+                push_folded(&mut self.done.faults, node);
+            }
         } else {
             self.done.calls.push(node);
         }
     }
+
+    /// Ends the functions open deeper than `depth`, whose returns were lost (or came out of
+    /// order): each is kept with the calls seen, under its caller.
+    fn close_to(&mut self, depth: usize) {
+        while self.open.len() > depth {
+            if let Some(node) = self.open.pop() {
+                self.add(node);
+            }
+        }
+    }
+}
+
+/// The process of task `tid` (`Tgid` in `/proc/TID/status`), if it still exists.
+fn tgid(tid: i32) -> Option<i32> {
+    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The lock of the kernel-wide settings: a file holding the process id of the trace that
+/// set them, removed when it ends. (A file, not flock(2): the guest's kernel has no file
+/// locking.)
+struct Lock(Option<&'static str>);
+
+impl Lock {
+    /// Takes the lock, or says that another trace holds it; a lock whose trace is gone is
+    /// taken over.
+    fn take() -> Result<Self, KernelError> {
+        for _ in 0..2 {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(LOCK_FILE)
+            {
+                Ok(mut f) => {
+                    f.write_all(std::process::id().to_string().as_bytes())
+                        .map_err(|e| KernelError::Io(LOCK_FILE.into(), e))?;
+                    return Ok(Self(Some(LOCK_FILE)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let owner = fs::read_to_string(LOCK_FILE).unwrap_or_default();
+                    let owner = owner.trim();
+                    // An empty file is a trace writing its id right now.
+                    if owner.is_empty() || Path::new("/proc").join(owner).exists() {
+                        return Err(KernelError::Busy(owner.to_string()));
+                    }
+                    let _ = fs::remove_file(LOCK_FILE);
+                }
+                Err(e) => return Err(KernelError::Io(LOCK_FILE.into(), e)),
+            }
+        }
+        Err(KernelError::Busy(String::new()))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Removes the instances of traces whose process is gone (killed before they could); says
+/// whether there was one.
+fn remove_stale_instances(root: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(root.join("instances")) else {
+        return false;
+    };
+    let mut any = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("mmscope-")) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = write_file(&entry.path().join("tracing_on"), "0");
+            let _ = write_file(&entry.path().join("current_tracer"), "nop");
+            any |= fs::remove_dir(entry.path()).is_ok();
+        }
+    }
+    any
 }
 
 /// The duration column: `  0.512 us   `, `+ 12.345 us`, `! 123.456 us`; in nanoseconds.
@@ -454,19 +645,18 @@ fn parse_duration(field: &str) -> Option<u64> {
 }
 
 impl Drop for KernelGraph {
-    /// Stops the tracer, removes the instance and gives the kernel-wide settings back.
+    /// Stops the tracer, removes the instance and gives the kernel-wide settings back, in
+    /// that order: the pipe is closed first (the tracer cannot change while it is open), and
+    /// the settings are given back only once the instance, which uses them, is gone.
     fn drop(&mut self) {
+        self.pipe = None;
         let _ = write_file(&self.dir.join("tracing_on"), "0");
         let _ = write_file(&self.dir.join("current_tracer"), "nop");
         let _ = write_file(&self.dir.join("set_ftrace_pid"), "\n");
-        // The pipe must be closed before the instance can go.
-        self.pipe = match File::open("/dev/null") {
-            Ok(f) => f,
-            Err(_) => return,
-        };
-        let _ = fs::remove_dir(&self.dir);
-        let _ = write_file(&self.root.join("set_graph_function"), "\n");
-        let _ = write_file(&self.root.join("max_graph_depth"), &self.old_depth);
+        if fs::remove_dir(&self.dir).is_ok() {
+            let _ = write_file(&self.root.join("set_graph_function"), "\n");
+            let _ = write_file(&self.root.join("max_graph_depth"), &self.old_depth);
+        }
     }
 }
 
@@ -478,11 +668,15 @@ mod tests {
         KernelGraph {
             root: PathBuf::new(),
             dir: PathBuf::new(),
-            pipe: File::open("/dev/null").unwrap(),
+            pipe: None,
             partial: Vec::new(),
-            tasks: HashMap::new(),
+            tasks: [42, 7, 5].map(|t| (t, Task::default())).into(),
+            process: 42,
+            follow_all: false,
+            ignored: HashSet::new(),
             old_depth: String::new(),
             lost: 0,
+            _lock: Lock(None),
         }
     }
 
@@ -520,10 +714,38 @@ mod tests {
         );
         assert_eq!(got.fault_count, 1);
         assert!(got.faults[0].contains("__do_fault"));
+        assert_eq!(got.lost, 3);
         assert_eq!(g.take(7).fault_count, 1);
-        assert_eq!(g.lost, 3);
         // Taken: nothing left.
-        assert!(g.take(42).calls.is_empty());
+        let again = g.take(42);
+        assert!(again.calls.is_empty() && again.lost == 0);
+    }
+
+    #[test]
+    fn depth_resynchronises_after_a_lost_return() {
+        let mut g = graph();
+        for l in [
+            // do_mmap's return is lost: the next entry at depth 1 ends it.
+            " 0)  a|b-5     |               |  __x64_sys_mmap() {",
+            " 0)  a|b-5     |               |    do_mmap() {",
+            " 0)  a|b-5     |   1.000 us    |      mmap_region();",
+            " 0)  a|b-5     |   1.000 us    |    up_write();",
+            " 0)  a|b-5     |   9.000 us    |  } /* __x64_sys_mmap */",
+            // A task the tracer does not follow.
+            " 1)  other-99  |   1.000 us    |  __x64_sys_brk();",
+        ] {
+            g.line(l);
+        }
+        let got = g.take(5);
+        assert_eq!(got.calls.len(), 1);
+        let names: Vec<&str> = got.calls[0]
+            .calls
+            .iter()
+            .map(|c| c.function.as_str())
+            .collect();
+        assert_eq!(names, ["do_mmap", "up_write"]);
+        assert!(got.calls[0].calls[0].contains("mmap_region"));
+        assert!(g.take(99).calls.is_empty());
     }
 
     #[test]

@@ -785,6 +785,14 @@ impl TextReport {
         if let Some(k) = &step.kernel {
             out.push_str("      kernel:\n");
             kernel_lines(&k.call, 8, &mut out);
+            if k.lost > 0 {
+                let _ = writeln!(
+                    out,
+                    "      kernel: {} events lost since the previous call (the tracer's ring \
+                     buffer was full): the graphs may miss calls",
+                    k.lost
+                );
+            }
         }
         let Some(after) = &step.after else {
             return out;
@@ -1121,6 +1129,9 @@ struct JsonKernel {
     fault_count: u32,
     /// The call's graph.
     call: Vec<Node>,
+    /// Events the ring buffer lost since the previous call: the graphs may miss calls.
+    #[serde(skip_serializing_if = "is_zero")]
+    lost: u64,
 }
 
 /// A site's pages in a `resident` event.
@@ -1281,6 +1292,7 @@ fn json_event(event: &Event, names: &NameCache) -> String {
                     faults: k.faults.clone(),
                     fault_count: k.fault_count,
                     call: k.call.clone(),
+                    lost: k.lost,
                 }),
             }
         }

@@ -80,6 +80,9 @@ pub struct KernelStep {
     pub fault_count: u32,
     /// The call's graph (from its `__x64_sys_*` entry).
     pub call: Vec<Node>,
+    /// Events the kernel's ring buffer lost since the previous call (it was full): the
+    /// graphs may miss calls.
+    pub lost: u64,
 }
 
 /// How the traced program ended.
@@ -336,6 +339,7 @@ impl Pending {
                 faults: k.faults,
                 fault_count: k.fault_count,
                 call: Vec::new(),
+                lost: k.lost,
             }),
         }))
     }
@@ -459,7 +463,7 @@ pub fn run(
     // The kernel's functions, from the program's exec on.
     let kernel = (opts.kernel_depth)
         .map(|depth| {
-            KernelGraph::open(&[child.as_raw()], &kernel_entries(), depth)
+            KernelGraph::open(&[child.as_raw()], follow_forks, &kernel_entries(), depth)
                 .map_err(|e| give_up(TraceError::Kernel(e)))
         })
         .transpose()?;
@@ -886,6 +890,9 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         };
         if thread {
             self.tasks.insert(new, pid);
+            if let Some(k) = self.kernel.as_mut() {
+                k.follow(new);
+            }
             if self.shown(tid).is_some() {
                 (self.on_event)(Event::Thread {
                     pid,
@@ -906,6 +913,9 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             let shown = child.shown && child.started;
             self.procs.insert(new, child);
             self.tasks.insert(new, new);
+            if let Some(k) = self.kernel.as_mut() {
+                k.follow(new);
+            }
             if shown {
                 let how = match event {
                     libc::PTRACE_EVENT_VFORK => Spawn::Vfork,
@@ -975,6 +985,12 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
         }
         self.pending.remove(&tid);
         self.in_brk32.remove(&tid);
+        if let Some(k) = self.kernel.as_mut() {
+            // The old program's faults, and execve's own: not the new program's.
+            k.follow(tid);
+            k.drain();
+            let _ = k.take(tid);
+        }
         let Some(proc) = self.procs.get_mut(&pid) else {
             return Ok(());
         };
@@ -1308,7 +1324,13 @@ pub fn attach(
     let kernel = match opts.kernel_depth {
         Some(depth) => {
             let tids: Vec<i32> = stopped.keys().copied().collect();
-            Some(KernelGraph::open(&tids, &kernel_entries(), depth).map_err(TraceError::Kernel)?)
+            // The process's own id first: its threads are followed.
+            let mut tids: Vec<i32> = tids.into_iter().filter(|&t| t != pid).collect();
+            tids.insert(0, pid);
+            Some(
+                KernelGraph::open(&tids, opts.follow_forks, &kernel_entries(), depth)
+                    .map_err(TraceError::Kernel)?,
+            )
         }
         None => None,
     };
