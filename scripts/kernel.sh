@@ -148,7 +148,7 @@ for f in "${frags[@]}"; do
 	done
 done
 
-step "build bzImage and modules (about 7 minutes on 2 cores)"
+step "build bzImage and modules (about 8 minutes on 2 cores)"
 "${KMAKE[@]}" O="$BUILD" -j"$(nproc)" bzImage modules >&2 || die "kernel build failed (see above)"
 touch "$BUILD/.mmscope-built"
 echo "$BUILD"

@@ -46,7 +46,9 @@ int main(void)
 	int heap_created = s0.mm.brk == s0.mm.start_brk && heap_vma(&s3);
 
 	if (from_heap == 3 && named_heap == 3 && new_vmas == heap_created)
-		claim("small-from-brk", HOLDS, "brk %s, %s, %s; VMAs %+d ([heap])",
+		claim("small-from-brk", HOLDS,
+		      "malloc(1 B): brk %s, malloc(100 KiB): %s, malloc(128 KiB - 24 B): %s; VMAs %+d "
+		      "([heap])",
 		      delta_str(brk_change(&s0, &s1)), delta_str(brk_change(&s1, &s2)),
 		      delta_str(brk_change(&s2, &s3)), new_vmas);
 	else if (from_heap > 0)
