@@ -43,7 +43,8 @@ int main(void)
 
 	if (in_mmap(&s1, first) && in_brk(&s3, again))
 		claim("dynamic-threshold", HOLDS,
-		      "200 KiB: first from mmap (VM %s), after its free from brk (brk %s)",
+		      "200 KiB: first from mmap (VM %s: the block with its header, page-rounded), "
+		      "after its free from brk (brk %s)",
 		      delta_str(vm_change(&s0, &s1)), delta_str(brk_change(&s2, &s3)));
 	else
 		claim("dynamic-threshold", DOES_NOT_HOLD, "200 KiB: first from %s, after its free from %s",

@@ -188,9 +188,9 @@ const CLAIMS: &[Claim] = &[
     Claim {
         id: "first-growth",
         scenario: "edges",
-        text: "A fresh process's first `malloc(1)` grows the heap by 132 KiB: `M_TOP_PAD` \
-               (128 KiB) and the first chunks (the thread cache's own, 656 B, and the block's), \
-               page-rounded",
+        text: "A fresh process's first `malloc(1)` grows the heap by 132 KiB: the first \
+               chunk (the thread cache's own, 656 B) and `M_TOP_PAD` (128 KiB), page-rounded; \
+               the block comes from that pad",
         about: Glibc(Holds),
     },
     Claim {

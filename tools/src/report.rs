@@ -398,7 +398,11 @@ impl Summary {
             if by_kind.is_empty() { "none" } else { &by_kind },
             self.failed,
             if self.threads > 0 {
-                format!(", {} threads started", self.threads)
+                format!(
+                    ", {} thread{} started",
+                    self.threads,
+                    if self.threads == 1 { "" } else { "s" }
+                )
             } else {
                 String::new()
             }
