@@ -46,8 +46,9 @@ const MAX_FAULT_GRAPHS: usize = 256;
 /// touches memory for long without a memory call.
 const BUFFER_KB: usize = 8192;
 
-/// Keeps two traces from setting the kernel-wide settings at once.
-const LOCK_FILE: &str = "/tmp/mmscope-kernel-trace.lock";
+/// Keeps two traces from setting the kernel-wide settings at once: in /run, root's, where
+/// there is one.
+const LOCK_NAME: &str = "mmscope-kernel-trace.lock";
 
 /// One function in a graph, with the calls it made (to the depth traced); calls of the same
 /// function with the same calls below them, one after another, are kept once, counted.
@@ -191,8 +192,13 @@ impl std::fmt::Display for KernelError {
             ),
             Self::Busy(pid) => write!(
                 f,
-                "another mmscope trace --kernel (process {pid}) is tracing the kernel's \
-                 functions, which only one trace at a time can do; wait until it ends"
+                "another mmscope trace --kernel{} is tracing the kernel's functions, which \
+                 only one trace at a time can do; wait until it ends",
+                if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (process {pid})")
+                }
             ),
             Self::ThreadedTcg => write!(
                 f,
@@ -231,10 +237,10 @@ fn io_error(path: &Path, e: io::Error) -> KernelError {
 }
 
 /// A task's graphs being read: the functions entered and not yet returned from, outermost
-/// first, and the graphs finished since the tracer last took them.
+/// first, each with its depth, and the graphs finished since the tracer last took them.
 #[derive(Default)]
 struct Task {
-    open: Vec<Node>,
+    open: Vec<(usize, Node)>,
     done: Graphs,
 }
 
@@ -299,13 +305,13 @@ impl KernelGraph {
         }
         let lock = Lock::take()?;
         let graph_functions = root.join("set_graph_function");
+        if read_file(&root.join("current_tracer"))?.trim() == "function_graph" {
+            return Err(KernelError::GraphInUse);
+        }
         if remove_stale_instances(&root) {
             // A trace that was killed left its settings: they are nobody's now.
             write_file(&graph_functions, "\n")?;
             write_file(&root.join("max_graph_depth"), "0")?;
-        }
-        if read_file(&root.join("current_tracer"))?.trim() == "function_graph" {
-            return Err(KernelError::GraphInUse);
         }
         let set = read_file(&graph_functions)?;
         if set
@@ -328,8 +334,6 @@ impl KernelGraph {
         let dir = root
             .join("instances")
             .join(format!("mmscope-{}", std::process::id()));
-        // One left by a tracer of this pid that was killed.
-        let _ = fs::remove_dir(&dir);
         fs::create_dir(&dir).map_err(|e| KernelError::Io(dir.clone(), e))?;
         // From here on, dropping it undoes what was done.
         let mut graph = Self {
@@ -417,19 +421,36 @@ impl KernelGraph {
     }
 
     /// The graphs task `tid` finished since they were last taken, with the events lost
-    /// meanwhile.
+    /// meanwhile. The task is at a stop, outside every graph: a function still open lost
+    /// its return, and is ended here.
     pub fn take(&mut self, tid: i32) -> Graphs {
         let mut got = self
             .tasks
             .get_mut(&tid)
-            .map(|t| std::mem::take(&mut t.done))
+            .map(|t| {
+                t.close_to(0);
+                std::mem::take(&mut t.done)
+            })
             .unwrap_or_default();
-        got.lost = std::mem::take(&mut self.lost);
+        got.lost = self.take_lost();
         got
+    }
+
+    /// The events lost since they were last taken.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Drops what task `tid` did so far (the old program's faults, and execve's own).
+    pub fn discard(&mut self, tid: i32) {
+        if let Some(t) = self.tasks.get_mut(&tid) {
+            *t = Task::default();
+        }
     }
 
     /// Follows task `tid` from now on (a thread or process the tracer follows started it).
     pub fn follow(&mut self, tid: i32) {
+        self.ignored.remove(&tid);
         self.tasks.entry(tid).or_default();
     }
 
@@ -438,13 +459,18 @@ impl KernelGraph {
     pub fn take_calls(&mut self, tid: i32) -> Vec<Node> {
         self.tasks
             .get_mut(&tid)
-            .map(|t| std::mem::take(&mut t.done.calls))
+            .map(|t| {
+                t.close_to(0);
+                std::mem::take(&mut t.done.calls)
+            })
             .unwrap_or_default()
     }
 
     /// Forgets task `tid` (it is gone).
     pub fn forget(&mut self, tid: i32) {
         self.tasks.remove(&tid);
+        // Its last lines may still be in the buffer.
+        self.ignored.insert(tid);
     }
 
     /// One line of the function-graph tracer's output (`print_graph_*()` in
@@ -503,19 +529,19 @@ impl KernelGraph {
         let ns = parse_duration(duration);
         if let Some(name) = content.strip_suffix("() {") {
             task.close_to(depth);
-            task.open.push(Node::new(name));
+            task.open.push((depth, Node::new(name)));
         } else if let Some(name) = content.strip_suffix("();") {
             task.close_to(depth);
             let mut node = Node::new(name);
             node.ns = ns;
-            task.add(node);
+            task.add(depth, node);
         } else if content.starts_with('}') {
             // The return of the function open at this depth; if its entry was lost, nothing.
             task.close_to(depth + 1);
-            if task.open.len() == depth + 1 {
-                if let Some(mut node) = task.open.pop() {
+            if task.open.last().is_some_and(|(d, _)| *d == depth) {
+                if let Some((_, mut node)) = task.open.pop() {
                     node.ns = ns;
-                    task.add(node);
+                    task.add(depth, node);
                 }
             }
         }
@@ -523,10 +549,14 @@ impl KernelGraph {
 }
 
 impl Task {
-    /// Adds a finished call: under the function that made it, or as a finished graph.
-    fn add(&mut self, node: Node) {
-        if let Some(parent) = self.open.last_mut() {
+    /// Adds a finished call at `depth`: under the function that made it, or as a finished
+    /// graph at depth 0; a call whose caller's entry was lost (none open above it) is
+    /// dropped.
+    fn add(&mut self, depth: usize, node: Node) {
+        if let Some((_, parent)) = self.open.last_mut() {
             push_folded(&mut parent.calls, node);
+        } else if depth > 0 {
+            // Its caller's entry was lost: there is nothing to hang it on.
         } else if node.function == FAULT_ROOT {
             self.done.fault_count += node.count;
             if self.done.faults.len() < MAX_FAULT_GRAPHS {
@@ -537,12 +567,12 @@ impl Task {
         }
     }
 
-    /// Ends the functions open deeper than `depth`, whose returns were lost (or came out of
+    /// Ends the functions open at `depth` or deeper, whose returns were lost (or came out of
     /// order): each is kept with the calls seen, under its caller.
     fn close_to(&mut self, depth: usize) {
-        while self.open.len() > depth {
-            if let Some(node) = self.open.pop() {
-                self.add(node);
+        while self.open.last().is_some_and(|(d, _)| *d >= depth) {
+            if let Some((d, node)) = self.open.pop() {
+                self.add(d, node);
             }
         }
     }
@@ -565,65 +595,77 @@ fn is_root() -> bool {
 
 /// The lock of the kernel-wide settings: a file holding the process id of the trace that
 /// set them, removed when it ends. (A file, not flock(2): the guest's kernel has no file
-/// locking.)
-struct Lock(Option<&'static str>);
+/// locking.) `None` in the tests.
+struct Lock(Option<PathBuf>);
 
 impl Lock {
     /// Takes the lock, or says that another trace holds it; a lock whose trace is gone is
     /// taken over.
     fn take() -> Result<Self, KernelError> {
+        let dir = if Path::new("/run").is_dir() {
+            "/run"
+        } else {
+            "/tmp"
+        };
+        let path = Path::new(dir).join(LOCK_NAME);
+        let me = std::process::id().to_string();
+        // Written whole under another name, then linked into place: never seen empty.
+        let mine = Path::new(dir).join(format!("{LOCK_NAME}.{me}"));
+        fs::write(&mine, &me).map_err(|e| KernelError::Io(mine.clone(), e))?;
+        let mut result = Err(KernelError::Busy(String::new()));
         for _ in 0..2 {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(LOCK_FILE)
-            {
-                Ok(mut f) => {
-                    f.write_all(std::process::id().to_string().as_bytes())
-                        .map_err(|e| KernelError::Io(LOCK_FILE.into(), e))?;
-                    return Ok(Self(Some(LOCK_FILE)));
+            match fs::hard_link(&mine, &path) {
+                Ok(()) => {
+                    result = Ok(Self(Some(path.clone())));
+                    break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let owner = fs::read_to_string(LOCK_FILE).unwrap_or_default();
-                    let owner = owner.trim();
-                    // An empty file is a trace writing its id right now.
-                    if owner.is_empty() || Path::new("/proc").join(owner).exists() {
-                        return Err(KernelError::Busy(owner.to_string()));
+                    let owner = fs::read_to_string(&path).unwrap_or_default();
+                    let owner = owner.trim().to_string();
+                    // Alive, and not this process (whose id a killed trace may have had).
+                    if owner != me && Path::new("/proc").join(&owner).exists() {
+                        result = Err(KernelError::Busy(owner));
+                        break;
                     }
-                    let _ = fs::remove_file(LOCK_FILE);
+                    let _ = fs::remove_file(&path);
                 }
-                Err(e) => return Err(KernelError::Io(LOCK_FILE.into(), e)),
+                Err(e) => {
+                    result = Err(KernelError::Io(path.clone(), e));
+                    break;
+                }
             }
         }
-        Err(KernelError::Busy(String::new()))
+        let _ = fs::remove_file(&mine);
+        result
     }
 }
 
 impl Drop for Lock {
+    /// Gives the lock back, if it is still this trace's.
     fn drop(&mut self) {
-        if let Some(path) = self.0 {
-            let _ = fs::remove_file(path);
+        if let Some(path) = &self.0 {
+            let me = std::process::id().to_string();
+            if fs::read_to_string(path).is_ok_and(|o| o.trim() == me) {
+                let _ = fs::remove_file(path);
+            }
         }
     }
 }
 
-/// Removes the instances of traces whose process is gone (killed before they could); says
-/// whether there was one.
+/// Removes the instances of earlier traces: with the lock held, any is the instance of a
+/// trace that was killed before it could remove it. Says whether there was one.
 fn remove_stale_instances(root: &Path) -> bool {
     let Ok(entries) = fs::read_dir(root.join("instances")) else {
         return false;
     };
     let mut any = false;
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("mmscope-")) else {
+        if !entry.file_name().to_string_lossy().starts_with("mmscope-") {
             continue;
-        };
-        if !Path::new("/proc").join(pid).exists() {
-            let _ = write_file(&entry.path().join("tracing_on"), "0");
-            let _ = write_file(&entry.path().join("current_tracer"), "nop");
-            any |= fs::remove_dir(entry.path()).is_ok();
         }
+        let _ = write_file(&entry.path().join("tracing_on"), "0");
+        let _ = write_file(&entry.path().join("current_tracer"), "nop");
+        any |= fs::remove_dir(entry.path()).is_ok();
     }
     any
 }
@@ -761,6 +803,26 @@ mod tests {
         let got = g.take(5);
         assert_eq!(got.calls.len(), 1);
         assert_eq!(got.calls[0].function, "__x64_sys_mmap");
+    }
+
+    #[test]
+    fn lost_entries_make_no_false_roots() {
+        let mut g = graph();
+        for l in [
+            // The entries of __x64_sys_brk and do_brk_flags were lost.
+            " 0)  prog-42    |   0.250 us    |      vma_expand();",
+            " 0)  prog-42    |   1.000 us    |    } /* do_brk_flags */",
+            " 0)  prog-42    |   2.000 us    |  } /* __x64_sys_brk */",
+            // A root whose return is lost: ended when the graphs are taken.
+            " 0)  prog-42    |               |  __x64_sys_mmap() {",
+            " 0)  prog-42    |   1.000 us    |    do_mmap();",
+        ] {
+            g.line(l);
+        }
+        let calls = g.take_calls(42);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].function, "__x64_sys_mmap");
+        assert!(calls[0].contains("do_mmap"));
     }
 
     #[test]

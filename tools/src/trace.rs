@@ -815,6 +815,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                 k.drain();
                 if let Some(ks) = step.kernel.as_mut() {
                     ks.call = k.take_calls(tid);
+                    ks.lost += k.take_lost();
                 }
             }
             (self.on_event)(event);
@@ -989,7 +990,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             // The old program's faults, and execve's own: not the new program's.
             k.follow(tid);
             k.drain();
-            let _ = k.take(tid);
+            k.discard(tid);
         }
         let Some(proc) = self.procs.get_mut(&pid) else {
             return Ok(());
