@@ -126,17 +126,25 @@ pub fn push_folded(list: &mut Vec<Node>, node: Node) {
 }
 
 /// What a thread's graphs were since its last stop: the faults it took (the graphs of
-/// [`FAULT_ROOT`]) and the memory calls it made.
-#[derive(Clone, Debug, Default)]
+/// [`FAULT_ROOT`]) and the memory calls it made. A traced call carries its own (its faults
+/// those before it): the `kernel` of its JSON event.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Graphs {
-    /// Page faults: each fault's graph, folded.
+    /// Page faults: each fault's graph, those of the same shape one after another counted
+    /// once.
     pub faults: Vec<Node>,
     /// How many faults.
     pub fault_count: u32,
-    /// The system calls' graphs.
+    /// The system calls' graphs (of a traced call: its own, from its `__x64_sys_*` entry).
+    #[serde(rename = "call")]
     pub calls: Vec<Node>,
     /// Events the ring buffer lost meanwhile (it was full): the graphs may miss calls.
+    #[serde(skip_serializing_if = "is_zero")]
     pub lost: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why `--kernel` cannot trace.

@@ -788,7 +788,7 @@ impl TextReport {
         }
         if let Some(k) = &step.kernel {
             out.push_str("      kernel:\n");
-            kernel_lines(&k.call, 8, &mut out);
+            kernel_lines(&k.calls, 8, &mut out);
             if k.lost > 0 {
                 let _ = writeln!(
                     out,
@@ -1097,7 +1097,7 @@ enum JsonEvent {
         stack: Option<Vec<crate::stack::Frame>>,
         /// With `--kernel`: the kernel's function graphs.
         #[serde(skip_serializing_if = "Option::is_none")]
-        kernel: Option<JsonKernel>,
+        kernel: Option<crate::kgraph::Graphs>,
     },
     /// `--faults`: resident anonymous memory changed, by the code that first touched it.
     Resident {
@@ -1121,21 +1121,6 @@ enum JsonEvent {
         rss: Option<Rss>,
         hiwater_rss_bytes: Option<u64>,
     },
-}
-
-/// `--kernel`: the function graphs of a call, and of its thread's faults before it.
-#[derive(Serialize)]
-struct JsonKernel {
-    /// The graphs of the page faults since the thread's previous stop, those of the same
-    /// shape one after another counted once.
-    faults: Vec<Node>,
-    /// How many faults.
-    fault_count: u32,
-    /// The call's graph.
-    call: Vec<Node>,
-    /// Events the ring buffer lost since the previous call: the graphs may miss calls.
-    #[serde(skip_serializing_if = "is_zero")]
-    lost: u64,
 }
 
 /// A site's pages in a `resident` event.
@@ -1292,12 +1277,7 @@ fn json_event(event: &Event, names: &NameCache) -> String {
                 removed: views(&diff.removed),
                 added: views(&diff.added),
                 stack: step.stack.clone(),
-                kernel: step.kernel.as_ref().map(|k| JsonKernel {
-                    faults: k.faults.clone(),
-                    fault_count: k.fault_count,
-                    call: k.call.clone(),
-                    lost: k.lost,
-                }),
+                kernel: step.kernel.clone(),
             }
         }
         Event::Resident(c) => JsonEvent::Resident {

@@ -23,7 +23,7 @@
 //! in between.
 
 use crate::faults::{Change, Faults, When};
-use crate::kgraph::{Graphs, KernelError, KernelGraph, Node};
+use crate::kgraph::{Graphs, KernelError, KernelGraph};
 use crate::snapshot::Snapshot;
 use crate::source::{Depth, Source};
 use crate::stack::{Frame, Stacks};
@@ -66,23 +66,9 @@ pub struct Step {
     pub after: Option<Snapshot>,
     /// The caller's stack at the call's entry, innermost frame first (`--stacks`).
     pub stack: Option<Vec<Frame>>,
-    /// `--kernel`: the kernel functions the call ran, and the page faults before it.
-    pub kernel: Option<KernelStep>,
-}
-
-/// `--kernel`: the kernel's function graphs of one call, and of the page faults its thread
-/// took since its previous stop (the first touches between the calls).
-#[derive(Clone, Debug, Default)]
-pub struct KernelStep {
-    /// The faults' graphs (from `handle_mm_fault`), those of the same shape counted once.
-    pub faults: Vec<Node>,
-    /// How many faults.
-    pub fault_count: u32,
-    /// The call's graph (from its `__x64_sys_*` entry).
-    pub call: Vec<Node>,
-    /// Events the kernel's ring buffer lost since the previous call (it was full): the
-    /// graphs may miss calls.
-    pub lost: u64,
+    /// `--kernel`: the kernel functions the call ran (`calls`), and the page faults its
+    /// thread took since its previous stop (the first touches between the calls).
+    pub kernel: Option<Graphs>,
 }
 
 /// How the traced program ended.
@@ -335,11 +321,10 @@ impl Pending {
             before: self.before,
             after,
             stack: self.stack,
-            kernel: self.kernel.map(|k| KernelStep {
-                faults: k.faults,
-                fault_count: k.fault_count,
-                call: Vec::new(),
-                lost: k.lost,
+            // The call's own graph comes at its exit.
+            kernel: self.kernel.map(|k| Graphs {
+                calls: Vec::new(),
+                ..k
             }),
         }))
     }
@@ -814,7 +799,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                 // The call's graph is complete: its thread has left the kernel's function.
                 k.drain();
                 if let Some(ks) = step.kernel.as_mut() {
-                    ks.call = k.take_calls(tid);
+                    ks.calls = k.take_calls(tid);
                     ks.lost += k.take_lost();
                 }
             }
