@@ -181,12 +181,21 @@ test-host:
 	$(CARGO) build --locked --release -p mmscope
 	$(CARGO) test --locked --release -p mmscope --test host
 
+# The pages of `mmscope trace --html` the guest made from real traces (cli_trace_html), in
+# headless chromium, held against their JSON traces (tools/tests/browser.rs); screenshots in
+# $(RUN_OUT)/browser/.
+define BROWSER_TEST
+MMSCOPE_PAGES=$(RUN_OUT)/test-out/pages MMSCOPE_SHOTS=$(RUN_OUT)/browser \
+	$(CARGO) test --locked --release -p mmscope --test browser -- --test-threads=1 --nocapture
+endef
+
 # The selftests; the claims table they measure must be the one the README holds;
 # `make trace` on a program of yours, and on bad input.
 # The README's list of tested kernels takes this run's kernel.
 test: check initramfs
 	$(GUEST) $(RUN_OUT)/guest-test.log test $(RUN_OUT)/test-out
 	$(KERNEL_TRACE_TEST)
+	$(BROWSER_TEST)
 	scripts/update-readme.py --check $(RUN_OUT)/test-out claims
 	scripts/test-user-program.sh
 	scripts/update-readme.py --kernels $(OUT)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install every host tool mmscope needs: the LLVM toolchain the kernel is built
 # with, the kernel build dependencies, QEMU and busybox for the guest, the
-# allocators the heap scenarios compare (musl, jemalloc, mimalloc), rust-src
+# allocators the heap scenarios compare (musl, jemalloc, mimalloc), headless
+# chromium and its WebDriver for the trace pages' tests, rust-src
 # and bindgen for Rust-for-Linux. Idempotent and non-interactive; run as root.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -13,6 +14,7 @@ APT_PACKAGES=(
 	gcc-multilib
 	musl-tools libjemalloc-dev libmimalloc-dev coreutils strace
 	libc6-dbg
+	chromium chromium-driver fonts-dejavu-core
 )
 
 step "install Debian packages"

@@ -4006,3 +4006,131 @@ pub fn cli_trace_kernel() -> TestResult {
     );
     Ok(())
 }
+
+/// `mmscope trace --html`: one page per trace, self-contained (nothing fetched: no URL, no
+/// `src`, `href`, `@import` or `url(`), smaller than the trace's JSON, and the very page
+/// `mmscope report` makes from that JSON afterwards; `report` refuses what is not a trace,
+/// naming the line. The pages of a heap scenario (glibc's `thread`, with stacks), of GNU sort
+/// (with stacks and page faults) and of 10,000 calls (`demo/manysteps.c`) go with their JSON
+/// traces, gzip-compressed, to `MMSCOPE_OUT/pages`, where the host's browser tests
+/// (tools/tests/browser.rs) open them.
+pub fn cli_trace_html() -> TestResult {
+    let out = std::env::var("MMSCOPE_OUT").unwrap_or_else(|_| "/tmp".to_string());
+    let pages = std::path::Path::new(&out).join("pages");
+    std::fs::create_dir_all(&pages).context("create the pages' directory")?;
+    let heap = crate::heap::heap_dir()?;
+    let thread = heap.join("glibc/thread").to_string_lossy().into_owned();
+    let sort = "/usr/bin/sort";
+    if !std::path::Path::new(sort).exists() {
+        skip!("{sort} is not on the guest's disk");
+    }
+    let numbers: String = (0..20_000u64)
+        .map(|i| format!("{}\n", i.wrapping_mul(2_654_435_761) % 1_000_000_007))
+        .collect();
+    std::fs::write("/tmp/html-numbers", numbers).context("write the numbers")?;
+    let many = prog("manysteps")?;
+    let runs: [(&str, &[&str], Vec<&str>); 3] = [
+        ("thread", &["--stacks"], vec![thread.as_str()]),
+        (
+            "sort",
+            &["--stacks", "--faults"],
+            vec![sort, "-n", "-o", "/tmp/html-sorted", "/tmp/html-numbers"],
+        ),
+        ("manysteps", &[], vec![many.as_str()]),
+    ];
+    for (name, options, command) in runs {
+        let json = format!("/tmp/{name}.jsonl");
+        let html = pages.join(format!("{name}.html"));
+        let html = html.to_string_lossy();
+        let mut args = vec!["trace", "--json", "-o", &json, "--html", &html];
+        args.extend_from_slice(options);
+        args.push("--");
+        args.extend(command.iter().copied());
+        let run = output(mmscope(&args)?)?;
+        check_eq!(run.status.code(), Some(0), "{name}: {}", text(&run.stderr));
+        let page = std::fs::read_to_string(&*html).context("read the page")?;
+        let trace = std::fs::read_to_string(&json).context("read the JSON trace")?;
+        let steps = trace
+            .lines()
+            .filter(|l| l.contains("\"event\":\"syscall\""))
+            .count();
+        for needle in [
+            "http:", "https:", " src=", " href=", "<link", "@import", "url(",
+        ] {
+            check!(
+                !page.contains(needle),
+                "{name}: the page loads nothing ({needle:?})"
+            );
+        }
+        check!(
+            page.contains(&format!("<title>mmscope trace: {}", command.join(" "))),
+            "{name}: the page's title names the command"
+        );
+        check!(
+            page.len() < trace.len(),
+            "{name}: the page ({} bytes) is smaller than its JSON ({} bytes)",
+            page.len(),
+            trace.len()
+        );
+        println!(
+            "# {name}: {steps} steps, page {} bytes ({} per step), JSON {} bytes",
+            page.len(),
+            page.len() / steps.max(1),
+            trace.len()
+        );
+        let again = format!("/tmp/{name}-report.html");
+        let report = output(mmscope(&["report", &json, "-o", &again])?)?;
+        check_eq!(
+            report.status.code(),
+            Some(0),
+            "{name}: report: {}",
+            text(&report.stderr)
+        );
+        let named = text(&report.stdout);
+        check_eq!(
+            named.trim(),
+            again.as_str(),
+            "{name}: report names the page"
+        );
+        check!(
+            std::fs::read(&again).context("read the report's page")? == page.as_bytes(),
+            "{name}: mmscope report made the page --html made"
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, trace.as_bytes()).context("compress the trace")?;
+        let gz = gz.finish().context("compress the trace")?;
+        std::fs::write(pages.join(format!("{name}.jsonl.gz")), gz).context("write the trace")?;
+        if name == "manysteps" {
+            check!(steps >= 10_000, "manysteps made {steps} calls");
+        }
+        let _ = std::fs::remove_file(&json);
+        let _ = std::fs::remove_file(&again);
+    }
+
+    // Not a trace: what is wrong and where; nothing written.
+    std::fs::write(
+        "/tmp/html-bad.jsonl",
+        "{\"event\":\"exec\",\"pid\":1}\nnot json\n",
+    )
+    .context("write a bad trace")?;
+    let _ = std::fs::remove_file("/tmp/html-bad.html");
+    let bad = output(mmscope(&["report", "/tmp/html-bad.jsonl"])?)?;
+    check_eq!(bad.status.code(), Some(1), "report of a bad trace");
+    let said = text(&bad.stderr);
+    check!(
+        said.contains("line 2 is not a trace event") && said.contains("mmscope trace --json"),
+        "report names the bad line and what to give: {said}"
+    );
+    check!(
+        !std::path::Path::new("/tmp/html-bad.html").exists(),
+        "no page from a bad trace"
+    );
+    let missing = output(mmscope(&["report", "/tmp/html-no-such.jsonl"])?)?;
+    check_eq!(missing.status.code(), Some(1), "report of a missing file");
+    check!(
+        text(&missing.stderr).contains("cannot read the trace /tmp/html-no-such.jsonl"),
+        "report says it cannot read the file: {}",
+        text(&missing.stderr)
+    );
+    Ok(())
+}

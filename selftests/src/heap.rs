@@ -350,7 +350,7 @@ struct Found {
 }
 
 /// The directory of the scenario builds.
-fn heap_dir() -> Result<PathBuf, Outcome> {
+pub(crate) fn heap_dir() -> Result<PathBuf, Outcome> {
     match std::env::var("MMSCOPE_HEAP") {
         Ok(p) => Ok(PathBuf::from(p)),
         Err(_) => Err(Outcome::Skip("MMSCOPE_HEAP is not set".into())),

@@ -317,6 +317,10 @@ const TESTS: &[Test] = &[
         run: cli::cli_trace_faults,
     },
     Test {
+        name: "cli_trace_html",
+        run: cli::cli_trace_html,
+    },
+    Test {
         name: "cli_trace_kernel",
         run: cli::cli_trace_kernel,
     },

@@ -16,6 +16,7 @@ pub mod abi;
 pub mod access;
 pub mod faults;
 pub mod flame;
+pub mod html;
 pub mod kgraph;
 pub mod lazy;
 pub mod maps;

@@ -77,6 +77,12 @@ enum Command {
         /// steps, as SVG, to FILE.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+        /// Also write the trace as one page to explore in a browser, to FILE: the address
+        /// space over the steps (each VMA a band, brk and mmap_base as lines), the counters,
+        /// each call in detail with its stack, filters, and with --faults the flame graph of
+        /// resident memory. Self-contained: it opens from disk, with no network.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// At the end, draw the address space as the program left it (as its last thread
         /// exited), as `mmscope maps` does. Not with --json.
         #[arg(long, conflicts_with = "json")]
@@ -146,6 +152,15 @@ enum Command {
             value_name = "CMD"
         )]
         command: Vec<OsString>,
+    },
+    /// Make the page `mmscope trace --html` makes from a trace saved with `mmscope trace
+    /// --json`: the address space over the steps, the counters, each call in detail.
+    Report {
+        /// The trace: the file `mmscope trace --json -o FILE` wrote, or `-` for stdin.
+        input: PathBuf,
+        /// Write the page to FILE (default: the trace's name with .html).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Watch demand paging: map a /dev/mmscope object and anonymous memory of SIZE, touch both
     /// in PATTERN, and see faults and pages rise; then map the object again and see
@@ -246,6 +261,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             output,
             json,
             svg,
+            html,
             picture,
             follow_forks,
             stacks,
@@ -261,6 +277,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let shape = TraceOutput {
                 json,
                 svg,
+                html,
                 picture,
                 flame,
                 options: trace::TraceOptions {
@@ -304,6 +321,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             lazy_cmd(&dev, run, json)
         }
+        Command::Report { input, output } => report_cmd(&input, output),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mmscope", &mut io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -412,6 +430,8 @@ struct TraceOutput {
     json: bool,
     /// The plot, to this file.
     svg: Option<PathBuf>,
+    /// The page to explore, to this file.
+    html: Option<PathBuf>,
     /// The address-space picture at the end.
     picture: bool,
     /// `--flame`: where the flame graphs go.
@@ -438,6 +458,7 @@ fn trace_cmd(
     let TraceOutput {
         json,
         svg,
+        html,
         picture,
         flame,
         options,
@@ -468,6 +489,13 @@ fn trace_cmd(
     let mut report = TextReport::new(style);
     let mut json_report = JsonReport::default();
     let mut summary = Summary::new();
+    if let Traced::Command(command) = &what {
+        summary.command = (command.iter())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+    }
+    // --html: the JSON lines, for the page.
+    let mut page_lines: Option<Vec<String>> = html.as_ref().map(|_| Vec::new());
     let mut write_err = None;
     // The address space as the last thread left it, and its VMAs' names, read while the
     // thread is stopped at its exit and the process still exists.
@@ -494,10 +522,13 @@ fn trace_cmd(
             }
         }
         summary.observe(&event);
-        let text = if json {
-            json_report.event(&event) + "\n"
-        } else {
-            report.event(&event)
+        let line = (json || page_lines.is_some()).then(|| json_report.event(&event));
+        if let (Some(lines), Some(line)) = (&mut page_lines, &line) {
+            lines.push(line.clone());
+        }
+        let text = match line {
+            Some(line) if json => line + "\n",
+            _ => report.event(&event),
         };
         if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush()) {
             write_err.get_or_insert(e);
@@ -565,8 +596,9 @@ fn trace_cmd(
         other => Failure(format!("tracing `{program}` failed: {other}")),
     })?;
     summary.end(ending);
+    let summary_line = serde_json::to_string(&summary).unwrap_or_default();
     let mut tail = if json {
-        serde_json::to_string(&summary).unwrap_or_default() + "\n"
+        summary_line.clone() + "\n"
     } else {
         summary.text(&style)
     };
@@ -575,6 +607,10 @@ fn trace_cmd(
     }
     if let Err(e) = sink.write_all(tail.as_bytes()).and_then(|()| sink.flush()) {
         write_err.get_or_insert(e);
+    }
+    if let (Some(path), Some(mut lines)) = (html, page_lines) {
+        lines.push(summary_line);
+        write_page(&path, &lines, "--html")?;
     }
     if let Some(path) = svg {
         let title = format!("mmscope trace: {program}");
@@ -605,6 +641,58 @@ fn trace_cmd(
         }
     }
     Ok(ExitCode::from(ending.shell_status().clamp(0, 255) as u8))
+}
+
+/// Writes the page of the trace `lines` to `path`; `option` names where the path came from.
+fn write_page(path: &std::path::Path, lines: &[String], option: &str) -> Result<(), Failure> {
+    std::fs::write(path, mmscope::html::page(lines)).map_err(|e| {
+        Failure(format!(
+            "cannot write the page to {}: {e}; choose a writable path for {option}",
+            path.display()
+        ))
+    })
+}
+
+fn report_cmd(input: &std::path::Path, output: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    let stdin = input.as_os_str() == "-";
+    let output = match (output, stdin) {
+        (Some(path), _) => path,
+        (None, false) => input.with_extension("html"),
+        (None, true) => {
+            return Err(Failure(
+                "the trace comes from stdin, so the page has no name: give one with -o FILE"
+                    .to_string(),
+            ))
+        }
+    };
+    if !stdin && output == input {
+        return Err(Failure(format!(
+            "{} would be written over the trace it is made from; give another name with -o FILE",
+            output.display()
+        )));
+    }
+    let text = if stdin {
+        io::read_to_string(io::stdin())
+    } else {
+        std::fs::read_to_string(input)
+    }
+    .map_err(|e| {
+        Failure(format!(
+            "cannot read the trace {}: {e}; give the file `mmscope trace --json -o FILE` wrote",
+            input.display()
+        ))
+    })?;
+    let lines = mmscope::html::read_trace(&text).map_err(|e| {
+        Failure(format!(
+            "{} is not a trace of `mmscope trace --json`: {e}; give the file that command \
+             wrote with -o",
+            input.display()
+        ))
+    })?;
+    let lines: Vec<String> = lines.into_iter().map(str::to_string).collect();
+    write_page(&output, &lines, "-o")?;
+    println!("{}", output.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn lazy_cmd(dev: &Device, run: Lazy, json: bool) -> Result<ExitCode, Failure> {

@@ -52,6 +52,9 @@ impl Point {
 pub struct Summary {
     /// Always `"summary"`.
     pub event: &'static str,
+    /// The program and its arguments, as the trace started it (empty when it attached).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
     /// Calls by name.
     pub calls: BTreeMap<&'static str, u64>,
     /// Calls that failed.
@@ -1074,6 +1077,8 @@ enum JsonEvent {
     },
     Syscall {
         step: usize,
+        /// When the call was entered, in microseconds since the trace began.
+        time_us: u64,
         pid: i32,
         tid: i32,
         syscall: &'static str,
@@ -1258,6 +1263,7 @@ fn json_event(event: &Event, names: &NameCache) -> String {
             let after = step.after.as_ref();
             JsonEvent::Syscall {
                 step: step.index,
+                time_us: u64::try_from(step.time.as_micros()).unwrap_or(u64::MAX),
                 pid: step.pid,
                 tid: step.tid,
                 syscall: step.call.name(),

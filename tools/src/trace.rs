@@ -37,6 +37,7 @@ use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
 
 /// `AUDIT_ARCH_X86_64`: the system call table the numbers in [`MemCall`] belong to.
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -69,6 +70,8 @@ pub struct Step {
     /// `--kernel`: the kernel functions the call ran (`calls`), and the page faults its
     /// thread took since its previous stop (the first touches between the calls).
     pub kernel: Option<Graphs>,
+    /// When the call was entered, since the trace began.
+    pub time: Duration,
 }
 
 /// How the traced program ended.
@@ -297,6 +300,8 @@ struct Pending {
     stack: Option<Vec<Frame>>,
     /// `--kernel`: the thread's graphs since its previous stop.
     kernel: Option<Graphs>,
+    /// When it was entered, since the trace began.
+    time: Duration,
 }
 
 impl Pending {
@@ -326,6 +331,7 @@ impl Pending {
                 calls: Vec::new(),
                 ..k
             }),
+            time: self.time,
         }))
     }
 }
@@ -595,6 +601,8 @@ struct Tracer<'a, F: FnMut(Event)> {
     kernel: Option<KernelGraph>,
     /// Threads stopped at their exit (`PTRACE_EVENT_EXIT`), until they are gone.
     exiting: HashSet<i32>,
+    /// When the trace began: the steps' times count from here.
+    began: Instant,
 }
 
 impl<'a, F: FnMut(Event)> Tracer<'a, F> {
@@ -638,6 +646,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
             faults: None,
             kernel: None,
             exiting: HashSet::new(),
+            began: Instant::now(),
         }
     }
 
@@ -768,6 +777,7 @@ impl<'a, F: FnMut(Event)> Tracer<'a, F> {
                     before,
                     stack,
                     kernel,
+                    time: self.began.elapsed(),
                 },
             );
         }

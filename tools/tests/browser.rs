@@ -1,0 +1,585 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The pages of `mmscope trace --html`, in a real browser (Debian's headless chromium, driven
+//! through chromedriver): pages the guest made from real traces (`make test` puts them and
+//! the JSON lines of the same runs in `MMSCOPE_PAGES`), each held against its JSON trace: no
+//! script error; the steps, the VMAs at every step and the `brk` line as the JSON says; the
+//! step selected by the keyboard, a click on the list and a click in the address space shows
+//! that step's call; the filters by call, thread and address; the time axis; the flame graph
+//! of resident memory against the tracer's own count. Screenshots go to `MMSCOPE_SHOTS`.
+//!
+//! Run by `make test` after the guest (`cargo test --test browser`); it needs the pages, so
+//! without `MMSCOPE_PAGES` it fails and says so.
+
+#[path = "support/webdriver.rs"]
+mod webdriver;
+
+use serde_json::{json, Value};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use webdriver::{key, Browser};
+
+/// The directory of the pages and their traces.
+fn pages_dir() -> PathBuf {
+    match std::env::var_os("MMSCOPE_PAGES") {
+        Some(dir) => PathBuf::from(dir),
+        None => panic!(
+            "MMSCOPE_PAGES is not set: these tests check the pages `make test` has the guest \
+             make (build/test-out/pages); run `make test`"
+        ),
+    }
+}
+
+/// Where the screenshots go.
+fn shots_dir() -> PathBuf {
+    std::env::var_os("MMSCOPE_SHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| pages_dir().join("shots"))
+}
+
+/// A JSON trace, as `mmscope trace --json` wrote it in the guest (gzip-compressed there).
+struct Trace {
+    events: Vec<Value>,
+}
+
+impl Trace {
+    fn load(dir: &Path, name: &str) -> Trace {
+        let gz = dir.join(format!("{name}.jsonl.gz"));
+        let bytes = std::fs::read(&gz).unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
+        let events = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}: {l}")))
+            .collect();
+        Trace { events }
+    }
+
+    /// The program's first event: its exec (or attach).
+    fn start(&self) -> &Value {
+        (self.events.iter())
+            .find(|e| e["event"] == "exec" || e["event"] == "attach")
+            .expect("the trace has an exec event")
+    }
+
+    /// The program's calls.
+    fn steps(&self) -> Vec<&Value> {
+        let pid = &self.start()["pid"];
+        (self.events.iter())
+            .filter(|e| e["event"] == "syscall" && &e["pid"] == pid)
+            .collect()
+    }
+
+    /// Every call, of every process.
+    fn all_steps(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "syscall")
+            .count()
+    }
+
+    /// The VMAs the program's address space had, one per VMA that came: those at its start
+    /// and each one a call added; with those meeting [lo, hi) only, if given.
+    fn lives(&self, range: Option<(u64, u64)>) -> usize {
+        let meets = |v: &Value| {
+            range.is_none_or(|(lo, hi)| {
+                v["start"].as_u64().unwrap_or(0) < hi && lo < v["end"].as_u64().unwrap_or(0)
+            })
+        };
+        let start = self.start()["vmas"]
+            .as_array()
+            .map_or(0, |v| v.iter().filter(|v| meets(v)).count());
+        start
+            + self
+                .steps()
+                .iter()
+                .map(|s| {
+                    s["added"]
+                        .as_array()
+                        .map_or(0, |a| a.iter().filter(|v| meets(v)).count())
+                })
+                .sum::<usize>()
+    }
+}
+
+fn hex(v: &Value) -> String {
+    match v.as_u64() {
+        Some(n) => format!("0x{n:x}"),
+        None => "?".to_string(),
+    }
+}
+
+/// What the page shows now: the selected step's heading, its VMA table's rows, its brk.
+fn shown(b: &Browser) -> (String, u64, String) {
+    let v = b
+        .run(
+            "return [document.querySelector('#detail h2').textContent, \
+             document.querySelectorAll('#vmas tbody tr').length, \
+             (document.getElementById('brk-after') || {}).textContent || ''];",
+            json!([]),
+        )
+        .expect("the page answers");
+    (
+        v[0].as_str().unwrap_or("").to_string(),
+        v[1].as_u64().unwrap_or(0),
+        v[2].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// The heading the page gives a step: its number, thread and call.
+fn heading(step: &Value) -> String {
+    format!(
+        "#{} [{}] {} = ",
+        step["step"],
+        step["tid"],
+        step["call"].as_str().unwrap_or("")
+    )
+}
+
+/// Console lines that are errors.
+fn errors(b: &Browser) -> Vec<String> {
+    (b.console().expect("the console log"))
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE")
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// Opens page `name`, waits until it has drawn the trace, and says how long that took.
+fn open(b: &Browser, name: &str) -> f64 {
+    let page = pages_dir().join(format!("{name}.html"));
+    let page = std::fs::canonicalize(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+    b.open(&format!("file://{}", page.display()))
+        .expect("the page opens");
+    let state = b
+        .wait_for(
+            "return document.body.dataset.ready || null;",
+            Duration::from_secs(60),
+        )
+        .expect("the page finishes");
+    assert_eq!(
+        state,
+        "1",
+        "{name}: the page reported an error: {:?} {:?}",
+        b.run(
+            "return document.getElementById('error').textContent;",
+            json!([])
+        ),
+        errors(b)
+    );
+    let at = b
+        .run("return Number(document.body.dataset.readyAt);", json!([]))
+        .expect("readyAt");
+    at.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Everything a page must show of its trace; `sweep` is every how-many-th step whose
+/// selection is compared with the JSON (1: all).
+fn check_page(name: &str, sweep: usize) {
+    let dir = pages_dir();
+    let trace = Trace::load(&dir, name);
+    let steps = trace.steps();
+    let start = trace.start();
+    assert!(
+        steps.len() > 3,
+        "{name}: the trace has {} steps",
+        steps.len()
+    );
+    let b = Browser::start(1400, 1000).unwrap_or_else(|e| panic!("{e}"));
+    let opened = open(&b, name);
+    let bytes = std::fs::metadata(dir.join(format!("{name}.html"))).map_or(0, |m| m.len());
+    println!(
+        "{name}: {} steps, page {bytes} bytes ({} per step), drawn {opened:.0} ms after the \
+         navigation began",
+        trace.all_steps(),
+        bytes / trace.all_steps().max(1) as u64
+    );
+    let shots = shots_dir();
+    b.screenshot(&shots.join(format!("{name}-start.png")))
+        .expect("screenshot");
+    assert_eq!(errors(&b), Vec::<String>::new(), "{name}: script errors");
+
+    // The steps and the VMAs' bands.
+    let counted = b
+        .run(
+            "return [Number(document.getElementById('summary').dataset.steps), \
+             document.querySelectorAll('#space-chart rect.vma').length, \
+             document.querySelectorAll('#steps > div').length];",
+            json!([]),
+        )
+        .expect("counts");
+    assert_eq!(
+        counted[0],
+        trace.all_steps(),
+        "{name}: steps in the summary"
+    );
+    assert_eq!(
+        counted[1],
+        trace.lives(None),
+        "{name}: one band per VMA that came"
+    );
+    assert_eq!(
+        counted[2],
+        steps.len() + 1,
+        "{name}: the list: the start and each step"
+    );
+
+    // The brk line: its values, and drawn in their order (a higher brk is higher up).
+    let line = b
+        .run(
+            "const p = document.getElementById('brk-line'); \
+             return [p.dataset.brk, p.getAttribute('d')];",
+            json!([]),
+        )
+        .expect("the brk line");
+    let brks: Vec<Option<u64>> = (line[0].as_str().unwrap_or("").split(','))
+        .map(|v| v.parse().ok())
+        .collect();
+    let expected: Vec<Option<u64>> = std::iter::once(start["brk"].as_u64())
+        .chain(steps.iter().map(|s| s["brk_after"].as_u64()))
+        .collect();
+    assert_eq!(brks, expected, "{name}: the brk line's values");
+    let ys: Vec<f64> = (line[1].as_str().unwrap_or("").split(['M', 'L']))
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split(' ').nth(1)?.parse().ok())
+        .step_by(2)
+        .collect();
+    let known: Vec<u64> = expected.iter().flatten().copied().collect();
+    assert_eq!(
+        ys.len(),
+        known.len(),
+        "{name}: one segment of the brk line per column"
+    );
+    for i in 1..known.len() {
+        let (a, b_) = (known[i - 1], known[i]);
+        let ok = match a.cmp(&b_) {
+            std::cmp::Ordering::Less => ys[i] < ys[i - 1],
+            std::cmp::Ordering::Greater => ys[i] > ys[i - 1],
+            std::cmp::Ordering::Equal => (ys[i] - ys[i - 1]).abs() < 0.01,
+        };
+        assert!(
+            ok,
+            "{name}: brk {a:#x} -> {b_:#x} drawn at y {} -> {}",
+            ys[i - 1],
+            ys[i]
+        );
+    }
+
+    // Each step selected (every `sweep`th, and the last): its call, its VMAs, its brk.
+    let positions: Vec<usize> = (0..=steps.len())
+        .filter(|p| p % sweep == 0 || *p == steps.len())
+        .collect();
+    let seen = b
+        .run(
+            "return arguments[0].map((p) => { mmscope.select(p); \
+               return [document.querySelector('#detail h2').textContent, \
+                 document.querySelectorAll('#vmas tbody tr').length, \
+                 (document.getElementById('brk-after') || {}).textContent || '']; });",
+            json!([positions]),
+        )
+        .expect("the sweep");
+    for (i, &p) in positions.iter().enumerate() {
+        let row = &seen[i];
+        let (want_count, want_brk) = match p {
+            0 => (&start["map_count"], hex(&start["brk"])),
+            _ => (&steps[p - 1]["map_count"], hex(&steps[p - 1]["brk_after"])),
+        };
+        if p > 0 {
+            let h = row[0].as_str().unwrap_or("");
+            assert!(
+                h.starts_with(&heading(steps[p - 1])),
+                "{name}: step {p} shows {h}"
+            );
+        }
+        assert_eq!(
+            &row[1], want_count,
+            "{name}: the VMAs after step {p} (map_count)"
+        );
+        assert_eq!(
+            row[2].as_str(),
+            Some(want_brk.as_str()),
+            "{name}: brk after step {p}"
+        );
+    }
+
+    // The keyboard.
+    b.run(
+        "document.activeElement.blur(); window.scrollTo(0, 0);",
+        json!([]),
+    )
+    .expect("blur");
+    b.keys(&[key::HOME], false).expect("keys");
+    assert!(
+        shown(&b).0.starts_with("start:"),
+        "{name}: Home shows the start"
+    );
+    b.keys(&[key::RIGHT, key::RIGHT, key::RIGHT], false)
+        .expect("keys");
+    assert!(
+        shown(&b).0.starts_with(&heading(steps[2])),
+        "{name}: → three times: step 3"
+    );
+    b.keys(&[key::LEFT], false).expect("keys");
+    assert!(
+        shown(&b).0.starts_with(&heading(steps[1])),
+        "{name}: ← : step 2"
+    );
+    b.keys(&[key::END], false).expect("keys");
+    let last = shown(&b);
+    assert!(
+        last.0.starts_with(&heading(steps[steps.len() - 1])),
+        "{name}: End: the last step"
+    );
+    b.keys(&[key::LEFT], true).expect("keys");
+    let back = steps.len().saturating_sub(10).max(1);
+    assert!(
+        shown(&b).0.starts_with(&heading(steps[back - 1])),
+        "{name}: Shift+← from the last step: step {back}"
+    );
+
+    // A click in the list, then in the address space.
+    b.click("#steps > div[data-pos=\"2\"]")
+        .expect("a click in the list");
+    assert!(
+        shown(&b).0.starts_with(&heading(steps[1])),
+        "{name}: clicked row: step 2"
+    );
+    // The click lands on a whole pixel: the step is the column under that pixel (on a long
+    // trace a pixel holds several columns).
+    let aim = steps.len() * 2 / 3;
+    let at = b
+        .run(
+            "const svg = document.getElementById('space-chart'); \
+             svg.scrollIntoView({block: 'start'}); \
+             const r = svg.getBoundingClientRect(); \
+             const d = svg.dataset; \
+             return [r.left, r.top, r.width / svg.viewBox.baseVal.width, Number(d.plotLeft), \
+                     Number(d.plotWidth), Number(d.columns)];",
+            json!([]),
+        )
+        .expect("the chart's place");
+    let g: Vec<f64> = (0..6).map(|i| at[i].as_f64().unwrap_or(f64::NAN)).collect();
+    let (left, top, k, plot_left, plot_w, columns) = (g[0], g[1], g[2], g[3], g[4], g[5]);
+    let x = (left + (plot_left + (aim as f64 + 0.5) * plot_w / columns) * k).round();
+    let target = (((x - left) / k - plot_left) * columns / plot_w).floor() as usize;
+    b.click_at(x, (top + 40.0 * k).round())
+        .expect("a click in the chart");
+    assert!(
+        target >= 1 && target <= steps.len(),
+        "{name}: the click's column {target}"
+    );
+    let clicked = shown(&b);
+    assert!(
+        clicked.0.starts_with(&heading(steps[target - 1])),
+        "{name}: a click at step {target}'s column shows {}",
+        clicked.0
+    );
+    b.run("window.scrollTo(0, 0);", json!([])).expect("scroll");
+    b.screenshot(&shots.join(format!("{name}-step.png")))
+        .expect("screenshot");
+
+    // The call filter: the most frequent call alone.
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for s in &steps {
+        *counts
+            .entry(s["syscall"].as_str().unwrap_or(""))
+            .or_default() += 1;
+    }
+    let (call, n) = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(c, n)| (*c, *n))
+        .unwrap_or(("", 0));
+    for other in counts.keys().filter(|c| **c != call) {
+        b.click(&format!("#calls input[value=\"{other}\"]"))
+            .expect("a call's box");
+    }
+    let rows = b
+        .run(
+            "return [...document.querySelectorAll('#steps > div')].map((d) => d.textContent);",
+            json!([]),
+        )
+        .expect("rows");
+    let rows: Vec<&str> = (rows.as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        rows.len(),
+        n + 1,
+        "{name}: {call} alone: the start and its {n} calls"
+    );
+    assert!(
+        rows[1..].iter().all(|r| r.contains(&format!("] {call}("))),
+        "{name}: only {call} calls are listed"
+    );
+    b.keys(&[key::END], false).expect("keys");
+    let last_of = steps
+        .iter()
+        .rev()
+        .find(|s| s["syscall"] == call)
+        .expect("a call");
+    assert!(
+        shown(&b).0.starts_with(&heading(last_of)),
+        "{name}: End: the last {call}"
+    );
+    for other in counts.keys().filter(|c| **c != call) {
+        b.click(&format!("#calls input[value=\"{other}\"]"))
+            .expect("a call's box");
+    }
+
+    // The thread filter, where there are threads.
+    let mut tids: Vec<i64> = steps.iter().filter_map(|s| s["tid"].as_i64()).collect();
+    tids.sort_unstable();
+    tids.dedup();
+    if let Some(&tid) = tids.iter().find(|&&t| Some(t) != start["pid"].as_i64()) {
+        b.click(&format!("#thread option[value=\"{tid}\"]"))
+            .expect("a thread");
+        let listed = b
+            .run(
+                "return document.querySelectorAll('#steps > div').length;",
+                json!([]),
+            )
+            .expect("rows");
+        let of_tid = steps.iter().filter(|s| s["tid"] == tid).count();
+        assert_eq!(listed, of_tid + 1, "{name}: thread {tid}'s {of_tid} calls");
+        b.screenshot(&shots.join(format!("{name}-thread.png")))
+            .expect("screenshot");
+        b.click("#thread option[value=\"\"]").expect("all threads");
+    }
+
+    // The address filter: the heap's range (brk's extent), as a person types it.
+    let heap_lo = start["start_brk"].as_u64().unwrap_or(0);
+    let heap_hi = known.iter().copied().max().unwrap_or(heap_lo);
+    if heap_hi > heap_lo {
+        let hi = heap_hi.next_multiple_of(4096);
+        b.run(
+            "document.getElementById('lo').value = arguments[0]; \
+             document.getElementById('hi').value = arguments[1];",
+            json!([format!("{heap_lo:#x}"), format!("{hi:#x}")]),
+        )
+        .expect("the range");
+        b.click("#zoom").expect("zoom");
+        let bands = b
+            .run(
+                "return document.querySelectorAll('#space-chart rect.vma').length;",
+                json!([]),
+            )
+            .expect("bands");
+        assert_eq!(
+            bands,
+            trace.lives(Some((heap_lo, hi))),
+            "{name}: the bands of the VMAs meeting {heap_lo:#x}-{hi:#x}"
+        );
+        b.screenshot(&shots.join(format!("{name}-heap.png")))
+            .expect("screenshot");
+        b.click("#unzoom").expect("unzoom");
+        let bands = b
+            .run(
+                "return document.querySelectorAll('#space-chart rect.vma').length;",
+                json!([]),
+            )
+            .expect("bands");
+        assert_eq!(bands, trace.lives(None), "{name}: every band again");
+    }
+    // Bad input: a sentence, and the view kept.
+    b.run(
+        "document.getElementById('lo').value = 'heap'; document.getElementById('hi').value = '';",
+        json!([]),
+    )
+    .expect("input");
+    b.click("#zoom").expect("zoom");
+    let said = b
+        .run(
+            "return document.getElementById('error').textContent;",
+            json!([]),
+        )
+        .expect("error");
+    assert!(
+        said.as_str().unwrap_or("").contains("hexadecimal"),
+        "{name}: bad range: {said}"
+    );
+
+    // The time axis.
+    b.click("input[name=axis][value=time]").expect("time");
+    let ticks = b
+        .run(
+            "return [...document.querySelectorAll('#space-chart g.axis text')].map((t) => t.textContent).filter((t) => t.endsWith(' ms')).length;",
+            json!([]),
+        )
+        .expect("ticks");
+    assert!(
+        ticks.as_u64().unwrap_or(0) >= 2,
+        "{name}: the time axis has ticks in ms"
+    );
+    b.screenshot(&shots.join(format!("{name}-time.png")))
+        .expect("screenshot");
+    b.click("input[name=axis][value=steps]").expect("steps");
+
+    // Resident memory, where the trace recorded page faults: at exit, the tracer's count.
+    let pid = &start["pid"];
+    let resident: Vec<&Value> = (trace.events.iter())
+        .filter(|e| e["event"] == "resident" && &e["pid"] == pid)
+        .collect();
+    let flame = b
+        .run(
+            "return !document.getElementById('view-flame').disabled;",
+            json!([]),
+        )
+        .expect("flame button");
+    assert_eq!(
+        flame,
+        !resident.is_empty(),
+        "{name}: the flame view is there when faults are"
+    );
+    if !resident.is_empty() {
+        let summary = (trace.events.iter().rev())
+            .find(|e| e["event"] == "summary")
+            .map(|s| s["resident"].clone())
+            .unwrap_or_default();
+        b.click("#view-flame").expect("flame");
+        for (button, field) in [("#flame-peak", "peak_pages"), ("#flame-exit", "exit_pages")] {
+            b.click(button).expect("a flame button");
+            let pages = b
+                .run(
+                    "return Number(document.getElementById('flame').dataset.pages);",
+                    json!([]),
+                )
+                .expect("pages");
+            assert_eq!(
+                pages, summary[field],
+                "{name}: the flame graph's pages ({field})"
+            );
+            assert!(
+                summary[field].as_u64().unwrap_or(0) > 0,
+                "{name}: {field} is 0"
+            );
+        }
+        b.click("#flame-peak").expect("peak");
+        b.screenshot(&shots.join(format!("{name}-flame.png")))
+            .expect("screenshot");
+        b.click("#view-space").expect("back");
+    }
+    assert_eq!(errors(&b), Vec::<String>::new(), "{name}: script errors");
+}
+
+/// A heap scenario with threads (glibc's `thread`: an arena of the second thread's own),
+/// traced with stacks.
+#[test]
+fn heap_scenario_page() {
+    check_page("thread", 1);
+}
+
+/// GNU sort, traced with its stacks and page faults.
+#[test]
+fn sort_page() {
+    check_page("sort", 1);
+}
+
+/// 10,000 calls: every 10th selected.
+#[test]
+fn many_steps_page() {
+    check_page("manysteps", 10);
+}
