@@ -219,6 +219,8 @@ test-compat:
 # nothing asserts a time.
 bench: initramfs
 	$(GUEST) $(OUT)/guest-bench.log bench $(OUT)/bench-out
+	MMSCOPE_BENCH_PAGE=$(OUT)/bench-out/manysteps.html MMSCOPE_BENCH_MD=$(OUT)/bench-out/bench.md \
+		$(CARGO) test --locked --release -p mmscope --test browser -- --ignored --exact page_opens
 	cp $(OUT)/bench-out/bench.md $(OUT)/bench.md
 	@cat $(OUT)/bench.md
 	scripts/update-readme.py --only $(OUT)/bench-out bench
@@ -226,7 +228,8 @@ bench: initramfs
 # The heap scenarios under the tracer, a real program, the claims table.
 demo: initramfs
 	$(GUEST) $(OUT)/guest-demo.log demo $(OUT)/demo
-	@echo "mmscope: the plots and the claims table are in $(OUT)/demo/"
+	@echo "mmscope: the plots, the claims table and a page to explore per scenario (open"
+	@echo "         $(OUT)/demo/large.html, ... in a browser: no network needed) are in $(OUT)/demo/"
 
 # Your own program under the tracer in the guest (CMD='prog args', FILES='more files').
 # Checked first: this recipe names no kernel (make expands a whole recipe before it
@@ -240,7 +243,8 @@ trace-guest:
 	$(MAKE) initramfs STAGE=$(USER_FILES)
 	$(GUEST) $(OUT)/guest-trace.log trace $(OUT)/trace
 	@cat $(OUT)/trace/trace.txt
-	@echo "mmscope: the trace and its plot are in $(OUT)/trace/ (trace.txt, trace.svg)"
+	@echo "mmscope: the trace, its plot and its page are in $(OUT)/trace/ (trace.txt, trace.svg;"
+	@echo "         trace.html opens in a browser)"
 
 # An interactive guest: the module loaded, mmscope on the PATH, your FILES in /files;
 # `exit` powers it off. Your files are checked before any kernel is named (see trace).
@@ -257,6 +261,7 @@ shell-guest:
 docs: initramfs
 	MMSCOPE_TCG=single $(GUEST) $(OUT)/guest-docs.log docs $(OUT)/docs
 	scripts/update-readme.py $(OUT)/docs
+	scripts/page-shot.py $(OUT)/docs/heap-large.html docs/trace-page.png
 	scripts/test-user-program.sh
 	scripts/update-readme.py --only $(OUT)/trace user-trace
 	$(CARGO) build --locked --release -p mmscope

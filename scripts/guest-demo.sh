@@ -1,8 +1,9 @@
 #!/bin/sh
 # Run in the guest by `make demo`: the heap scenarios under `mmscope trace`,
 # step by step with the address space as each one left it, a real program's
-# heap story, and the claims table measured for every allocator. Plots and the
-# table go into the directory $1, which comes back to the host.
+# heap story, and the claims table measured for every allocator. Plots, pages
+# to explore (mmscope trace --html) and the table go into the directory $1,
+# which comes back to the host.
 out=$1
 heap=/mmscope/heap
 mkdir -p "$out"
@@ -17,7 +18,8 @@ banner() {
 # libc6-dbg symbols: malloc, _int_malloc, sysmalloc, sbrk, brk).
 show() {
 	banner "$1 (glibc $(cat $heap/glibc/VERSION)): $2"
-	mmscope trace --stacks --stack-depth 8 --picture --svg "$out/$1.svg" -- "$heap/glibc/$1" 2>&1 ||
+	mmscope trace --stacks --stack-depth 8 --picture --svg "$out/$1.svg" --html "$out/$1.html" \
+		-- "$heap/glibc/$1" 2>&1 ||
 		return 1
 }
 
@@ -50,6 +52,7 @@ awk '/^#|^  faults:|^    [+-]|^exit|^summary|^  resident|^    at |^      /' /tmp
 banner "a real program: $(/usr/bin/sort --version | head -1) on 200,000 numbers"
 awk 'BEGIN { srand(1); for (i = 0; i < 200000; i++) printf "%d\n", int(rand() * 1000000000) }' >/tmp/numbers
 mmscope trace --faults --flame "$out/sort-resident" --picture --svg "$out/sort.svg" \
+	--stacks --html "$out/sort.html" \
 	-o "$out/sort-trace.txt" -- /usr/bin/sort -n -o /tmp/sorted /tmp/numbers || status=1
 # The calls and what they changed, the pages first touched between them, the
 # summary and the picture; the RSS lines are in build/demo/sort-trace.txt.

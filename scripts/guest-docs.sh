@@ -23,6 +23,10 @@ rm "$out/heap.tap"
 heap=/mmscope/heap/glibc
 mmscope trace --picture -- "$heap/large" >"$out/heap-large.txt" 2>&1
 mmscope trace --svg "$out/heap-trim.svg" -o /dev/null -- "$heap/trim" >/dev/null
+# The same large scenario as a page to explore, with stacks, and its JSON: the host
+# takes the README's screenshot of it (scripts/page-shot.py).
+mmscope trace --stacks --json -o "$out/heap-large.jsonl" --html "$out/heap-large.html" -- \
+	"$heap/large" >/dev/null
 awk 'BEGIN { srand(1); for (i = 0; i < 200000; i++) printf "%d\n", int(rand() * 1000000000) }' >/tmp/numbers
 mmscope trace -o /tmp/sort-trace.txt -- /usr/bin/sort -n -o /tmp/sorted /tmp/numbers
 grep -v -e '^      RSS' -e 'between the calls' /tmp/sort-trace.txt >"$out/sort.txt"

@@ -148,6 +148,12 @@ docs)
 bench)
 	/mmscope/selftests --bench /out/bench.md
 	status=$?
+	# The page of a 10,000-call trace, which the host opens in a browser (make bench),
+	# and the size of its JSON trace.
+	mmscope trace --json -o /tmp/manysteps.jsonl --html /out/manysteps.html -- \
+		/mmscope/progs/manysteps >/dev/null || status=1
+	wc -c </tmp/manysteps.jsonl >/out/manysteps.json-bytes
+	rm -f /tmp/manysteps.jsonl
 	;;
 trace)
 	# Your command, in /files (read-only, like the rest of the disk; /tmp is
@@ -155,7 +161,7 @@ trace)
 	cd /files
 	eval "set -- $(cat /disk/mmscope/trace-cmd)"
 	echo "mmscope: tracing $*"
-	mmscope trace --svg /out/trace.svg --picture -o /out/trace.txt -- "$@"
+	mmscope trace --svg /out/trace.svg --html /out/trace.html --picture -o /out/trace.txt -- "$@"
 	echo "mmscope: the command ended with status $?"
 	[ -s /out/trace.txt ] || status=1
 	cd /

@@ -583,3 +583,84 @@ fn sort_page() {
 fn many_steps_page() {
     check_page("manysteps", 10);
 }
+
+/// `make bench`: how long the page of a 10,000-call trace (`MMSCOPE_BENCH_PAGE`, made in the
+/// guest) takes to open in headless chromium, from the navigation's start to the trace drawn,
+/// five times in new tabs' worth of fresh loads; the median and range, with the page's size,
+/// go as a row into `MMSCOPE_BENCH_MD`. A measurement, not a test: nothing is asserted of the
+/// time.
+#[test]
+#[ignore = "a benchmark: make bench runs it"]
+fn page_opens() {
+    let page = PathBuf::from(std::env::var_os("MMSCOPE_BENCH_PAGE").expect("MMSCOPE_BENCH_PAGE"));
+    let table = PathBuf::from(std::env::var_os("MMSCOPE_BENCH_MD").expect("MMSCOPE_BENCH_MD"));
+    let page = std::fs::canonicalize(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+    let bytes = std::fs::metadata(&page).map_or(0, |m| m.len());
+    let json_bytes: u64 = std::fs::read_to_string(page.with_extension("json-bytes"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let b = Browser::start(1400, 1000).unwrap_or_else(|e| panic!("{e}"));
+    let mut times = Vec::new();
+    let mut steps = 0;
+    for _ in 0..5 {
+        b.open("about:blank").expect("a blank page");
+        b.open(&format!("file://{}", page.display()))
+            .expect("the page opens");
+        let state = b
+            .wait_for(
+                "return document.body.dataset.ready || null;",
+                Duration::from_secs(60),
+            )
+            .expect("the page finishes");
+        assert_eq!(state, "1", "the page reported an error");
+        let v = b
+            .run(
+                "return [Number(document.body.dataset.readyAt), \
+                 Number(document.getElementById('summary').dataset.steps)];",
+                json!([]),
+            )
+            .expect("readyAt");
+        times.push(v[0].as_f64().unwrap_or(f64::NAN));
+        steps = v[1].as_u64().unwrap_or(0);
+    }
+    assert!(errors(&b).is_empty(), "script errors");
+    times.sort_by(f64::total_cmp);
+    let per_step = |n: u64| n as f64 / steps.max(1) as f64;
+    let row = format!(
+        "| the page of a trace of {steps} calls (`mmscope trace --html`, demo/manysteps.c), \
+         opened in headless Chromium {} until drawn | {:.0} ms ({:.0}\u{2013}{:.0}); \
+         {bytes} bytes, {:.0} bytes/step | its JSON trace (`--json`): {json_bytes} bytes, \
+         {:.0} bytes/step | {:.3}\u{d7} the JSON's size |\n",
+        chromium_version(),
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+        per_step(bytes),
+        per_step(json_bytes),
+        bytes as f64 / json_bytes.max(1) as f64,
+    );
+    print!("{row}");
+    let mut text =
+        std::fs::read_to_string(&table).unwrap_or_else(|e| panic!("{}: {e}", table.display()));
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&row);
+    std::fs::write(&table, text).unwrap_or_else(|e| panic!("{}: {e}", table.display()));
+}
+
+/// Chromium's version, as `chromium --version` says it (its number only).
+fn chromium_version() -> String {
+    std::process::Command::new(webdriver::CHROMIUM)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| {
+            v.split_whitespace()
+                .find(|w| w.contains('.'))
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}

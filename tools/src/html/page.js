@@ -501,7 +501,12 @@ function select(p, scroll = true) {
   const row = list.children[view.sel];
   if (row) {
     row.classList.add('on');
-    if (scroll) row.scrollIntoView({ block: 'nearest' });
+    // The list scrolls to the row; the window stays where it is.
+    if (scroll) {
+      const top = row.offsetTop;
+      if (top < list.scrollTop) list.scrollTop = top;
+      else if (top + row.offsetHeight > list.scrollTop + list.clientHeight) list.scrollTop = top + row.offsetHeight - list.clientHeight;
+    }
   }
   view.flameAt = null;
   if (view.flame) drawFlame();
