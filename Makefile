@@ -186,7 +186,8 @@ test-host:
 # $(RUN_OUT)/browser/.
 define BROWSER_TEST
 MMSCOPE_PAGES=$(RUN_OUT)/test-out/pages MMSCOPE_SHOTS=$(RUN_OUT)/browser \
-	$(CARGO) test --locked --release -p mmscope --test browser -- --test-threads=1 --nocapture
+	$(CARGO) test --locked --release -p mmscope --test browser -- --ignored --exact --test-threads=1 \
+	--nocapture heap_scenario_page sort_page many_steps_page
 endef
 
 # The selftests; the claims table they measure must be the one the README holds;

@@ -107,6 +107,8 @@ log=$OUT/guest-trace.log
 if [ -s "$trace" ]; then printf 'ok - the trace came back (%s lines)\n' "$(wc -l <"$trace")"; else not_ok "no trace in $trace"; fi
 grep -q '^<svg' "$OUT/trace/trace.svg" 2>/dev/null && echo "ok - the plot came back" ||
 	not_ok "no SVG plot in $OUT/trace/trace.svg"
+grep -q '<title>mmscope trace: ' "$OUT/trace/trace.html" 2>/dev/null && echo "ok - the page came back" ||
+	not_ok "no page in $OUT/trace/trace.html"
 grep -q 'yours: read data-for-mmscope' "$log" && echo "ok - the program read its data file in the guest" ||
 	not_ok "the program's output is not in $log"
 grep -q 'the command ended with status 0' "$log" && echo "ok - the program exited 0" ||

@@ -72,32 +72,6 @@ pub fn read_trace(text: &str) -> Result<Vec<&str>, NotATrace> {
     }
 }
 
-/// The page's title: the command the trace's summary names, else the process it attached to.
-fn title(lines: &[impl AsRef<str>]) -> String {
-    let summary = lines.iter().rev().find_map(|l| {
-        let v: serde_json::Value = serde_json::from_str(l.as_ref()).ok()?;
-        (v.get("event")? == "summary").then_some(v)
-    });
-    let command: Vec<String> = summary
-        .as_ref()
-        .and_then(|s| s.get("command")?.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
-    if !command.is_empty() {
-        return format!("mmscope trace: {}", command.join(" "));
-    }
-    let attached = lines.iter().find_map(|l| {
-        let v: serde_json::Value = serde_json::from_str(l.as_ref()).ok()?;
-        (v.get("event")? == "attach").then(|| v.get("pid")?.as_i64())?
-    });
-    match attached {
-        Some(pid) => format!("mmscope trace: pid {pid}"),
-        None => "mmscope trace".to_string(),
-    }
-}
-
 /// `text` with `&`, `<`, `>` and `"` escaped for HTML.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -128,41 +102,105 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// The page of a trace given as its JSON lines (each without its newline).
-pub fn page(lines: &[impl AsRef<str>]) -> String {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-    for line in lines {
-        // Writing to a Vec cannot fail.
-        let _ = gz.write_all(line.as_ref().as_bytes());
-        let _ = gz.write_all(b"\n");
+/// A page being made from a trace's JSON lines, one at a time: each is compressed as it
+/// comes, so that a long trace is not held in memory.
+pub struct Page {
+    gz: GzEncoder<Vec<u8>>,
+    /// The command the summary names.
+    command: Vec<String>,
+    /// The process an `attach` event names.
+    attached: Option<i64>,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self::new()
     }
-    let data = base64(&gz.finish().unwrap_or_default());
-    let title = escape(&title(lines));
-    // In one pass over the template, so that nothing inserted is read as a placeholder.
-    let mut out = String::with_capacity(TEMPLATE.len() + STYLE.len() + SCRIPT.len() + data.len());
-    let mut rest = TEMPLATE;
-    while let Some(at) = rest.find('@') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at + 1..];
-        let name = rest.find('@').map(|end| &rest[..end]);
-        let value = match name {
-            Some("TITLE") => Some(title.as_str()),
-            Some("VERSION") => Some(env!("CARGO_PKG_VERSION")),
-            Some("STYLE") => Some(STYLE),
-            Some("SCRIPT") => Some(SCRIPT),
-            Some("DATA") => Some(data.as_str()),
-            _ => None,
-        };
-        match (value, name) {
-            (Some(value), Some(name)) => {
-                out.push_str(value);
-                rest = &rest[name.len() + 1..];
-            }
-            _ => out.push('@'),
+}
+
+impl Page {
+    pub fn new() -> Self {
+        Self {
+            gz: GzEncoder::new(Vec::new(), Compression::best()),
+            command: Vec::new(),
+            attached: None,
         }
     }
-    out.push_str(rest);
-    out
+
+    /// Takes the next JSON line (without its newline).
+    pub fn push(&mut self, line: &str) {
+        // Writing to a Vec cannot fail.
+        let _ = self.gz.write_all(line.as_bytes());
+        let _ = self.gz.write_all(b"\n");
+        // Only two events name what the title says; the others are not parsed.
+        if !(line.contains("\"summary\"") || line.contains("\"attach\"")) {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        match v.get("event").and_then(|e| e.as_str()) {
+            Some("summary") => {
+                self.command = (v.get("command").and_then(|c| c.as_array()).into_iter())
+                    .flatten()
+                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .collect();
+            }
+            Some("attach") => self.attached = v.get("pid").and_then(|p| p.as_i64()),
+            _ => {}
+        }
+    }
+
+    /// The page's title: the command the trace's summary names, else the process it attached
+    /// to.
+    fn title(&self) -> String {
+        match (self.command.is_empty(), self.attached) {
+            (false, _) => format!("mmscope trace: {}", self.command.join(" ")),
+            (true, Some(pid)) => format!("mmscope trace: pid {pid}"),
+            (true, None) => "mmscope trace".to_string(),
+        }
+    }
+
+    /// The page.
+    pub fn finish(self) -> String {
+        let title = escape(&self.title());
+        let data = base64(&self.gz.finish().unwrap_or_default());
+        // In one pass over the template, so that nothing inserted is read as a placeholder.
+        let mut out =
+            String::with_capacity(TEMPLATE.len() + STYLE.len() + SCRIPT.len() + data.len());
+        let mut rest = TEMPLATE;
+        while let Some(at) = rest.find('@') {
+            out.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+            let name = rest.find('@').map(|end| &rest[..end]);
+            let value = match name {
+                Some("TITLE") => Some(title.as_str()),
+                Some("VERSION") => Some(env!("CARGO_PKG_VERSION")),
+                Some("STYLE") => Some(STYLE),
+                Some("SCRIPT") => Some(SCRIPT),
+                Some("DATA") => Some(data.as_str()),
+                _ => None,
+            };
+            match (value, name) {
+                (Some(value), Some(name)) => {
+                    out.push_str(value);
+                    rest = &rest[name.len() + 1..];
+                }
+                _ => out.push('@'),
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// The page of a trace given as its JSON lines (each without its newline).
+pub fn page(lines: &[impl AsRef<str>]) -> String {
+    let mut page = Page::new();
+    for line in lines {
+        page.push(line.as_ref());
+    }
+    page.finish()
 }
 
 #[cfg(test)]

@@ -463,6 +463,24 @@ fn trace_cmd(
         flame,
         options,
     } = shape;
+    if let (Some(out), Some(page)) = (&output, &html) {
+        if same_file(out, page) {
+            return Err(Failure(format!(
+                "-o and --html both name {}; give the page a name of its own",
+                page.display()
+            )));
+        }
+    }
+    // The page's file is created now, so that a path it cannot have fails before the trace.
+    let page_file = match &html {
+        Some(path) => Some(File::create(path).map_err(|e| {
+            Failure(format!(
+                "cannot create {}: {e}; choose a writable path for --html",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let (mut sink, style): (Box<dyn Write>, Style) = match &output {
         Some(path) => {
             let file = File::create(path).map_err(|e| {
@@ -494,8 +512,8 @@ fn trace_cmd(
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
     }
-    // --html: the JSON lines, for the page.
-    let mut page_lines: Option<Vec<String>> = html.as_ref().map(|_| Vec::new());
+    // --html: the page, made of the JSON lines as they come.
+    let mut page = html.as_ref().map(|_| mmscope::html::Page::new());
     let mut write_err = None;
     // The address space as the last thread left it, and its VMAs' names, read while the
     // thread is stopped at its exit and the process still exists.
@@ -522,9 +540,9 @@ fn trace_cmd(
             }
         }
         summary.observe(&event);
-        let line = (json || page_lines.is_some()).then(|| json_report.event(&event));
-        if let (Some(lines), Some(line)) = (&mut page_lines, &line) {
-            lines.push(line.clone());
+        let line = (json || page.is_some()).then(|| json_report.event(&event));
+        if let (Some(page), Some(line)) = (&mut page, &line) {
+            page.push(line);
         }
         let text = match line {
             Some(line) if json => line + "\n",
@@ -608,9 +626,14 @@ fn trace_cmd(
     if let Err(e) = sink.write_all(tail.as_bytes()).and_then(|()| sink.flush()) {
         write_err.get_or_insert(e);
     }
-    if let (Some(path), Some(mut lines)) = (html, page_lines) {
-        lines.push(summary_line);
-        write_page(&path, &lines, "--html")?;
+    if let (Some(path), Some(mut page), Some(mut file)) = (html, page, page_file) {
+        page.push(&summary_line);
+        file.write_all(page.finish().as_bytes()).map_err(|e| {
+            Failure(format!(
+                "cannot write the page to {}: {e}; choose a writable path for --html",
+                path.display()
+            ))
+        })?;
     }
     if let Some(path) = svg {
         let title = format!("mmscope trace: {program}");
@@ -643,14 +666,14 @@ fn trace_cmd(
     Ok(ExitCode::from(ending.shell_status().clamp(0, 255) as u8))
 }
 
-/// Writes the page of the trace `lines` to `path`; `option` names where the path came from.
-fn write_page(path: &std::path::Path, lines: &[String], option: &str) -> Result<(), Failure> {
-    std::fs::write(path, mmscope::html::page(lines)).map_err(|e| {
-        Failure(format!(
-            "cannot write the page to {}: {e}; choose a writable path for {option}",
-            path.display()
-        ))
-    })
+/// Whether `a` and `b` name one file: the same path, or the same file by its device and
+/// inode where both exist.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => a == b,
+    }
 }
 
 fn report_cmd(input: &std::path::Path, output: Option<PathBuf>) -> Result<ExitCode, Failure> {
@@ -665,7 +688,7 @@ fn report_cmd(input: &std::path::Path, output: Option<PathBuf>) -> Result<ExitCo
             ))
         }
     };
-    if !stdin && output == input {
+    if !stdin && same_file(&output, input) {
         return Err(Failure(format!(
             "{} would be written over the trace it is made from; give another name with -o FILE",
             output.display()
@@ -689,8 +712,12 @@ fn report_cmd(input: &std::path::Path, output: Option<PathBuf>) -> Result<ExitCo
             input.display()
         ))
     })?;
-    let lines: Vec<String> = lines.into_iter().map(str::to_string).collect();
-    write_page(&output, &lines, "-o")?;
+    std::fs::write(&output, mmscope::html::page(&lines)).map_err(|e| {
+        Failure(format!(
+            "cannot write the page to {}: {e}; choose a writable path for -o",
+            output.display()
+        ))
+    })?;
     println!("{}", output.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -1035,6 +1035,8 @@ struct Start {
 }
 
 /// One JSON line per event. The field names are stable.
+// Each is made, serialized and dropped at once: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum JsonEvent {
@@ -1097,6 +1099,13 @@ enum JsonEvent {
         rss: Option<Rss>,
         removed: Vec<VmaView>,
         added: Vec<VmaView>,
+        /// What changed in the address space since the process's previous event that showed
+        /// it (its previous call's exit, or its start), before this call was entered: what no
+        /// call traced did (a stack that grew, `mlock`, another process sharing it).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        removed_before: Vec<VmaView>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        added_before: Vec<VmaView>,
         /// With `--stacks`: the caller's frames, innermost first.
         #[serde(skip_serializing_if = "Option::is_none")]
         stack: Option<Vec<crate::stack::Frame>>,
@@ -1148,15 +1157,21 @@ struct JsonSite {
 pub struct JsonReport {
     /// Each process's VMA names, by pid.
     names: HashMap<i32, NameCache>,
+    /// Each process's VMAs as its last event showed them, by pid.
+    last: HashMap<i32, Vec<Vma>>,
 }
 
 impl JsonReport {
     /// The JSON line for one event, without its newline.
     pub fn event(&mut self, event: &Event) -> String {
+        let mut gap = VmaDiff::default();
         let pid = match event {
-            Event::Exec { pid, .. } | Event::Attach { pid, .. } | Event::Fork { pid, .. } => {
+            Event::Exec { pid, snap, .. }
+            | Event::Attach { pid, snap, .. }
+            | Event::Fork { pid, snap, .. } => {
                 let names = self.names.entry(*pid).or_default();
                 names.reset(*pid);
+                self.last.insert(*pid, snap.vmas.clone());
                 *pid
             }
             Event::Call(step) => {
@@ -1164,6 +1179,11 @@ impl JsonReport {
                 if let Some(after) = &step.after {
                     names.cover(step.tid, &after.vmas);
                 }
+                if let Some(last) = self.last.get(&step.pid) {
+                    gap = VmaDiff::between(last, &step.before.vmas);
+                }
+                let now = step.after.as_ref().unwrap_or(&step.before);
+                self.last.insert(step.pid, now.vmas.clone());
                 step.pid
             }
             Event::Resident(c) => c.pid,
@@ -1171,21 +1191,23 @@ impl JsonReport {
             | Event::Thread { pid, .. }
             | Event::Unreadable { pid } => *pid,
             Event::End { pid, .. } => {
-                let line = json_event(event, &NameCache::default());
+                let line = json_event(event, &NameCache::default(), gap);
                 self.names.remove(pid);
+                self.last.remove(pid);
                 return line;
             }
             Event::Compat32 { .. } => 0,
         };
         match self.names.get(&pid) {
-            Some(names) => json_event(event, names),
-            None => json_event(event, &NameCache::default()),
+            Some(names) => json_event(event, names, gap),
+            None => json_event(event, &NameCache::default(), gap),
         }
     }
 }
 
-/// The JSON line for one event, with the names in `names`.
-fn json_event(event: &Event, names: &NameCache) -> String {
+/// The JSON line for one event, with the names in `names`; for a call, `gap` is what changed
+/// in its address space since the process's previous event.
+fn json_event(event: &Event, names: &NameCache, gap: VmaDiff) -> String {
     let views = |vmas: &[Vma]| {
         vmas.iter()
             .map(|v| VmaView::new(v, names.get(v)))
@@ -1282,6 +1304,8 @@ fn json_event(event: &Event, names: &NameCache) -> String {
                 rss: after.map(Snapshot::rss),
                 removed: views(&diff.removed),
                 added: views(&diff.added),
+                removed_before: views(&gap.removed),
+                added_before: views(&gap.added),
                 stack: step.stack.clone(),
                 kernel: step.kernel.clone(),
             }

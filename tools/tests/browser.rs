@@ -8,8 +8,9 @@
 //! that step's call; the filters by call, thread and address; the time axis; the flame graph
 //! of resident memory against the tracer's own count. Screenshots go to `MMSCOPE_SHOTS`.
 //!
-//! Run by `make test` after the guest (`cargo test --test browser`); it needs the pages, so
-//! without `MMSCOPE_PAGES` it fails and says so.
+//! Run by `make test` after the guest (`cargo test --test browser -- --ignored`): the tests
+//! need the guest's pages, so a plain `cargo test` leaves them out; run without
+//! `MMSCOPE_PAGES`, they fail and say so.
 
 #[path = "support/webdriver.rs"]
 mod webdriver;
@@ -81,27 +82,58 @@ impl Trace {
             .count()
     }
 
-    /// The VMAs the program's address space had, one per VMA that came: those at its start
-    /// and each one a call added; with those meeting [lo, hi) only, if given.
+    /// The VMAs the program's address space had, one per VMA that came: those at its start,
+    /// those that came between two calls and those a call added; with those meeting [lo, hi)
+    /// only, if given.
     fn lives(&self, range: Option<(u64, u64)>) -> usize {
-        let meets = |v: &Value| {
+        let meets = |v: &&Value| {
             range.is_none_or(|(lo, hi)| {
                 v["start"].as_u64().unwrap_or(0) < hi && lo < v["end"].as_u64().unwrap_or(0)
             })
         };
-        let start = self.start()["vmas"]
-            .as_array()
-            .map_or(0, |v| v.iter().filter(|v| meets(v)).count());
-        start
-            + self
-                .steps()
-                .iter()
-                .map(|s| {
-                    s["added"]
-                        .as_array()
-                        .map_or(0, |a| a.iter().filter(|v| meets(v)).count())
-                })
+        let count = |list: &Value| {
+            list.as_array()
+                .map_or(0, |a| a.iter().filter(meets).count())
+        };
+        count(&self.start()["vmas"])
+            + (self.steps().iter())
+                .map(|s| count(&s["added_before"]) + count(&s["added"]))
                 .sum::<usize>()
+    }
+
+    /// The program's VMAs (start, end) at its start and after each of its calls, highest
+    /// first: its start's list, then each call's changes applied, exactly (every VMA the JSON
+    /// says went away must be there).
+    fn vma_lists(&self) -> Vec<Vec<(u64, u64)>> {
+        let range = |v: &Value| {
+            (
+                v["start"].as_u64().unwrap_or(0),
+                v["end"].as_u64().unwrap_or(0),
+            )
+        };
+        let mut now: Vec<(u64, u64)> = (self.start()["vmas"].as_array().into_iter().flatten())
+            .map(range)
+            .collect();
+        let sorted = |now: &[(u64, u64)]| {
+            let mut v = now.to_vec();
+            v.sort_unstable_by(|a, b| b.cmp(a));
+            v
+        };
+        let mut lists = vec![sorted(&now)];
+        for (i, step) in self.steps().iter().enumerate() {
+            for (gone, came) in [("removed_before", "added_before"), ("removed", "added")] {
+                for v in step[gone].as_array().into_iter().flatten() {
+                    let at = now.iter().position(|r| *r == range(v));
+                    let at = at.unwrap_or_else(|| {
+                        panic!("step {}: {gone} {:?} was not there", i + 1, range(v))
+                    });
+                    now.remove(at);
+                }
+                now.extend(step[came].as_array().into_iter().flatten().map(range));
+            }
+            lists.push(sorted(&now));
+        }
+        lists
     }
 }
 
@@ -268,7 +300,8 @@ fn check_page(name: &str, sweep: usize) {
         );
     }
 
-    // Each step selected (every `sweep`th, and the last): its call, its VMAs, its brk.
+    // Each step selected (every `sweep`th, and the last): its call, its VMAs (their ranges as
+    // the JSON's changes make them, their number as the kernel's map_count), its brk.
     let positions: Vec<usize> = (0..=steps.len())
         .filter(|p| p % sweep == 0 || *p == steps.len())
         .collect();
@@ -277,12 +310,22 @@ fn check_page(name: &str, sweep: usize) {
             "return arguments[0].map((p) => { mmscope.select(p); \
                return [document.querySelector('#detail h2').textContent, \
                  document.querySelectorAll('#vmas tbody tr').length, \
-                 (document.getElementById('brk-after') || {}).textContent || '']; });",
+                 (document.getElementById('brk-after') || {}).textContent || '', \
+                 [...document.querySelectorAll('#vmas tbody tr')].map((r) => \
+                   r.cells[0].textContent + '-' + r.cells[1].textContent)]; });",
             json!([positions]),
         )
         .expect("the sweep");
+    let lists = trace.vma_lists();
     for (i, &p) in positions.iter().enumerate() {
         let row = &seen[i];
+        let listed: Vec<&str> = (row[3].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        let want: Vec<String> = (lists[p].iter())
+            .map(|(s, e)| format!("{s:#x}-{e:#x}"))
+            .collect();
+        assert_eq!(listed, want, "{name}: the VMAs listed after step {p}");
         let (want_count, want_brk) = match p {
             0 => (&start["map_count"], hex(&start["brk"])),
             _ => (&steps[p - 1]["map_count"], hex(&steps[p - 1]["brk_after"])),
@@ -334,9 +377,13 @@ fn check_page(name: &str, sweep: usize) {
         "{name}: End: the last step"
     );
     b.keys(&[key::LEFT], true).expect("keys");
-    let back = steps.len().saturating_sub(10).max(1);
+    let back = steps.len().saturating_sub(10);
+    let want = match back {
+        0 => "start:".to_string(),
+        n => heading(steps[n - 1]),
+    };
     assert!(
-        shown(&b).0.starts_with(&heading(steps[back - 1])),
+        shown(&b).0.starts_with(&want),
         "{name}: Shift+← from the last step: step {back}"
     );
 
@@ -502,8 +549,31 @@ fn check_page(name: &str, sweep: usize) {
         "{name}: bad range: {said}"
     );
 
-    // The time axis.
+    // The time axis: three steps placed as their times (the JSON's `time_us`, each at least
+    // its predecessor's: the steps keep their order) are apart.
     b.click("input[name=axis][value=time]").expect("time");
+    let mut times: Vec<f64> = Vec::new();
+    for s in &steps {
+        let t = s["time_us"].as_f64().unwrap_or(f64::NAN);
+        times.push(times.last().map_or(t, |&p| p.max(t)));
+    }
+    let picks = [1, steps.len() / 2, steps.len()];
+    let xs = b
+        .run(
+            "return arguments[0].map((p) => { mmscope.select(p); \
+               return Number(document.getElementById('space-cursor').getAttribute('x')); });",
+            json!([picks]),
+        )
+        .expect("the cursor");
+    let x: Vec<f64> = (0..3).map(|i| xs[i].as_f64().unwrap_or(f64::NAN)).collect();
+    let t: Vec<f64> = picks.iter().map(|&p| times[p - 1]).collect();
+    if t[2] > t[0] {
+        let (drawn, timed) = ((x[1] - x[0]) / (x[2] - x[0]), (t[1] - t[0]) / (t[2] - t[0]));
+        assert!(
+            (drawn - timed).abs() < 0.01,
+            "{name}: on the time axis steps {picks:?} at x {x:?}, their times {t:?} us"
+        );
+    }
     let ticks = b
         .run(
             "return [...document.querySelectorAll('#space-chart g.axis text')].map((t) => t.textContent).filter((t) => t.endsWith(' ms')).length;",
@@ -568,18 +638,21 @@ fn check_page(name: &str, sweep: usize) {
 /// A heap scenario with threads (glibc's `thread`: an arena of the second thread's own),
 /// traced with stacks.
 #[test]
+#[ignore = "needs the pages the guest makes: make test runs it"]
 fn heap_scenario_page() {
     check_page("thread", 1);
 }
 
 /// GNU sort, traced with its stacks and page faults.
 #[test]
+#[ignore = "needs the pages the guest makes: make test runs it"]
 fn sort_page() {
     check_page("sort", 1);
 }
 
 /// 10,000 calls: every 10th selected.
 #[test]
+#[ignore = "needs the pages the guest makes: make test runs it"]
 fn many_steps_page() {
     check_page("manysteps", 10);
 }

@@ -20,7 +20,7 @@ const $ = (id) => document.getElementById(id);
 
 // ---- formatting ----
 
-function hex(n) { return n == null ? '?' : '0x' + n.toString(16); }
+function hex(n) { return typeof n === 'number' ? '0x' + n.toString(16) : '?'; }
 
 function size(bytes) {
   if (bytes == null) return '?';
@@ -128,13 +128,20 @@ function buildModel(events) {
         if (!s) break;
         const col = s.cols.length;
         s.threads.add(e.tid);
+        // What changed since the process's previous call that no call traced did (a stack
+        // that grew, mlock), then the call's own changes.
+        for (const v of e.removed_before || []) endLives(s, v.start, v.end, col);
+        for (const v of e.added_before || []) { endLives(s, v.start, v.end, col); addLife(s, v, col); }
         for (const v of e.removed) endLives(s, v.start, v.end, col);
         for (const v of e.added) { endLives(s, v.start, v.end, col); addLife(s, v, col); }
+        // Calls are numbered as they return and timed as they were entered: with threads, a
+        // later step may have been entered earlier; the axis keeps the steps' order.
         const prev = s.cols[col - 1];
+        if (col === 1) prev.time = e.time_us || 0;
         s.cols.push({
-          step: e, time: e.time_us || 0, brk: e.brk_after, startBrk: e.start_brk, heap: e.heap_bytes,
-          anon: e.anon_bytes, rss: e.rss ? e.rss.anon : prev.rss, rssAll: e.rss, mapCount: e.map_count,
-          live: s.live.length,
+          step: e, time: Math.max(prev.time, e.time_us || 0), brk: e.brk_after, startBrk: e.start_brk,
+          heap: e.heap_bytes, anon: e.anon_bytes, rss: e.rss ? e.rss.anon : null, rssAll: e.rss,
+          mapCount: e.map_count, live: s.live.length,
         });
         for (const r of s.pendingBefore) r.col = col;
         s.pendingBefore = [];
@@ -155,6 +162,7 @@ function buildModel(events) {
       default: break;
     }
   }
+  if (spaces.length) spaces[0].cols[0].time = 0;
   for (const s of spaces) {
     for (const r of s.pendingBefore) r.col = s.cols.length - 1;
     s.end = s.cols.length; // the lives still open end after the last column
@@ -208,7 +216,13 @@ function addressAxis(space, lo, hi, height) {
   }
   // brk's values are edges too, so that each of its moves shows, even within a page.
   for (const c of space.cols) if (c.brk != null && c.brk > lo && c.brk < hi) edges.add(c.brk);
-  if (edges.size === 0) { edges.add(lo); edges.add(hi); }
+  if (edges.size < 2) {
+    // Nothing mapped in the range: the range itself, as far as the VMAs ever reached.
+    let top = 0, bottom = Infinity;
+    for (const l of space.vmas) { top = Math.max(top, l.end); bottom = Math.min(bottom, l.start); }
+    edges.add(Math.max(lo, Math.min(bottom, ...edges)));
+    edges.add(Math.min(hi, Math.max(top, ...edges, lo + PAGE)));
+  }
   const b = [...edges].sort((p, q) => p - q);
   marks.sort((p, q) => p[0] - q[0] || p[1] - q[1]);
   const segs = [];
@@ -308,13 +322,13 @@ function drawSpace() {
     const y0 = y.y(Math.min(l.end, y.hi)), y1 = y.y(Math.max(l.start, y.lo));
     const h = Math.max(y1 - y0, 0.5);
     const none = l.perms.startsWith('---') ? ' none' : '';
-    out.push(`<rect class="vma k-${l.kind}${none}" x="${x0.toFixed(2)}" y="${y0.toFixed(2)}" width="${Math.max(x1 - x0, 1).toFixed(2)}" height="${h.toFixed(2)}"/>`);
+    out.push(`<rect class="vma k-${esc(l.kind)}${none}" x="${x0.toFixed(2)}" y="${y0.toFixed(2)}" width="${Math.max(x1 - x0, 1).toFixed(2)}" height="${h.toFixed(2)}"/>`);
     bands++;
     if (h >= 11 && x1 - x0 >= 70) labels.push([x0, y0, h, l]);
   }
   for (const [x0, y0, h, l] of labels.slice(0, 400)) {
     const name = l.name ? l.name.split('/').pop() : l.kind;
-    out.push(`<text class="band-label" x="${x0 + 3}" y="${y0 + Math.min(h, 22) / 2 + 4}">${esc(name)} ${l.perms}</text>`);
+    out.push(`<text class="band-label" x="${x0 + 3}" y="${y0 + Math.min(h, 22) / 2 + 4}">${esc(name + ' ' + l.perms)}</text>`);
   }
   // brk, as a step line over the columns, and mmap_base.
   const brks = view.cols.map((c) => s.cols[c].brk);
@@ -367,16 +381,21 @@ function drawCounters() {
   const height = 130;
   svgSize(svg, width, height + 4);
   const x = view.x;
-  const vals = SERIES.map(([key]) => view.cols.map((c) => s.cols[c][key] ?? 0));
-  const max = Math.max(PAGE, ...vals.flat());
+  const vals = SERIES.map(([key]) => view.cols.map((c) => s.cols[c][key]));
+  const max = vals.flat().reduce((m, v) => (v != null && v > m ? v : m), PAGE);
   const yy = (v) => (height - 4 - (v / max) * (height - 14)).toFixed(2);
   const out = [`<g class="axis"><text x="${GUTTER - 4}" y="12" text-anchor="end">${size(max)}</text>`,
     `<text x="${GUTTER - 4}" y="${height - 4}" text-anchor="end">0</text>`,
     `<line x1="${GUTTER}" x2="${GUTTER + plotW}" y1="${height - 4}" y2="${height - 4}"/></g>`,
     `<g transform="translate(${GUTTER},0)">`];
   SERIES.forEach(([key, , color], i) => {
-    let d = '';
-    vals[i].forEach((v, p) => { d += (d ? 'L' : 'M') + x.at(p).toFixed(2) + ' ' + yy(v) + 'L' + x.at(p + 1).toFixed(2) + ' ' + yy(v); });
+    // A value not known (the address space could not be read) leaves a gap in the line.
+    let d = '', gap = true;
+    vals[i].forEach((v, p) => {
+      if (v == null) { gap = true; return; }
+      d += (gap ? 'M' : 'L') + x.at(p).toFixed(2) + ' ' + yy(v) + 'L' + x.at(p + 1).toFixed(2) + ' ' + yy(v);
+      gap = false;
+    });
     out.push(`<path id="series-${key}" class="series" stroke="${color}" d="${d}"/>`);
   });
   out.push(`<rect id="counter-cursor" class="cursor" x="0" y="0" width="1" height="${height}"/></g>`);
@@ -454,8 +473,10 @@ function drawDetail() {
       out.push('<h3>RSS</h3><pre>' + ['anon', 'file', 'shmem'].map((k) =>
         `${k.padEnd(5)} ${size(e.rss_before[k]).padStart(10)} → ${size(e.rss[k]).padStart(10)}  ${delta(e.rss_before[k], e.rss[k])}`).join('\n') + '</pre>');
     }
-    out.push(`<h3>VMAs (${e.removed.length} removed, ${e.added.length} added; ${e.map_count} now)</h3><pre id="diff">`);
+    out.push(`<h3>VMAs (${e.removed.length} removed, ${e.added.length} added; ${e.map_count ?? '?'} now)</h3><pre id="diff">`);
     const lines = [];
+    for (const v of e.removed_before || []) lines.push(`<span class="del dim">- ${esc(vmaLine(v))}  (before the call)</span>`);
+    for (const v of e.added_before || []) lines.push(`<span class="add dim">+ ${esc(vmaLine(v))}  (before the call)</span>`);
     for (const v of e.removed) lines.push(`<span class="del">- ${esc(vmaLine(v))}</span>`);
     for (const v of e.added) lines.push(`<span class="add">+ ${esc(vmaLine(v))}</span>`);
     out.push(lines.length ? lines.join('\n') : '<span class="dim">no VMA changed</span>');
@@ -482,7 +503,7 @@ function drawVmas() {
   const s = view.space, c = view.cols[view.sel];
   const live = s.vmas.filter((l) => l.from <= c && c < l.to).sort((p, q) => q.start - p.start);
   const rows = live.map((l) => `<tr${l.from === c && c > 0 ? ' class="new"' : ''}><td>${hex(l.start)}</td><td>${hex(l.end)}</td>` +
-    `<td>${size(l.end - l.start)}</td><td>${l.perms}</td><td><i class="k-${l.kind}" style="display:inline-block;width:8px;height:8px"></i> ${l.kind}</td><td>${esc(l.name)}</td></tr>`);
+    `<td>${size(l.end - l.start)}</td><td>${esc(l.perms)}</td><td><i class="k-${esc(l.kind)}" style="display:inline-block;width:8px;height:8px"></i> ${esc(l.kind)}</td><td>${esc(l.name)}</td></tr>`);
   $('vmas').tBodies[0].innerHTML = rows.join('');
   const mc = c === 0 ? s.start.map_count : s.cols[c].mapCount;
   $('vmas').caption.textContent = `${live.length} VMAs ${c === 0 ? 'at the start' : 'after step ' + s.cols[c].step.step}` +
@@ -584,8 +605,10 @@ function drawFlame() {
   out.push('</g>');
   svg.innerHTML = out.join('');
   svg.dataset.pages = root.value;
-  const when = upTo != null ? `at its peak, ${s.resident[upTo].when === 'before' ? 'as step ' + s.cols[c].step.step + ' began' : 'after step ' + s.cols[c].step.step}`
-    : c === s.cols.length - 1 ? 'at exit' : c === 0 ? 'at the start' : 'after step ' + s.cols[c].step.step;
+  const at = c === 0 ? 'at the start' : s.resident[upTo]?.when === 'before' ? 'as step ' + s.cols[c].step.step + ' began'
+    : 'after step ' + s.cols[c].step.step;
+  const ended = c === s.cols.length - 1 && s.start.event !== 'attach';
+  const when = upTo != null ? 'at its peak, ' + at : ended ? 'at exit' : at;
   $('flame-title').textContent = `Resident anonymous memory ${when}, ` +
     `by the code that first touched each page: ${root.value} pages (${size(root.value * PAGE)}). Click a frame to look inside it.`;
   view.flameRows = rows;
@@ -600,11 +623,14 @@ function setupSpace(index) {
   for (const c of s.cols) if (c.step) counts.set(c.step.syscall, (counts.get(c.step.syscall) || 0) + 1);
   view.calls = null;
   $('calls').innerHTML = 'Calls ' + [...counts].sort().map(([name, n]) =>
-    `<label><input type="checkbox" value="${name}" checked> ${name} (${n})</label>`).join('');
+    `<label><input type="checkbox" value="${esc(name)}" checked> ${esc(name)} (${n})</label>`).join('');
   const tids = [...s.threads].sort((a, b) => a - b);
   $('thread').innerHTML = '<option value="">all</option>' + tids.map((t) => `<option value="${t}">${t}${t === s.pid ? ' (main)' : ''}</option>`).join('');
   view.thread = '';
+  view.flameRoot = [];
+  view.flameAt = null;
   $('view-flame').disabled = s.resident.length === 0;
+  if (view.flame && s.resident.length === 0) showFlame(false);
   redraw(0);
 }
 
@@ -685,10 +711,10 @@ function setupControls() {
   });
   const chart = $('space-chart');
   let drag = null;
+  // The pointer in the drawing's own coordinates (the SVG scales it to the page's width).
   const local = (ev) => {
-    const r = chart.getBoundingClientRect();
-    const k = view.chart.width / r.width;
-    return [(ev.clientX - r.left) * k - GUTTER, (ev.clientY - r.top) * k];
+    const pt = new DOMPoint(ev.clientX, ev.clientY).matrixTransform(chart.getScreenCTM().inverse());
+    return [pt.x - GUTTER, pt.y];
   };
   chart.addEventListener('mousedown', (ev) => { drag = local(ev); });
   chart.addEventListener('mousemove', (ev) => {
