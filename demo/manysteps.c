@@ -4,8 +4,9 @@
  * a deterministic mix of what programs do: anonymous mappings of 1 to 64 pages, of which at
  * most 48 stay live (the oldest unmapped), brk growing and shrinking, mprotect of a
  * mapping's first page, madvise(MADV_DONTNEED) and mremap growing one in place or moving it,
- * with some pages touched. `mmscope trace --html` of it is the large page the browser tests
- * and `make bench` open. Prints how many calls it made.
+ * with some pages touched; halfway, the stack grows by 512 KiB between two calls (no call of
+ * its own: the kernel grows the stack's VMA on the fault). `mmscope trace --html` of it is the
+ * large page the browser tests and `make bench` open. Prints how many calls it made.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -26,6 +27,15 @@ static unsigned long next(unsigned long n)
 	return (seed >> 33) % n;
 }
 
+/* Touches 512 KiB of stack below this frame, one page at a time. */
+static int __attribute__((noinline)) grow_stack(int pages)
+{
+	volatile char page[PAGE];
+
+	page[0] = (char)pages;
+	return pages > 1 ? grow_stack(pages - 1) + page[0] : page[0];
+}
+
 int main(int argc, char **argv)
 {
 	long calls = argc > 1 ? atol(argv[1]) : 10000;
@@ -36,6 +46,7 @@ int main(int argc, char **argv)
 	int oldest = 0;
 	char *base = sbrk(0);
 	unsigned long grown = 0;
+	int stack_grown = 0;
 
 	if (calls <= 0) {
 		fprintf(stderr, "usage: manysteps [CALLS above 0]\n");
@@ -43,6 +54,9 @@ int main(int argc, char **argv)
 	}
 	while (made < calls) {
 		unsigned long what = next(16);
+
+		if (!stack_grown && made >= calls / 2)
+			stack_grown = grow_stack(128) != 0;
 		int slot = (int)next(LIVE);
 
 		if (what < 6 || !live[slot]) {

@@ -4102,6 +4102,17 @@ pub fn cli_trace_html() -> TestResult {
         std::fs::write(pages.join(format!("{name}.jsonl.gz")), gz).context("write the trace")?;
         if name == "manysteps" {
             check!(steps >= 10_000, "manysteps made {steps} calls");
+            // Its stack grew between two calls: that change is in the call after it.
+            let grew = trace.lines().any(|l| {
+                serde_json::from_str::<Value>(l).is_ok_and(|e| {
+                    (e["added_before"].as_array().into_iter().flatten())
+                        .any(|v| v["kind"] == "stack" && v["size"].as_u64() > Some(512 << 10))
+                })
+            });
+            check!(
+                grew,
+                "manysteps: the stack's growth between two calls is in the JSON"
+            );
         }
         let _ = std::fs::remove_file(&json);
         let _ = std::fs::remove_file(&again);
