@@ -300,6 +300,37 @@ fn check_page(name: &str, sweep: usize) {
         );
     }
 
+    // The address axis inside each VMA the JSON has: an address a third of the way up is
+    // drawn between its edges, and reads back as itself.
+    let ranges: Vec<(u64, u64)> = (start["vmas"].as_array().into_iter().flatten())
+        .chain(steps.iter().flat_map(|s| {
+            (s["added"].as_array().into_iter().flatten())
+                .chain(s["added_before"].as_array().into_iter().flatten())
+        }))
+        .filter_map(|v| Some((v["start"].as_u64()?, v["end"].as_u64()?)))
+        .collect();
+    let ys = b
+        .run(
+            "const y = mmscope.view.y; return arguments[0].map(([a, z]) => { \
+               const m = a + Math.floor((z - a) / 3); \
+               return [y.y(a), y.y(m), y.y(z), y.addr(y.y(m))]; });",
+            json!([ranges]),
+        )
+        .expect("the axis");
+    for (i, &(a, z)) in ranges.iter().enumerate() {
+        let r: Vec<f64> = (0..4)
+            .map(|k| ys[i][k].as_f64().unwrap_or(f64::NAN))
+            .collect();
+        let m = a + (z - a) / 3;
+        assert!(
+            r[0] > r[1] && r[1] > r[2] && (r[3] - m as f64).abs() <= (z - a) as f64 / 100.0,
+            "{name}: {a:#x}-{z:#x}: {m:#x} drawn at y {} (edges {} {}), read back as {:#x}",
+            r[1],
+            r[0],
+            r[2],
+            r[3] as u64
+        );
+    }
     // Each step selected (every `sweep`th, and the last): its call, its VMAs (their ranges as
     // the JSON's changes make them, their number as the kernel's map_count), its brk.
     let positions: Vec<usize> = (0..=steps.len())
@@ -440,9 +471,72 @@ fn check_page(name: &str, sweep: usize) {
         .max_by_key(|(_, n)| **n)
         .map(|(c, n)| (*c, *n))
         .unwrap_or(("", 0));
+    // A selected step the filter hides gives way to the last shown one before it.
+    let hidden = (1..=steps.len())
+        .find(|&p| {
+            steps[p - 1]["syscall"] != call && steps[p..].iter().any(|s| s["syscall"] == call)
+        })
+        .unwrap_or(0);
+    b.run("mmscope.select(arguments[0]);", json!([hidden]))
+        .expect("select");
     for other in counts.keys().filter(|c| **c != call) {
         b.click(&format!("#calls input[value=\"{other}\"]"))
             .expect("a call's box");
+    }
+    let before = (1..hidden).rev().find(|&p| steps[p - 1]["syscall"] == call);
+    let now = shown(&b).0;
+    let want = before.map_or("start:".to_string(), |p| heading(steps[p - 1]));
+    assert!(
+        now.starts_with(&want),
+        "{name}: step {hidden} hidden by the filter: shows {now}, not step {before:?}"
+    );
+    // The counters of the calls shown: a segment each, in the JSON's order.
+    let shown_steps: Vec<&Value> = std::iter::once(start)
+        .chain(steps.iter().copied().filter(|s| s["syscall"] == call))
+        .collect();
+    for (id, field) in [
+        ("series-heap", "heap_bytes"),
+        ("series-anon", "anon_bytes"),
+        ("series-rss", "rss"),
+    ] {
+        let d = b
+            .run(
+                "return document.getElementById(arguments[0]).getAttribute('d');",
+                json!([id]),
+            )
+            .expect("a series");
+        let ys: Vec<f64> = (d.as_str().unwrap_or("").split(['M', 'L']))
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split(' ').nth(1)?.parse().ok())
+            .step_by(2)
+            .collect();
+        let want: Vec<u64> = (shown_steps.iter())
+            .map(|e| match field {
+                "rss" => e["rss"]["anon"].as_u64(),
+                _ => e[field].as_u64(),
+            })
+            .map(|v| v.unwrap_or(0))
+            .collect();
+        assert_eq!(
+            ys.len(),
+            want.len(),
+            "{name}: {id}: one segment per column shown"
+        );
+        for i in 1..want.len() {
+            let ok = match want[i - 1].cmp(&want[i]) {
+                std::cmp::Ordering::Less => ys[i] < ys[i - 1],
+                std::cmp::Ordering::Greater => ys[i] > ys[i - 1],
+                std::cmp::Ordering::Equal => (ys[i] - ys[i - 1]).abs() < 0.01,
+            };
+            assert!(
+                ok,
+                "{name}: {id} ({call} alone): {} -> {} drawn at y {} -> {}",
+                want[i - 1],
+                want[i],
+                ys[i - 1],
+                ys[i]
+            );
+        }
     }
     let rows = b
         .run(
@@ -508,7 +602,15 @@ fn check_page(name: &str, sweep: usize) {
             json!([format!("{heap_lo:#x}"), format!("{hi:#x}")]),
         )
         .expect("the range");
+        let keep = steps.len() / 2;
+        b.run("mmscope.select(arguments[0]);", json!([keep]))
+            .expect("select");
         b.click("#zoom").expect("zoom");
+        assert!(
+            shown(&b).0.starts_with(&heading(steps[keep - 1])),
+            "{name}: the zoom keeps step {keep}: shows {}",
+            shown(&b).0
+        );
         let bands = b
             .run(
                 "return document.querySelectorAll('#space-chart rect.vma').length;",
@@ -549,29 +651,31 @@ fn check_page(name: &str, sweep: usize) {
         "{name}: bad range: {said}"
     );
 
-    // The time axis: three steps placed as their times (the JSON's `time_us`, each at least
-    // its predecessor's: the steps keep their order) are apart.
+    // The time axis: each step's column starts at its time (the JSON's `time_us`, each at
+    // least its predecessor's: the steps keep their order), the start at 0.
     b.click("input[name=axis][value=time]").expect("time");
-    let mut times: Vec<f64> = Vec::new();
+    let mut times = vec![0.0f64];
     for s in &steps {
         let t = s["time_us"].as_f64().unwrap_or(f64::NAN);
-        times.push(times.last().map_or(t, |&p| p.max(t)));
+        times.push(times[times.len() - 1].max(t));
     }
-    let picks = [1, steps.len() / 2, steps.len()];
+    let probe = [0, 1, steps.len() / 3, steps.len() * 2 / 3, steps.len()];
     let xs = b
         .run(
             "return arguments[0].map((p) => { mmscope.select(p); \
                return Number(document.getElementById('space-cursor').getAttribute('x')); });",
-            json!([picks]),
+            json!([probe]),
         )
         .expect("the cursor");
-    let x: Vec<f64> = (0..3).map(|i| xs[i].as_f64().unwrap_or(f64::NAN)).collect();
-    let t: Vec<f64> = picks.iter().map(|&p| times[p - 1]).collect();
-    if t[2] > t[0] {
-        let (drawn, timed) = ((x[1] - x[0]) / (x[2] - x[0]), (t[1] - t[0]) / (t[2] - t[0]));
+    let x = |i: usize| xs[i].as_f64().unwrap_or(f64::NAN);
+    assert!(x(0).abs() < 0.01, "{name}: the start at x {}", x(0));
+    let last = probe.len() - 1;
+    for i in 1..last {
+        let (want, got) = (times[probe[i]] / times[probe[last]], x(i) / x(last));
         assert!(
-            (drawn - timed).abs() < 0.01,
-            "{name}: on the time axis steps {picks:?} at x {x:?}, their times {t:?} us"
+            (want - got).abs() < 0.005,
+            "{name}: step {} at {got} of the last step's x, its time at {want} of the last's",
+            probe[i]
         );
     }
     let ticks = b
