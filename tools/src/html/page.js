@@ -13,8 +13,8 @@ const PAGE = 4096;
 const KINDS = ['heap', 'stack', 'anon', 'file', 'shmem', 'vdso', 'vvar', 'mmscope', 'special'];
 const SERIES = [
   ['heap', 'heap: brk - start_brk', '#e69a2e'],
-  ['anon', 'anonymous mmap (mapped with access)', '#4fae62'],
-  ['rss', 'resident anonymous memory (RssAnon)', '#4f86e0'],
+  ['anon', 'anonymous mappings (their size, with access)', '#4fae62'],
+  ['rss', 'RssAnon (resident: the pages touched)', '#0b7285'],
 ];
 const $ = (id) => document.getElementById(id);
 
@@ -82,6 +82,7 @@ function newSpace(e, how, index) {
     vmas: [], // lives: {start, end, perms, kind, name, from, to}
     live: [],
     threads: new Set([e.pid]),
+    parents: new Map(),
     resident: [], // {col, sites: [{site, pages, stack, label}], pages, rss}
     pendingBefore: [],
     sites: new Map(),
@@ -121,7 +122,11 @@ function buildModel(events) {
         byPid.set(e.pid, s);
         break;
       }
-      case 'thread': { const s = byPid.get(e.pid); if (s) s.threads.add(e.tid); break; }
+      case 'thread': {
+        const s = byPid.get(e.pid);
+        if (s) { s.threads.add(e.tid); s.parents.set(e.tid, e.parent); }
+        break;
+      }
       case 'syscall': {
         steps++;
         const s = byPid.get(e.pid);
@@ -267,7 +272,7 @@ function stepAxis(width) {
     const last = times[n - 1];
     const end = last + Math.max(1, last / Math.max(1, n - 1));
     const at = (p) => (p >= n ? end : times[p]) / end * width;
-    return { at, pos(x) { let p = 0; while (p + 1 < n && at(p + 1) <= x) p++; return p; } };
+    return { at, end, ofTime: (t) => t / end * width, pos(x) { let p = 0; while (p + 1 < n && at(p + 1) <= x) p++; return p; } };
   }
   const w = width / n;
   return { at: (p) => p * w, pos: (x) => Math.max(0, Math.min(n - 1, Math.floor(x / w))) };
@@ -309,7 +314,7 @@ function drawSpace() {
       lastLabel = seg.y1;
     }
   }
-  out.push(`<text x="${GUTTER - 4}" y="10" text-anchor="end">${hex(y.hi)}</text>`);
+  if (lastLabel >= 22) out.push(`<text x="${GUTTER - 4}" y="10" text-anchor="end">${hex(y.hi)}</text>`);
   out.push(`</g><g transform="translate(${GUTTER},0)">`);
   // The VMAs' lives, each a band across the columns it lived.
   let bands = 0;
@@ -364,12 +369,22 @@ function drawSpace() {
 function stepTicks(top, plotW) {
   const s = view.space, x = view.x, n = view.cols.length;
   const out = [`<g class="axis" transform="translate(${GUTTER},${top})">`];
-  const ticks = Math.min(n, Math.floor(plotW / 90));
-  for (let i = 0; i < ticks; i++) {
-    const p = Math.round((i * (n - 1)) / Math.max(1, ticks - 1));
-    const c = view.cols[p];
-    const label = view.axis === 'time' ? ms(s.cols[c].time) : (c === 0 ? 'start' : '#' + s.cols[c].step.step);
-    out.push(`<line x1="${x.at(p)}" x2="${x.at(p)}" y1="0" y2="4"/><text x="${x.at(p)}" y="15" text-anchor="middle">${label}</text>`);
+  const count = Math.max(2, Math.floor(plotW / 100));
+  const tick = (xx, label, i, last) => {
+    const anchor = i === 0 ? 'start' : i === last ? 'end' : 'middle';
+    out.push(`<line x1="${xx}" x2="${xx}" y1="0" y2="4"/><text x="${xx}" y="15" text-anchor="${anchor}">${label}</text>`);
+  };
+  if (view.axis === 'time') {
+    // Evenly spaced times, not steps: the steps crowd where the program was busy.
+    for (let i = 0; i < count; i++) tick(x.ofTime((x.end * i) / (count - 1)), ms((x.end * i) / (count - 1)), i, count - 1);
+  } else {
+    // Each label under the middle of its step's column.
+    const ticks = Math.min(n, count);
+    for (let i = 0; i < ticks; i++) {
+      const p = Math.round((i * (n - 1)) / Math.max(1, ticks - 1));
+      const c = view.cols[p];
+      tick((x.at(p) + x.at(p + 1)) / 2, c === 0 ? 'start' : '#' + s.cols[c].step.step, i, ticks - 1);
+    }
   }
   out.push('</g>');
   return out.join('');
@@ -400,14 +415,24 @@ function drawCounters() {
   });
   out.push(`<rect id="counter-cursor" class="cursor" x="0" y="0" width="1" height="${height}"/></g>`);
   svg.innerHTML = out.join('');
-  $('legend').innerHTML = KINDS.map((k) => `<i class="k-${k}"></i>${k === 'mmscope' ? 'mmscope (the device)' : k}`).join('') +
-    '<br>' + SERIES.map(([, label, color]) => `<i style="background:${color}"></i>${label}`).join('') +
-    '<i style="background:#b3261e"></i>brk (line above)<i style="background:#6b3fa0"></i>mmap_base';
+  const names = { mmscope: 'mmscope (the device)', special: 'special (other kernel mappings)', vvar: 'vvar', vdso: 'vDSO' };
+  const item = (swatch, label) => `<span class="item">${swatch}${label}</span>`;
+  $('legend').innerHTML = KINDS.map((k) => item(`<i class="k-${k}"></i>`, names[k] || k)).join('') +
+    item('<i class="k-anon" style="opacity:0.4"></i>', 'pale: PROT_NONE (reserved, no access)') +
+    item('<i style="background:var(--sel)"></i>', 'the selected step') + '<br>' +
+    item('<i style="background:#b3261e"></i>', 'brk (the line in the picture)') +
+    (s.start.mmap_base != null ? item('<i style="background:#6b3fa0"></i>', 'mmap_base (dashed)')
+      : item('', 'mmap_base unknown (procfs does not show it; load the module)')) + '<br>' +
+    SERIES.map(([, label, color]) => item(`<i style="background:${color}"></i>`, label)).join('') + '<br>' +
+    'Heights are not to scale: each piece of the address space between two VMA edges is as tall as the logarithm of its size, ' +
+    'and the unmapped gaps are collapsed (their size is written in them); an address on the left is the start of the piece above it. ' +
+    'White in a band\'s row: not mapped at that step. Hover for a VMA\'s range and size.' +
+    (view.calls || view.thread ? ' <b>Filtered</b>: what the hidden calls changed shows at the next call shown.' : '');
 }
 
 function drawCursor() {
   const p = view.sel, x = view.x;
-  const x0 = x.at(p), w = Math.max(x.at(p + 1) - x0, 1.5);
+  const x0 = x.at(p), w = Math.max(x.at(p + 1) - x0, 2);
   for (const id of ['space-cursor', 'counter-cursor']) {
     const r = $(id);
     if (r) { r.setAttribute('x', x0); r.setAttribute('width', w); }
@@ -464,13 +489,18 @@ function drawDetail() {
     const e = col.step;
     out.push(`<h2 class="call">${esc(stepText(c))}</h2>`);
     out.push(`<p class="dim">step ${e.step} of ${view.model.steps}, process ${e.pid}, thread ${e.tid}, at ${ms(e.time_us || 0)}</p>`);
+    const hidden = view.sel > 0 ? c - view.cols[view.sel - 1] - 1 : c - 1;
+    if (hidden > 0) {
+      out.push(`<p class="dim">${hidden} call${hidden > 1 ? 's' : ''} the filters hide came before this one since the previous call shown; ` +
+        'what they changed shows at this step in the picture, not in the lists below.</p>');
+    }
     out.push('<h3>brk</h3><pre>');
     out.push(e.brk_before === e.brk_after
       ? `<span id="brk-before">${hex(e.brk_before)}</span> → <span id="brk-after">${hex(e.brk_after)}</span> unchanged`
       : `<span id="brk-before">${hex(e.brk_before)}</span> → <span id="brk-after">${hex(e.brk_after)}</span> (${delta(e.brk_before, e.brk_after)}); heap ${size(e.heap_bytes)}`);
     out.push('</pre>');
     if (e.rss) {
-      out.push('<h3>RSS</h3><pre>' + ['anon', 'file', 'shmem'].map((k) =>
+      out.push('<h3>RSS (at entry → at exit)</h3><pre>' + ['anon', 'file', 'shmem'].map((k) =>
         `${k.padEnd(5)} ${size(e.rss_before[k]).padStart(10)} → ${size(e.rss[k]).padStart(10)}  ${delta(e.rss_before[k], e.rss[k])}`).join('\n') + '</pre>');
     }
     out.push(`<h3>VMAs (${e.removed.length} removed, ${e.added.length} added; ${e.map_count ?? '?'} now)</h3><pre id="diff">`);
@@ -482,9 +512,16 @@ function drawDetail() {
     out.push(lines.length ? lines.join('\n') : '<span class="dim">no VMA changed</span>');
     out.push('</pre>');
     const before = s.resident.filter((r) => r.col === c && r.when === 'before');
-    const after = s.resident.filter((r) => r.col === c && r.when !== 'before');
-    if (before.length) out.push('<h3>Pages first touched before the call</h3><pre>' + residentLines(before, s).join('\n') + '</pre>');
-    if (after.length) out.push('<h3>Pages the call made resident or gave back</h3><pre>' + residentLines(after, s).join('\n') + '</pre>');
+    const after = s.resident.filter((r) => r.col === c && r.when === 'after');
+    const exit = s.resident.filter((r) => r.col === c && r.when === 'exit');
+    const ended = s.resident.filter((r) => r.col === c && r.when === 'ended');
+    for (const [events, title] of [[before, 'Pages first touched before the call'],
+      [after, 'Pages the call made resident or gave back'],
+      [exit, 'Pages first touched after the last call, before the exit'],
+      [ended, 'Pages given back as the process ended']]) {
+      const lines = residentLines(events, s);
+      if (lines.length) out.push(`<h3>${title}</h3><pre>` + lines.join('\n') + '</pre>');
+    }
     if (e.stack) {
       out.push('<h3>Stack</h3><pre id="stack">' + e.stack.map((f) => esc(frameText(f))).join('\n') + '</pre>');
     }
@@ -610,7 +647,8 @@ function drawFlame() {
   const ended = c === s.cols.length - 1 && s.start.event !== 'attach';
   const when = upTo != null ? 'at its peak, ' + at : ended ? 'at exit' : at;
   $('flame-title').textContent = `Resident anonymous memory ${when}, ` +
-    `by the code that first touched each page: ${root.value} pages (${size(root.value * PAGE)}). Click a frame to look inside it.`;
+    `by the code that first touched each page: ${root.value} pages (${size(root.value * PAGE)}). Each bar is a function, as wide as the pages ` +
+    'first touched under it, its callers below it; the colours only tell the bars apart. Click a bar to look inside it.';
   view.flameRows = rows;
 }
 
@@ -625,7 +663,7 @@ function setupSpace(index) {
   $('calls').innerHTML = 'Calls ' + [...counts].sort().map(([name, n]) =>
     `<label><input type="checkbox" value="${esc(name)}" checked> ${esc(name)} (${n})</label>`).join('');
   const tids = [...s.threads].sort((a, b) => a - b);
-  $('thread').innerHTML = '<option value="">all</option>' + tids.map((t) => `<option value="${t}">${t}${t === s.pid ? ' (main)' : ''}</option>`).join('');
+  $('thread').innerHTML = '<option value="">all</option>' + tids.map((t) => `<option value="${t}">${t}${t === s.pid ? ' (main)' : s.parents.has(t) ? ' (started by ' + s.parents.get(t) + ')' : ''}</option>`).join('');
   view.thread = '';
   view.flameRoot = [];
   view.flameAt = null;
@@ -651,6 +689,7 @@ function parseAddr(text) {
 }
 
 function zoomTo(lo, hi) {
+  $('error').hidden = true;
   view.lo = lo; view.hi = hi;
   $('lo').value = lo == null ? '' : hex(lo);
   $('hi').value = hi == null ? '' : hex(hi);
@@ -675,7 +714,7 @@ function setupControls() {
     const lo = parseAddr($('lo').value), hi = parseAddr($('hi').value);
     if (Number.isNaN(lo) || Number.isNaN(hi) || (lo != null && hi != null && lo >= hi)) {
       $('error').hidden = false;
-      $('error').textContent = 'Give the address range as two hexadecimal addresses, the first below the second (0x7f0000000000).';
+      $('error').textContent = 'Type two hexadecimal addresses, the lowest first: from 0x7f0000000000 to 0x7fffffffffff, say (either may be left empty).';
       return;
     }
     $('error').hidden = true;
