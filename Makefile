@@ -181,13 +181,15 @@ test-host:
 	$(CARGO) build --locked --release -p mmscope
 	$(CARGO) test --locked --release -p mmscope --test host
 
-# The pages of `mmscope trace --html` the guest made from real traces (cli_trace_html), in
+# The pages of `mmscope trace --html` the guest made from real traces (cli_trace_html, and
+# cli_trace_kernel's in the boot with one TCG thread), in
 # headless chromium, held against their JSON traces (tools/tests/browser.rs); screenshots in
 # $(RUN_OUT)/browser/.
 define BROWSER_TEST
+cp $(RUN_OUT)/test-kernel-out/pages/kernelpaths.* $(RUN_OUT)/test-out/pages/
 MMSCOPE_PAGES=$(RUN_OUT)/test-out/pages MMSCOPE_SHOTS=$(RUN_OUT)/browser \
 	$(CARGO) test --locked --release -p mmscope --test browser -- --ignored --exact --test-threads=1 \
-	--nocapture heap_scenario_page sort_page many_steps_page
+	--nocapture heap_scenario_page sort_page many_steps_page kernel_graphs_page
 endef
 
 # The selftests; the claims table they measure must be the one the README holds;

@@ -3716,6 +3716,11 @@ fn check_chain(what: &str, nodes: &Value, chain: &[&str]) -> TestResult {
 pub fn cli_trace_kernel() -> TestResult {
     let program = prog("kernelpaths")?;
     let path = "/tmp/mmscope-trace-kernel.json";
+    // Its page too, for the browser tests on the host (tools/tests/browser.rs).
+    let out_dir = std::env::var("MMSCOPE_OUT").unwrap_or_else(|_| "/tmp".to_string());
+    let pages = std::path::Path::new(&out_dir).join("pages");
+    std::fs::create_dir_all(&pages).context("create the pages' directory")?;
+    let page = pages.join("kernelpaths.html");
     let out = output(mmscope(&[
         "trace",
         "--kernel",
@@ -3724,6 +3729,8 @@ pub fn cli_trace_kernel() -> TestResult {
         "--json",
         "-o",
         path,
+        "--html",
+        &page.to_string_lossy(),
         "--",
         &program,
     ])?)?;
@@ -3747,8 +3754,13 @@ pub fn cli_trace_kernel() -> TestResult {
     check_eq!(out.status.code(), Some(0), "{err}");
     let did = json(text(&out.stdout).trim())?;
     let at = |key: &str| did[key].as_u64().unwrap_or(0);
-    let page = page_size() as u64;
     let events = trace_lines(path)?;
+    let trace = std::fs::read(path).context("read the trace")?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &trace).context("compress the trace")?;
+    let gz = gz.finish().context("compress the trace")?;
+    std::fs::write(pages.join("kernelpaths.jsonl.gz"), gz).context("write the trace")?;
+    let page = page_size() as u64;
     let calls: Vec<&Value> = events.iter().filter(|e| e["event"] == "syscall").collect();
     // Every call has its graph, from its own entry.
     for c in &calls {
@@ -4117,6 +4129,68 @@ pub fn cli_trace_html() -> TestResult {
         let _ = std::fs::remove_file(&json);
         let _ = std::fs::remove_file(&again);
     }
+
+    // A page never takes the place of a trace, nor is left empty by a trace that failed.
+    let run = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        "/tmp/html-same.jsonl",
+        "--html",
+        "/tmp/html-same.jsonl",
+        "--",
+        "/bin/true",
+    ])?)?;
+    check_eq!(run.status.code(), Some(1), "-o and --html naming one file");
+    check!(
+        text(&run.stderr).contains("both name /tmp/html-same.jsonl"),
+        "-o and --html naming one file: {}",
+        text(&run.stderr)
+    );
+    let run = output(mmscope(&[
+        "trace",
+        "--json",
+        "-o",
+        "/tmp/html-kept.jsonl",
+        "--",
+        "/bin/true",
+    ])?)?;
+    check_eq!(
+        run.status.code(),
+        Some(0),
+        "a trace to keep: {}",
+        text(&run.stderr)
+    );
+    let kept = std::fs::read("/tmp/html-kept.jsonl").context("read the trace")?;
+    let over = output(mmscope(&[
+        "report",
+        "/tmp/html-kept.jsonl",
+        "-o",
+        "/tmp/./html-kept.jsonl",
+    ])?)?;
+    check_eq!(over.status.code(), Some(1), "report over its own trace");
+    check!(
+        std::fs::read("/tmp/html-kept.jsonl").context("read the trace")? == kept,
+        "the trace is kept: {}",
+        text(&over.stderr)
+    );
+    let _ = std::fs::remove_file("/tmp/html-failed.html");
+    let failed = output(mmscope(&[
+        "trace",
+        "--html",
+        "/tmp/html-failed.html",
+        "--",
+        "/no/such/program",
+    ])?)?;
+    check_eq!(
+        failed.status.code(),
+        Some(1),
+        "a trace of a program that is not there"
+    );
+    check!(
+        !std::path::Path::new("/tmp/html-failed.html").exists(),
+        "no page (not even an empty one) from a trace that never started"
+    );
 
     // Not a trace: what is wrong and where; nothing written.
     std::fs::write(

@@ -556,6 +556,10 @@ fn trace_cmd(
         Traced::Command(command) => trace::run(src, command, &options, on_event),
         Traced::Pid(pid) => trace::attach(src, *pid, &options, on_event),
     };
+    if let (Err(_), Some(path)) = (&result, &html) {
+        // No trace: no page, not an empty file.
+        let _ = std::fs::remove_file(path);
+    }
     let ending = result.map_err(|e| match e {
         TraceError::NoProcess => Failure(format!(
             "there is no process {} (or it has exited); `ps` lists the processes there are",

@@ -171,6 +171,66 @@ fn heading(step: &Value) -> String {
     )
 }
 
+/// The stack a step shows: a line per frame of the JSON's, innermost first, each starting
+/// with its function (or `[` where it has none).
+fn check_stack(name: &str, p: usize, frames: &Value, shown: &Value) {
+    let Some(frames) = frames.as_array() else {
+        assert!(
+            shown.is_null(),
+            "{name}: step {p} shows a stack the JSON has not"
+        );
+        return;
+    };
+    let text = shown.as_str().unwrap_or("");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        frames.len(),
+        "{name}: step {p}'s stack: {text}"
+    );
+    for (line, frame) in lines.iter().zip(frames) {
+        let want = frame["function"].as_str().unwrap_or("[");
+        assert!(
+            line.starts_with(want),
+            "{name}: step {p}'s frame {line:?} is not {want}"
+        );
+    }
+}
+
+/// The kernel graph a step shows (`--kernel`): a line per node of the JSON's `call` tree,
+/// depth first, indented two spaces per level, each starting with its function.
+fn check_kernel(name: &str, p: usize, kernel: &Value, shown: &Value) {
+    fn walk<'a>(nodes: &'a Value, depth: usize, out: &mut Vec<(usize, &'a str)>) {
+        for n in nodes.as_array().into_iter().flatten() {
+            out.push((depth, n["function"].as_str().unwrap_or("")));
+            walk(&n["calls"], depth + 1, out);
+        }
+    }
+    if kernel.is_null() {
+        assert!(
+            shown.is_null(),
+            "{name}: step {p} shows a kernel graph the JSON has not"
+        );
+        return;
+    }
+    let mut want = Vec::new();
+    walk(&kernel["call"], 0, &mut want);
+    let text = shown.as_str().unwrap_or("");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('(')).collect();
+    assert_eq!(
+        lines.len(),
+        want.len(),
+        "{name}: step {p}'s kernel graph: {text}"
+    );
+    for (line, (depth, function)) in lines.iter().zip(want) {
+        let indent = line.len() - line.trim_start().len();
+        assert!(
+            indent == 2 * depth && line.trim_start().starts_with(function),
+            "{name}: step {p}'s kernel line {line:?} is not {function} at depth {depth}"
+        );
+    }
+}
+
 /// Console lines that are errors.
 fn errors(b: &Browser) -> Vec<String> {
     (b.console().expect("the console log"))
@@ -343,7 +403,9 @@ fn check_page(name: &str, sweep: usize) {
                  document.querySelectorAll('#vmas tbody tr').length, \
                  (document.getElementById('brk-after') || {}).textContent || '', \
                  [...document.querySelectorAll('#vmas tbody tr')].map((r) => \
-                   r.cells[0].textContent + '-' + r.cells[1].textContent)]; });",
+                   r.cells[0].textContent + '-' + r.cells[1].textContent), \
+                 (document.getElementById('stack') || {}).textContent ?? null, \
+                 (document.getElementById('kernel') || {}).textContent ?? null]; });",
             json!([positions]),
         )
         .expect("the sweep");
@@ -377,6 +439,10 @@ fn check_page(name: &str, sweep: usize) {
             Some(want_brk.as_str()),
             "{name}: brk after step {p}"
         );
+        if p > 0 {
+            check_stack(name, p, &steps[p - 1]["stack"], &row[4]);
+            check_kernel(name, p, &steps[p - 1]["kernel"], &row[5]);
+        }
     }
 
     // The keyboard.
@@ -752,6 +818,14 @@ fn heap_scenario_page() {
 #[ignore = "needs the pages the guest makes: make test runs it"]
 fn sort_page() {
     check_page("sort", 1);
+}
+
+/// demo/kernelpaths.c traced with `--kernel` (in the boot with one TCG thread): each call's
+/// kernel graph.
+#[test]
+#[ignore = "needs the pages the guest makes: make test runs it"]
+fn kernel_graphs_page() {
+    check_page("kernelpaths", 1);
 }
 
 /// 10,000 calls: every 10th selected.
