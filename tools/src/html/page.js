@@ -868,8 +868,14 @@ async function main() {
   setupSpace(0);
   const wanted = /^#step=(\d+)$/.exec(location.hash);
   if (wanted) {
-    const c = model.spaces[0].cols.findIndex((col) => col.step && col.step.step === Number(wanted[1]));
-    if (c > 0) select(view.pos[c]);
+    // The step, in whichever process made it.
+    model.spaces.some((s, i) => {
+      const c = s.cols.findIndex((col) => col.step && col.step.step === Number(wanted[1]));
+      if (c <= 0) return false;
+      if (i > 0) { $('space').value = i; setupSpace(i); }
+      select(view.pos[c]);
+      return true;
+    });
   }
   document.body.dataset.loadMs = Math.round(performance.now() - t0);
   document.body.dataset.readyAt = Math.round(performance.now());
