@@ -7,14 +7,16 @@
 #                            cached kernel, built on first use)
 #   make KDIR=/path/to/build build against your own Rust-enabled kernel build
 #   make demo                boot the guest and show what malloc really does, step by
-#                            step, with plots (build/demo/) and the claims table
+#                            step, with plots and pages to explore (build/demo/) and
+#                            the claims table
 #   make trace CMD='prog args'  the same on your own program: it and every library
 #                            it needs go to the guest's disk, `mmscope trace
-#                            --svg --picture` runs it there; trace and plot in
-#                            build/trace/ (FILES='data.txt ...' adds files)
+#                            --svg --html --picture` runs it there; trace, plot and
+#                            page in build/trace/ (FILES='data.txt ...' adds files)
 #   make test-host           build mmscope for this host and test it there, without the
 #                            module (procfs)
-#   make test                check, build, boot the guest and run the selftests
+#   make test                check, build, boot the guest and run the selftests; open the
+#                            trace pages they made in headless chromium (build/browser/)
 #   make bench               the fault path and walks against the kernel's own paths
 #   make test-debug          the same on the debug kernel (KASAN, lockdep, kmemleak,
 #                            fault injection)
