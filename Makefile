@@ -191,7 +191,7 @@ define BROWSER_TEST
 cp $(RUN_OUT)/test-kernel-out/pages/kernelpaths.* $(RUN_OUT)/test-out/pages/
 MMSCOPE_PAGES=$(RUN_OUT)/test-out/pages MMSCOPE_SHOTS=$(RUN_OUT)/browser \
 	$(CARGO) test --locked --release -p mmscope --test browser -- --ignored --exact --test-threads=1 \
-	--nocapture heap_scenario_page sort_page many_steps_page kernel_graphs_page
+	--nocapture heap_scenario_page sort_page many_steps_page kernel_graphs_page processes_page
 endef
 
 # The selftests; the claims table they measure must be the one the README holds;

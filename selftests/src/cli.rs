@@ -4023,7 +4023,8 @@ pub fn cli_trace_kernel() -> TestResult {
 /// `src`, `href`, `@import` or `url(`), smaller than the trace's JSON, and the very page
 /// `mmscope report` makes from that JSON afterwards; `report` refuses what is not a trace,
 /// naming the line. The pages of a heap scenario (glibc's `thread`, with stacks), of GNU sort
-/// (with stacks and page faults) and of 10,000 calls (`demo/manysteps.c`) go with their JSON
+/// (with stacks and page faults), of 10,000 calls (`demo/manysteps.c`) and of a shell
+/// pipeline with its processes (`-f`) go with their JSON
 /// traces, gzip-compressed, to `MMSCOPE_OUT/pages`, where the host's browser tests
 /// (tools/tests/browser.rs) open them.
 pub fn cli_trace_html() -> TestResult {
@@ -4041,7 +4042,8 @@ pub fn cli_trace_html() -> TestResult {
         .collect();
     std::fs::write("/tmp/html-numbers", numbers).context("write the numbers")?;
     let many = prog("manysteps")?;
-    let runs: [(&str, &[&str], Vec<&str>); 3] = [
+    let pipeline = "/usr/bin/sort -n /tmp/html-numbers | tail -n 1";
+    let runs: [(&str, &[&str], Vec<&str>); 4] = [
         ("thread", &["--stacks"], vec![thread.as_str()]),
         (
             "sort",
@@ -4049,6 +4051,7 @@ pub fn cli_trace_html() -> TestResult {
             vec![sort, "-n", "-o", "/tmp/html-sorted", "/tmp/html-numbers"],
         ),
         ("manysteps", &[], vec![many.as_str()]),
+        ("follow", &["-f"], vec!["/bin/sh", "-c", pipeline]),
     ];
     for (name, options, command) in runs {
         let json = format!("/tmp/{name}.jsonl");

@@ -828,6 +828,89 @@ fn kernel_graphs_page() {
     check_page("kernelpaths", 1);
 }
 
+/// `sh -c 'sort | tail'` traced with `-f`: each process's address space (an exec or a fork
+/// each) in the menu, with its own calls and, after its last one, its VMAs as the kernel
+/// counted them.
+#[test]
+#[ignore = "needs the pages the guest makes: make test runs it"]
+fn processes_page() {
+    let name = "follow";
+    let trace = Trace::load(&pages_dir(), name);
+    // The address spaces in the order they came, each with its calls.
+    let mut spaces: Vec<(i64, Vec<&Value>)> = Vec::new();
+    let mut latest = std::collections::HashMap::new();
+    for e in &trace.events {
+        match e["event"].as_str() {
+            Some("exec" | "attach" | "fork") => {
+                let pid = e["pid"].as_i64().unwrap_or(0);
+                latest.insert(pid, spaces.len());
+                spaces.push((pid, Vec::new()));
+            }
+            Some("syscall") => {
+                if let Some(&i) = latest.get(&e["pid"].as_i64().unwrap_or(0)) {
+                    spaces[i].1.push(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        spaces.len() >= 3,
+        "{name}: the shell, sort and tail: {} address spaces",
+        spaces.len()
+    );
+    let b = Browser::start(1400, 1000).unwrap_or_else(|e| panic!("{e}"));
+    open(&b, name);
+    let options = b
+        .run(
+            "return document.querySelectorAll('#space option').length;",
+            json!([]),
+        )
+        .expect("the menu");
+    assert_eq!(
+        options,
+        spaces.len(),
+        "{name}: one address space per exec and fork"
+    );
+    for (i, (pid, steps)) in spaces.iter().enumerate() {
+        b.click(&format!("#space option[value=\"{i}\"]"))
+            .expect("a process");
+        let rows = b
+            .run(
+                "return document.querySelectorAll('#steps > div').length;",
+                json!([]),
+            )
+            .expect("rows");
+        assert_eq!(
+            rows,
+            steps.len() + 1,
+            "{name}: process {pid}'s calls (space {i})"
+        );
+        if let Some(last) = steps.last() {
+            // The keys go to the page, not to the menu just used (where End picks the last
+            // process, as a menu does).
+            b.run("document.activeElement.blur();", json!([]))
+                .expect("blur");
+            b.keys(&[key::END], false).expect("keys");
+            let (heading_shown, vmas, _) = shown(&b);
+            assert!(
+                heading_shown.starts_with(&heading(last)),
+                "{name}: End in process {pid}: {heading_shown}"
+            );
+            assert_eq!(
+                last["map_count"].as_u64(),
+                Some(vmas),
+                "{name}: process {pid}'s VMAs after its last call"
+            );
+        }
+        if *pid != spaces[0].0 {
+            b.screenshot(&shots_dir().join(format!("{name}-{i}.png")))
+                .expect("screenshot");
+        }
+    }
+    assert_eq!(errors(&b), Vec::<String>::new(), "{name}: script errors");
+}
+
 /// 10,000 calls: every 10th selected.
 #[test]
 #[ignore = "needs the pages the guest makes: make test runs it"]
