@@ -3709,6 +3709,24 @@ fn check_chain(what: &str, nodes: &Value, chain: &[&str]) -> TestResult {
     Ok(())
 }
 
+/// Where the pages of `mmscope trace --html` go for the host's browser tests
+/// (tools/tests/browser.rs): `MMSCOPE_OUT/pages` (`/tmp/pages` without it), made if need be.
+fn pages_dir() -> Result<std::path::PathBuf, Outcome> {
+    let out = std::env::var("MMSCOPE_OUT").unwrap_or_else(|_| "/tmp".to_string());
+    let pages = std::path::Path::new(&out).join("pages");
+    std::fs::create_dir_all(&pages).context("create the pages' directory")?;
+    Ok(pages)
+}
+
+/// Keeps the JSON trace `trace` of page `name` beside it in `pages`, gzip-compressed
+/// (`NAME.jsonl.gz`): the browser tests hold the page against it.
+fn keep_trace(pages: &std::path::Path, name: &str, trace: &[u8]) -> Result<(), Outcome> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, trace).context("compress the trace")?;
+    let gz = gz.finish().context("compress the trace")?;
+    std::fs::write(pages.join(format!("{name}.jsonl.gz")), gz).context("write the trace")
+}
+
 /// `mmscope trace --kernel`: each call of `demo/kernelpaths.c` shows the kernel functions the
 /// 7.3 source says it runs (each chain below with where in the source the calls are), the
 /// page faults between the calls show the fault path, and calls that do something else do not
@@ -3717,9 +3735,7 @@ pub fn cli_trace_kernel() -> TestResult {
     let program = prog("kernelpaths")?;
     let path = "/tmp/mmscope-trace-kernel.json";
     // Its page too, for the browser tests on the host (tools/tests/browser.rs).
-    let out_dir = std::env::var("MMSCOPE_OUT").unwrap_or_else(|_| "/tmp".to_string());
-    let pages = std::path::Path::new(&out_dir).join("pages");
-    std::fs::create_dir_all(&pages).context("create the pages' directory")?;
+    let pages = pages_dir()?;
     let page = pages.join("kernelpaths.html");
     let out = output(mmscope(&[
         "trace",
@@ -3756,10 +3772,7 @@ pub fn cli_trace_kernel() -> TestResult {
     let at = |key: &str| did[key].as_u64().unwrap_or(0);
     let events = trace_lines(path)?;
     let trace = std::fs::read(path).context("read the trace")?;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &trace).context("compress the trace")?;
-    let gz = gz.finish().context("compress the trace")?;
-    std::fs::write(pages.join("kernelpaths.jsonl.gz"), gz).context("write the trace")?;
+    keep_trace(&pages, "kernelpaths", &trace)?;
     let page = page_size() as u64;
     let calls: Vec<&Value> = events.iter().filter(|e| e["event"] == "syscall").collect();
     // Every call has its graph, from its own entry.
@@ -4028,9 +4041,7 @@ pub fn cli_trace_kernel() -> TestResult {
 /// traces, gzip-compressed, to `MMSCOPE_OUT/pages`, where the host's browser tests
 /// (tools/tests/browser.rs) open them.
 pub fn cli_trace_html() -> TestResult {
-    let out = std::env::var("MMSCOPE_OUT").unwrap_or_else(|_| "/tmp".to_string());
-    let pages = std::path::Path::new(&out).join("pages");
-    std::fs::create_dir_all(&pages).context("create the pages' directory")?;
+    let pages = pages_dir()?;
     let heap = crate::heap::heap_dir()?;
     let thread = heap.join("glibc/thread").to_string_lossy().into_owned();
     let sort = "/usr/bin/sort";
@@ -4117,10 +4128,7 @@ pub fn cli_trace_html() -> TestResult {
             std::fs::read(&again).context("read the report's page")? == page.as_bytes(),
             "{name}: mmscope report made the page --html made"
         );
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        std::io::Write::write_all(&mut gz, trace.as_bytes()).context("compress the trace")?;
-        let gz = gz.finish().context("compress the trace")?;
-        std::fs::write(pages.join(format!("{name}.jsonl.gz")), gz).context("write the trace")?;
+        keep_trace(&pages, name, trace.as_bytes())?;
         if name == "manysteps" {
             check!(steps >= 10_000, "manysteps made {steps} calls");
             // Its stack grew between two calls: that change is in the call after it.

@@ -69,15 +69,14 @@ async function readTrace() {
 }
 
 // One address space: a process from its exec, fork or attach on.
-function newSpace(e, how, index) {
+function newSpace(e, how) {
   const space = {
-    index,
     pid: e.pid,
     how,
     start: e,
     cols: [{
-      step: null, time: 0, brk: e.brk, startBrk: e.start_brk, heap: e.heap_bytes, anon: e.anon_bytes,
-      rss: e.rss ? e.rss.anon : null, rssAll: e.rss, mapCount: e.map_count, live: e.vmas.length,
+      step: null, time: 0, brk: e.brk, heap: e.heap_bytes, anon: e.anon_bytes,
+      rss: e.rss ? e.rss.anon : null, mapCount: e.map_count,
     }],
     vmas: [], // lives: {start, end, perms, kind, name, from, to}
     live: [],
@@ -95,7 +94,7 @@ function newSpace(e, how, index) {
 }
 
 function addLife(space, v, col) {
-  const life = { start: v.start, end: v.end, perms: v.perms, kind: v.kind, name: v.name || '', from: col, to: Infinity, v };
+  const life = { start: v.start, end: v.end, perms: v.perms, kind: v.kind, name: v.name || '', from: col, to: Infinity };
   space.vmas.push(life);
   space.live.push(life);
 }
@@ -116,8 +115,7 @@ function buildModel(events) {
   for (const e of events) {
     switch (e.event) {
       case 'exec': case 'attach': case 'fork': {
-        const s = newSpace(e, e.event, spaces.length);
-        if (e.event === 'fork') s.parent = e.parent;
+        const s = newSpace(e, e.event);
         spaces.push(s);
         byPid.set(e.pid, s);
         break;
@@ -144,9 +142,8 @@ function buildModel(events) {
         const prev = s.cols[col - 1];
         if (col === 1) prev.time = e.time_us || 0;
         s.cols.push({
-          step: e, time: Math.max(prev.time, e.time_us || 0), brk: e.brk_after, startBrk: e.start_brk,
-          heap: e.heap_bytes, anon: e.anon_bytes, rss: e.rss ? e.rss.anon : null, rssAll: e.rss,
-          mapCount: e.map_count, live: s.live.length,
+          step: e, time: Math.max(prev.time, e.time_us || 0), brk: e.brk_after,
+          heap: e.heap_bytes, anon: e.anon_bytes, rss: e.rss ? e.rss.anon : null, mapCount: e.map_count,
         });
         for (const r of s.pendingBefore) r.col = col;
         s.pendingBefore = [];
@@ -170,7 +167,6 @@ function buildModel(events) {
   if (spaces.length) spaces[0].cols[0].time = 0;
   for (const s of spaces) {
     for (const r of s.pendingBefore) r.col = s.cols.length - 1;
-    s.end = s.cols.length; // the lives still open end after the last column
   }
   return { spaces, summary, steps, events: events.length };
 }
@@ -845,7 +841,6 @@ function tip(ev, px, py) {
 // ---- start ----
 
 async function main() {
-  const t0 = performance.now();
   const events = await readTrace();
   const model = buildModel(events);
   view.model = model;
@@ -877,7 +872,6 @@ async function main() {
       return true;
     });
   }
-  document.body.dataset.loadMs = Math.round(performance.now() - t0);
   document.body.dataset.readyAt = Math.round(performance.now());
   document.body.dataset.ready = '1';
 }
